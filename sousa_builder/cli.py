@@ -1,0 +1,125 @@
+"""The `sousa-builder` command: a thin layer over the package, one function per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from datasets.utils.py_utils import convert_file_size_to_int
+
+from .builder import config_names
+from .errors import SousaError
+from .prepare import PrepareResult, prepare
+from .sample import make_sample
+
+logger = logging.getLogger("sousa_builder")
+
+EXAMPLES = """examples:
+  sousa-builder sample ./demo-data
+  sousa-builder prepare ./demo-data --out ./build/sousa
+  sousa-builder prepare output/dataset --out build/sousa --configs midi_only labels_only --num-proc 2
+"""
+
+
+def _size(text: str) -> int:
+    try:
+        return convert_file_size_to_int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 500MB, 2GB or 1000000") from err
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sousa-builder",
+        description="Turn a SOUSA output directory into a Hugging Face dataset.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sample = commands.add_parser("sample", help="write a small SOUSA-layout dataset (real FLAC and MIDI)")
+    sample.add_argument("out", help="folder to write (must not exist, or be empty)")
+    sample.add_argument("--profiles", type=_positive, default=3, help="player profiles (default 3: no validation split)")
+    sample.add_argument("--rudiments", type=_positive, default=3, help="rudiments per profile (1-6, default 3)")
+    sample.add_argument("--augmentations", type=_positive, default=2, help="audio variants per performance (1-5)")
+    sample.add_argument("--tempos", type=_positive, default=1, help="tempos per rudiment (default 1)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--flat", action="store_true", help="older media layout: audio/<id>.flac, midi/<id>.mid")
+    sample.add_argument("--overwrite", action="store_true", help="replace OUT if it already holds files")
+    sample.set_defaults(run=_run_sample)
+
+    prep = commands.add_parser(
+        "prepare", help="build the configs to Parquet in the Hub layout, with a README",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prep.add_argument("data_dir", help="the SOUSA output directory (the generator's output/dataset)")
+    prep.add_argument("--out", required=True, help="folder to write; an earlier output there is replaced when done")
+    prep.add_argument("--configs", nargs="+", choices=config_names(), help="configs to build (default: all)")
+    prep.add_argument("--num-proc", type=_positive, default=None, help="processes per split (default 1)")
+    prep.add_argument("--max-shard-size", type=_size, default=None, help="largest Parquet shard (default 500MB)")
+    prep.set_defaults(run=_run_prepare)
+    return parser
+
+
+def _run_sample(args: argparse.Namespace) -> None:
+    out = make_sample(
+        args.out, profiles=args.profiles, rudiments=args.rudiments, augmentations=args.augmentations,
+        tempos=args.tempos, seed=args.seed, flat=args.flat, overwrite=args.overwrite,
+    )
+    print(f"wrote a sample SOUSA dataset to {out}")
+
+
+def _run_prepare(args: argparse.Namespace) -> None:
+    result = prepare(
+        args.data_dir, args.out, configs=args.configs, num_proc=args.num_proc, max_shard_size=args.max_shard_size
+    )
+    print(format_summary(result))
+
+
+def format_summary(result: PrepareResult) -> str:
+    """A table of rows, shards and bytes per config and split."""
+    lines = [f"{'config':<12} {'split':<11} {'rows':>8} {'shards':>7} {'bytes':>14}"]
+    for name, splits in result.configs.items():
+        for split, output in splits.items():
+            size = sum((result.out / f).stat().st_size for f in output.files)
+            lines.append(f"{name:<12} {split:<11} {output.num_examples:>8} {len(output.files):>7} {size:>14,}")
+    verb = "replaced" if result.replaced_previous else "wrote"
+    lines.append(f"{verb} {result.out} in {result.seconds:.1f} s")
+    return "\n".join(lines)
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """Our own error behind datasets' DatasetGenerationError wrapper, if there is one."""
+    while not isinstance(error, SousaError) and error.__cause__ is not None:
+        error = error.__cause__
+    return error
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted; nothing was replaced", file=sys.stderr)
+        return 130
+    except Exception as error:
+        cause = _root_cause(error)
+        if not isinstance(cause, (SousaError, ValueError)):
+            raise
+        print(f"sousa-builder {args.command}: error: {cause}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

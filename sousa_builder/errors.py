@@ -1,0 +1,22 @@
+"""Every exception sousa-builder raises on purpose, in one place.
+
+Each inherits `SousaError` (catch that to catch them all) and the built-in it resembles.
+"""
+
+from __future__ import annotations
+
+
+class SousaError(Exception):
+    """Base class of sousa-builder's own errors; the CLI turns them into a message and exit code 1."""
+
+
+class SourceNotFoundError(SousaError, FileNotFoundError):
+    """No SOUSA dataset at the directory (or directories) looked at."""
+
+
+class SourceFormatError(SousaError, ValueError):
+    """The SOUSA directory is there but its labels, splits or media are unusable as they are."""
+
+
+class OutputExistsError(SousaError, FileExistsError):
+    """The output folder holds something that is not an earlier sousa-builder output."""

@@ -1,0 +1,182 @@
+"""Prepare a SOUSA directory as Parquet shards in the Hub layout, with a README that describes them.
+
+```
+OUT/README.md
+OUT/{config}/{split}-NNNNN-of-NNNNN.parquet
+OUT/auxiliary/strokes.parquet, OUT/auxiliary/measures.parquet
+```
+Everything is built in a staging folder next to OUT; OUT is replaced only once the new output is
+complete, so an interrupted or refused run leaves the previous OUT as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from datasets import DatasetInfo
+
+from .builder import Sousa, config_names
+from .card import prepared_card
+from .errors import OutputExistsError
+from .source import LABEL_FILES, MEASURES_SCHEMA, STROKES_SCHEMA, SousaSource, read_label_table
+
+logger = logging.getLogger(__name__)
+
+AUXILIARY_DIR = "auxiliary"
+AUXILIARY_TABLES = {"strokes": STROKES_SCHEMA, "measures": MEASURES_SCHEMA}
+
+
+@dataclass
+class SplitOutput:
+    """One prepared split: its row count, Arrow size and shard files (relative to OUT)."""
+
+    num_examples: int
+    num_bytes: int
+    files: list[str]
+
+
+@dataclass
+class PrepareResult:
+    """What `prepare` wrote."""
+
+    out: Path
+    configs: dict[str, dict[str, SplitOutput]] = field(default_factory=dict)
+    seconds: float = 0.0
+    replaced_previous: bool = False
+
+    def file_bytes(self, config_name: str) -> int:
+        return sum((self.out / f).stat().st_size for split in self.configs[config_name].values() for f in split.files)
+
+
+def prepare(
+    data_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    configs: Sequence[str] | None = None,
+    num_proc: int | None = None,
+    max_shard_size: int | str | None = None,
+    samples_per_shard: int | None = None,
+) -> PrepareResult:
+    """Build the chosen configs (default: all) of the SOUSA directory `data_dir` into `out`.
+
+    The source is checked first; nothing is written when it is refused. An existing `out` is
+    replaced only if it is an earlier output of this command (or empty).
+    """
+    started = time.perf_counter()
+    names = _checked_config_names(configs)
+    out = Path(out).absolute()
+    previous = _previous_output(out)
+    source = SousaSource.open(data_dir)
+    specs = [Sousa.builder_configs[name] for name in names]
+    source.check_media(with_midi=any(s.with_midi for s in specs), with_audio=any(s.with_audio for s in specs))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    result = PrepareResult(out=out, replaced_previous=previous)
+    try:
+        infos = {}
+        for name in names:
+            infos[name], result.configs[name] = _prepare_config(
+                source, name, staging, num_proc, max_shard_size, samples_per_shard
+            )
+        _write_auxiliary(source, staging / AUXILIARY_DIR)
+        prepared_card(infos).save(staging / "README.md")
+        shutil.rmtree(staging / ".cache")
+        _replace(out, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _checked_config_names(configs: Sequence[str] | None) -> list[str]:
+    known = config_names()
+    if not configs:
+        return known
+    unknown = [name for name in configs if name not in known]
+    if unknown:
+        raise ValueError(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(known)}")
+    return [name for name in known if name in configs]
+
+
+def _previous_output(out: Path) -> bool:
+    """Whether `out` holds an earlier output (True) or nothing (False); refuse anything else."""
+    if not out.exists():
+        return False
+    if not out.is_dir():
+        raise OutputExistsError(f"{out} exists and is not a folder; choose another --out")
+    ours = {"README.md", ".gitattributes", AUXILIARY_DIR, *config_names()}
+    foreign = sorted(entry.name for entry in out.iterdir() if entry.name not in ours)
+    if foreign:
+        raise OutputExistsError(
+            f"{out} holds files that are not a prepared SOUSA folder ({', '.join(foreign[:5])}); "
+            "choose another --out, or empty it yourself"
+        )
+    return any(out.iterdir())
+
+
+def _prepare_config(
+    source: SousaSource,
+    name: str,
+    staging: Path,
+    num_proc: int | None,
+    max_shard_size: int | str | None,
+    samples_per_shard: int | None,
+) -> tuple[DatasetInfo, dict[str, SplitOutput]]:
+    """Run `download_and_prepare(file_format="parquet")` for one config; move its shards into the Hub layout."""
+    build_dir = staging / ".cache" / f"{name}-parquet"
+    options = {"samples_per_shard": samples_per_shard} if samples_per_shard else {}
+    builder = Sousa(config_name=name, data_dir=str(source.root), cache_dir=str(staging / ".cache"), **options)
+    builder.download_and_prepare(
+        output_dir=str(build_dir), file_format="parquet", num_proc=num_proc, max_shard_size=max_shard_size
+    )
+    (staging / name).mkdir()
+    splits = {}
+    for split, split_info in builder.info.splits.items():
+        shards = sorted(build_dir.glob(f"{builder.dataset_name}-{split}.parquet")) or sorted(
+            build_dir.glob(f"{builder.dataset_name}-{split}-*-of-*.parquet")
+        )
+        files = []
+        for index, shard in enumerate(shards):
+            relative = f"{name}/{split}-{index:05d}-of-{len(shards):05d}.parquet"
+            shard.rename(staging / relative)
+            files.append(relative)
+        splits[split] = SplitOutput(split_info.num_examples, split_info.num_bytes, files)
+    info = DatasetInfo(
+        features=builder.info.features,
+        splits=builder.info.splits,
+        download_size=sum((staging / f).stat().st_size for s in splits.values() for f in s.files),
+        dataset_size=sum(s.num_bytes for s in splits.values()),
+    )
+    return info, splits
+
+
+def _write_auxiliary(source: SousaSource, folder: Path) -> None:
+    """The flat stroke and measure tables of the prepared samples, sorted by (sample_id, index)."""
+    folder.mkdir()
+    sample_ids = source.rows["sample_id"].combine_chunks()
+    for name, schema in AUXILIARY_TABLES.items():
+        table = read_label_table(source.root / LABEL_FILES[name], schema, sample_ids)
+        table = table.sort_by([("sample_id", "ascending"), ("index", "ascending")])
+        pq.write_table(table, folder / f"{name}.parquet")
+
+
+def _replace(out: Path, staging: Path) -> None:
+    """Put the complete `staging` folder in place of `out`."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    retired.rmdir()
+    out.rename(retired)
+    staging.rename(out)
+    shutil.rmtree(retired)
+    logger.info("replaced the previous %s", out)

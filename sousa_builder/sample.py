@@ -1,0 +1,332 @@
+"""Write a small SOUSA-layout dataset: real FLAC, real MIDI, consistent labels.
+
+It reproduces the quirks of real generator output that the builder has to handle: MIDI only for
+the first augmentation of a group, NaN-coded nullables, all-null `aug_bit_depth` /
+`aug_sample_rate` columns of Arrow type null, large_string columns, label files in several row
+groups, and (with 3 profiles or fewer) an empty validation split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import mido
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import soundfile as sf
+
+from .errors import OutputExistsError
+from .features import SAMPLING_RATE
+
+logger = logging.getLogger(__name__)
+
+TIERS = ("beginner", "intermediate", "advanced", "professional")
+# Timing spread (ms) and velocity spread per tier, and the centre of its exercise scores.
+TIER_TIMING_SD = {"beginner": 18.0, "intermediate": 11.0, "advanced": 6.0, "professional": 3.0}
+TIER_VELOCITY_SD = {"beginner": 14.0, "intermediate": 9.0, "advanced": 6.0, "professional": 3.0}
+TIER_SCORE = {"beginner": 45.0, "intermediate": 60.0, "advanced": 75.0, "professional": 88.0}
+PRESETS = (("blackpea", "marchingfield"), ("generaluser", "studio"), ("marching", "garage"),
+           ("fluidr3", "concerthall"), ("arachno", "practiceroom"))
+SNARE_NOTE = 38
+TAIL_SEC = 0.5  # real output lasts duration_sec + 0.5 s
+
+
+@dataclass(frozen=True)
+class Stroke:
+    """One stroke of a rudiment pattern, for a right-handed player."""
+
+    beat: float
+    hand: str
+    kind: str = "tap"
+    accent: bool = False
+    diddle_position: int | None = None
+    buzz: bool = False
+    flam: bool = False  # preceded by a grace note from the other hand
+
+
+@dataclass(frozen=True)
+class Rudiment:
+    slug: str
+    beats_per_cycle: int
+    pattern: tuple[Stroke, ...]
+
+    @property
+    def has_flams(self) -> bool:
+        return any(s.flam for s in self.pattern)
+
+    @property
+    def has_diddles(self) -> bool:
+        return any(s.diddle_position is not None for s in self.pattern)
+
+    @property
+    def is_roll(self) -> bool:
+        return "roll" in self.slug
+
+
+def _diddles(hands: str, step: float) -> tuple[Stroke, ...]:
+    return tuple(Stroke(i * step, h, "diddle", diddle_position=i % 2) for i, h in enumerate(hands))
+
+
+RUDIMENTS = (
+    Rudiment("single_stroke_roll", 2, tuple(Stroke(i * 0.5, "RL"[i % 2]) for i in range(4))),
+    Rudiment("double_stroke_open_roll", 2, _diddles("RRLLRRLL", 0.25)),
+    Rudiment("single_paradiddle", 2, tuple(
+        Stroke(i * 0.25, h, "accent" if i % 4 == 0 else ("diddle" if i % 4 >= 2 else "tap"),
+               accent=i % 4 == 0, diddle_position=(i % 4 - 2) if i % 4 >= 2 else None)
+        for i, h in enumerate("RLRRLRLL"))),
+    Rudiment("flam", 2, (Stroke(0.0, "R", "accent", accent=True, flam=True),
+                         Stroke(1.0, "L", "accent", accent=True, flam=True))),
+    Rudiment("multiple_bounce_roll", 1, tuple(Stroke(i * 0.5, "RL"[i % 2], "buzz", buzz=True) for i in range(2))),
+    Rudiment("single_stroke_four", 2, tuple(
+        Stroke(b, h, "accent" if i == 3 else "tap", accent=i == 3)
+        for i, (b, h) in enumerate(zip((0, 1 / 3, 2 / 3, 1), "RLRL")))),
+)
+
+
+def make_sample(
+    out: str | Path,
+    profiles: int = 3,
+    rudiments: int = 3,
+    augmentations: int = 2,
+    tempos: int = 1,
+    seed: int = 0,
+    flat: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Write a sample SOUSA dataset to `out` and return its path.
+
+    `profiles * rudiments * tempos * augmentations` samples. `flat` uses the older media layout
+    (`audio/<id>.flac`) instead of `audio/<slug>/<id>.flac`. An existing non-empty `out` is
+    refused unless `overwrite`.
+    """
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise OutputExistsError(f"{out} exists and is not empty; pass overwrite (--overwrite) to replace it")
+        shutil.rmtree(out)
+    if not 1 <= rudiments <= len(RUDIMENTS):
+        raise ValueError(f"rudiments must be 1-{len(RUDIMENTS)}, got {rudiments}")
+    if not 1 <= augmentations <= len(PRESETS):
+        raise ValueError(f"augmentations must be 1-{len(PRESETS)}, got {augmentations}")
+    if profiles < 1 or tempos < 1:
+        raise ValueError("profiles and tempos must be at least 1")
+
+    rng = random.Random(seed)
+    nprng = np.random.default_rng(seed)
+    tables: dict[str, list[dict]] = {"samples": [], "exercises": [], "strokes": [], "measures": []}
+    profile_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(profiles)]
+    for p, profile_id in enumerate(profile_ids):
+        tier = TIERS[p % len(TIERS)]
+        hand = "left" if p % 5 == 4 else "right"
+        for rudiment in RUDIMENTS[:rudiments]:
+            for _ in range(tempos):
+                tempo = rng.randrange(90, 181, 2)
+                group_id = f"{tier[:3]}{p:03d}_{rudiment.slug}_{tempo}bpm"
+                strokes = _perform(rudiment, tempo, tier, hand, rng)
+                measures = _measures(strokes, tempo, rudiment)
+                scores = _scores(rudiment, tier, rng)
+                for a, (soundfont, preset) in enumerate(PRESETS[:augmentations]):
+                    sample_id = f"{group_id}_{soundfont}_{preset}"
+                    media_dir = "" if flat else f"{rudiment.slug}/"
+                    audio_path = f"audio/{media_dir}{sample_id}.flac"
+                    midi_path = f"midi/{media_dir}{sample_id}.mid" if a == 0 else None
+                    duration = 8 * 60.0 / tempo  # two 4/4 measures
+                    _write_flac(out / audio_path, strokes, duration, a, nprng)
+                    if midi_path:
+                        _write_midi(out / midi_path, strokes, tempo)
+                    tables["samples"].append(dict(
+                        sample_id=sample_id, profile_id=profile_id, rudiment_slug=rudiment.slug,
+                        tempo_bpm=tempo, duration_sec=duration, num_cycles=8 // rudiment.beats_per_cycle,
+                        skill_tier=tier, skill_tier_binary="novice" if tier in TIERS[:2] else "skilled",
+                        dominant_hand=hand, midi_path=midi_path, audio_path=audio_path,
+                        num_strokes=len(strokes), num_measures=len(measures), soundfont=soundfont,
+                        augmentation_preset=preset, augmentation_group_id=group_id,
+                        aug_soundfont=soundfont, aug_room_type=preset, aug_room_wet_dry=round(0.1 * a, 2),
+                        aug_mic_distance=1.0 + a, aug_mic_type="dynamic" if a % 2 else "condenser",
+                        aug_compression_ratio=1.0 + a, aug_noise_level_db=-70.0 + 5 * a,
+                        aug_bit_depth=None, aug_sample_rate=None,
+                    ))
+                    tables["exercises"].append({"sample_id": sample_id, **scores})
+                    tables["strokes"] += [{"sample_id": sample_id, **s} for s in strokes]
+                    tables["measures"] += [{"sample_id": sample_id, **m} for m in measures]
+    _write_labels(out, tables)
+    _write_splits(out, profile_ids, tables["samples"])
+    logger.info("wrote %d samples to %s", len(tables["samples"]), out)
+    return out
+
+
+def _perform(rudiment: Rudiment, tempo: int, tier: str, hand: str, rng: random.Random) -> list[dict]:
+    """Stroke label rows for two 4/4 measures of the rudiment, played by a player of `tier`."""
+    beat_ms = 60_000.0 / tempo
+    swap = {"R": "L", "L": "R"} if hand == "left" else {"R": "R", "L": "L"}
+    rows: list[dict] = []
+
+    def add(kind: str, hand_: str, intended: float, velocity: int, **extra) -> None:
+        actual = intended + rng.gauss(0.0, TIER_TIMING_SD[tier])
+        played = int(min(127, max(1, round(velocity + rng.gauss(0.0, TIER_VELOCITY_SD[tier])))))
+        rows.append(dict(
+            index=len(rows), hand=hand_, stroke_type=kind, intended_time_ms=intended, actual_time_ms=actual,
+            timing_error_ms=actual - intended, intended_velocity=velocity, actual_velocity=played,
+            velocity_error=played - velocity, is_grace_note=kind == "grace", is_accent=extra.get("accent", False),
+            diddle_position=float(extra.get("diddle_position", float("nan"))),
+            parent_stroke_index=float(extra.get("parent", float("nan"))),
+            buzz_count=float(extra.get("buzz_count", float("nan"))),
+            flam_spacing_ms=float(extra.get("flam_spacing", float("nan"))),
+        ))
+
+    for cycle in range(8 // rudiment.beats_per_cycle):
+        for stroke in rudiment.pattern:
+            intended = (cycle * rudiment.beats_per_cycle + stroke.beat) * beat_ms
+            h = swap[stroke.hand]
+            if stroke.flam:
+                spacing = rng.uniform(15.0, 40.0)
+                add("grace", swap[h], intended - spacing, 40, parent=len(rows) + 1, flam_spacing=spacing)
+            velocity = 110 if stroke.accent else 70
+            add(stroke.kind, h, intended, velocity, accent=stroke.accent,
+                **({"diddle_position": stroke.diddle_position} if stroke.diddle_position is not None else {}),
+                **({"buzz_count": rng.randint(3, 6)} if stroke.buzz else {}))
+    return rows
+
+
+def _measures(strokes: list[dict], tempo: int, rudiment: Rudiment) -> list[dict]:
+    """Measure label rows: each 4/4 measure's stroke range and its timing/velocity statistics."""
+    measure_ms = 4 * 60_000.0 / tempo
+    # A grace note belongs to the measure of the stroke it ornaments.
+    measure_of = [int((s["intended_time_ms"] + (s["flam_spacing_ms"] if s["is_grace_note"] else 0.0)) // measure_ms)
+                  for s in strokes]
+    rows = []
+    for m in range(2):
+        members = [i for i, mm in enumerate(measure_of) if mm == m]
+        chosen = [strokes[i] for i in members]
+        errors = np.array([s["timing_error_ms"] for s in chosen])
+        velocities = np.array([s["actual_velocity"] for s in chosen], dtype=float)
+        by_hand = {h: [s for s in chosen if s["hand"] == h] for h in "LR"}
+        two_handed = all(by_hand.values())
+        rows.append(dict(
+            index=m, stroke_start=members[0], stroke_end=members[-1] + 1,
+            timing_mean_error_ms=float(errors.mean()), timing_std_ms=float(errors.std()),
+            timing_max_error_ms=float(np.abs(errors).max()), velocity_mean=float(velocities.mean()),
+            velocity_std=float(velocities.std()), velocity_consistency=float(max(0.0, 100.0 - velocities.std())),
+            lr_velocity_ratio=float(np.mean([s["actual_velocity"] for s in by_hand["L"]])
+                                    / np.mean([s["actual_velocity"] for s in by_hand["R"]]))
+            if two_handed else float("nan"),
+            lr_timing_diff_ms=float(np.mean([s["timing_error_ms"] for s in by_hand["L"]])
+                                    - np.mean([s["timing_error_ms"] for s in by_hand["R"]]))
+            if two_handed else float("nan"),
+        ))
+    return rows
+
+
+def _scores(rudiment: Rudiment, tier: str, rng: random.Random) -> dict:
+    def score() -> float:
+        return round(min(100.0, max(0.0, rng.gauss(TIER_SCORE[tier], 6.0))), 3)
+
+    names = ("timing_accuracy", "timing_consistency", "tempo_stability", "subdivision_evenness",
+             "velocity_control", "accent_differentiation", "accent_accuracy", "hand_balance", "weak_hand_index")
+    scores = {name: score() for name in names}
+    scores["flam_quality"] = score() if rudiment.has_flams else float("nan")
+    scores["diddle_quality"] = score() if rudiment.has_diddles else float("nan")
+    scores["roll_sustain"] = score() if rudiment.is_roll else float("nan")
+    scores["groove_feel_proxy"] = round(rng.uniform(0.2, 1.0), 4)
+    scores["overall_score"] = round(float(np.mean([scores[n] for n in names])), 3)
+    scores["tier_confidence"] = round(rng.uniform(0.5, 1.0), 4)
+    return scores
+
+
+def _onsets_sec(strokes: list[dict]) -> list[tuple[float, int]]:
+    """(seconds, velocity) of each stroke, shifted so that the earliest is at or after 0."""
+    lead = max(0.0, -min(s["actual_time_ms"] for s in strokes))
+    return [((s["actual_time_ms"] + lead) / 1000.0, s["actual_velocity"]) for s in strokes]
+
+
+def _write_flac(path: Path, strokes: list[dict], duration: float, variant: int, rng: np.random.Generator) -> None:
+    """Render the strokes as snare-like hits (decaying noise + a low body tone), stereo PCM_24."""
+    frames = int(round((duration + TAIL_SEC) * SAMPLING_RATE))
+    t = np.arange(int(0.12 * SAMPLING_RATE)) / SAMPLING_RATE
+    decay = 0.012 + 0.004 * variant  # each augmentation sounds a little different
+    hit = rng.standard_normal(t.size) * np.exp(-t / decay) + 0.6 * np.sin(2 * np.pi * 190 * t) * np.exp(-t / 0.03)
+    signal = np.zeros(frames)
+    for onset, velocity in _onsets_sec(strokes):
+        start = int(onset * SAMPLING_RATE)
+        end = min(frames, start + hit.size)
+        signal[start:end] += (velocity / 127.0) ** 2 * hit[: end - start]
+    signal *= 0.5 / max(1e-9, float(np.abs(signal).max()))
+    stereo = np.stack([signal, signal * (0.9 - 0.05 * variant)], axis=1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, stereo, SAMPLING_RATE, subtype="PCM_24", format="FLAC")
+
+
+def _write_midi(path: Path, strokes: list[dict], tempo: int) -> None:
+    """Type 1, 480 PPQ: tempo and time signature in track 0, snare notes in track 1."""
+    ticks_per_beat = 480
+    midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
+    meta = mido.MidiTrack([
+        mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo), time=0),
+        mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
+    ])
+    events = []
+    for onset, velocity in _onsets_sec(strokes):
+        tick = round(onset * tempo / 60.0 * ticks_per_beat)
+        events.append((tick, 1, mido.Message("note_on", channel=9, note=SNARE_NOTE, velocity=velocity)))
+        events.append((tick + 20, 0, mido.Message("note_off", channel=9, note=SNARE_NOTE, velocity=0)))
+    notes, now = mido.MidiTrack(), 0
+    for tick, _, message in sorted(events, key=lambda e: (e[0], e[1])):
+        notes.append(message.copy(time=tick - now))
+        now = tick
+    midi.tracks += [meta, notes]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    midi.save(path)
+
+
+_LS, _I, _F, _B, _NULL = pa.large_string(), pa.int64(), pa.float64(), pa.bool_(), pa.null()
+_SOURCE_SCHEMAS = {
+    "samples": pa.schema([
+        ("sample_id", _LS), ("profile_id", _LS), ("rudiment_slug", _LS), ("tempo_bpm", _I), ("duration_sec", _F),
+        ("num_cycles", _I), ("skill_tier", _LS), ("skill_tier_binary", _LS), ("dominant_hand", _LS),
+        ("midi_path", _LS), ("audio_path", _LS), ("num_strokes", _I), ("num_measures", _I), ("soundfont", _LS),
+        ("augmentation_preset", _LS), ("augmentation_group_id", _LS), ("aug_soundfont", _LS),
+        ("aug_room_type", _LS), ("aug_room_wet_dry", _F), ("aug_mic_distance", _F), ("aug_mic_type", _LS),
+        ("aug_compression_ratio", _F), ("aug_noise_level_db", _F), ("aug_bit_depth", _NULL),
+        ("aug_sample_rate", _NULL),
+    ]),
+    "exercises": pa.schema([("sample_id", _LS)] + [(n, _F) for n in (
+        "timing_accuracy", "timing_consistency", "tempo_stability", "subdivision_evenness", "velocity_control",
+        "accent_differentiation", "accent_accuracy", "hand_balance", "weak_hand_index", "flam_quality",
+        "diddle_quality", "roll_sustain", "groove_feel_proxy", "overall_score", "tier_confidence")]),
+    "strokes": pa.schema([
+        ("sample_id", _LS), ("index", _I), ("hand", _LS), ("stroke_type", _LS), ("intended_time_ms", _F),
+        ("actual_time_ms", _F), ("timing_error_ms", _F), ("intended_velocity", _I), ("actual_velocity", _I),
+        ("velocity_error", _I), ("is_grace_note", _B), ("is_accent", _B), ("diddle_position", _F),
+        ("parent_stroke_index", _F), ("buzz_count", _F), ("flam_spacing_ms", _F),
+    ]),
+    "measures": pa.schema([("sample_id", _LS), ("index", _I), ("stroke_start", _I), ("stroke_end", _I)] + [
+        (n, _F) for n in ("timing_mean_error_ms", "timing_std_ms", "timing_max_error_ms", "velocity_mean",
+                          "velocity_std", "velocity_consistency", "lr_velocity_ratio", "lr_timing_diff_ms")]),
+}
+
+
+def _write_labels(out: Path, tables: dict[str, list[dict]]) -> None:
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    for name, rows in tables.items():
+        table = pa.Table.from_pylist(rows, schema=_SOURCE_SCHEMAS[name])
+        # Upstream appends in batches: several row groups per file.
+        pq.write_table(table, out / "labels" / f"{name}.parquet", row_group_size=max(1, table.num_rows // 3 + 1))
+
+
+def _write_splits(out: Path, profile_ids: list[str], samples: list[dict]) -> None:
+    """train gets all but the last profiles; with 4+ profiles one goes to validation and one to test."""
+    n = len(profile_ids)
+    n_val, n_test = (1, 1) if n >= 4 else (0, 1 if n >= 2 else 0)
+    train, val, test = profile_ids[: n - n_val - n_test], profile_ids[n - n_val - n_test: n - n_test], \
+        profile_ids[n - n_test:]
+    stats = {f"{key}_samples": sum(s["profile_id"] in ids for s in samples)
+             for key, ids in (("train", train), ("val", val), ("test", test))}
+    document = {"train_profile_ids": train, "val_profile_ids": val, "test_profile_ids": test, "stats": stats}
+    (out / "splits.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,309 @@
+"""Read a SOUSA output directory into checked, typed label tables.
+
+Everything the builder refuses is refused here, before any output is written: missing or
+malformed label files and splits.json, duplicate samples, samples without a split or without
+exercise scores, and media paths that are missing, unreadable or outside the dataset root.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import SourceFormatError, SourceNotFoundError
+from .features import MEASURE_FIELDS, SAMPLE_COLUMNS, SCORE_COLUMNS, STROKE_FIELDS
+
+logger = logging.getLogger(__name__)
+
+DATA_DIR_ENV = "SOUSA_DATA_DIR"
+DEFAULT_DATA_DIR = Path("output") / "dataset"  # where the SOUSA generator writes by default
+
+LABEL_FILES = {
+    "samples": "labels/samples.parquet",
+    "exercises": "labels/exercises.parquet",
+    "strokes": "labels/strokes.parquet",
+    "measures": "labels/measures.parquet",
+}
+SPLITS_FILE = "splits.json"
+# Split name -> its key in splits.json, in the order splits are written.
+SPLIT_KEYS = {"train": "train_profile_ids", "validation": "val_profile_ids", "test": "test_profile_ids"}
+MEDIA_PATH_COLUMNS = ("audio_path", "midi_path")
+# How many offending items an error message lists before "and N more".
+SHOWN = 5
+
+_ID = ("sample_id", pa.string())
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """A candidate SOUSA directory and how it was chosen (for error messages)."""
+
+    path: Path
+    origin: str
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> DataDir:
+    """`data_dir` if given, else `$SOUSA_DATA_DIR`, else `./output/dataset`, made absolute."""
+    if data_dir is not None:
+        return DataDir(Path(data_dir).expanduser().absolute(), "the data_dir argument")
+    if os.environ.get(DATA_DIR_ENV):
+        return DataDir(Path(os.environ[DATA_DIR_ENV]).expanduser().absolute(), f"${DATA_DIR_ENV}")
+    return DataDir(DEFAULT_DATA_DIR.absolute(), f"the default ./{DEFAULT_DATA_DIR} (no data_dir, ${DATA_DIR_ENV} unset)")
+
+
+def listing(items: Sequence[str], shown: int = SHOWN) -> str:
+    """'a, b, c and 4 more': a short, bounded list for error messages."""
+    head = ", ".join(str(item) for item in items[:shown])
+    return head if len(items) <= shown else f"{head} and {len(items) - shown} more"
+
+
+def _arrow_type(feature) -> pa.DataType:
+    return feature.pa_type if hasattr(feature, "pa_type") else pa.type_for_alias(feature.dtype)
+
+
+def _schema(fields: Iterable[tuple[str, object, str]]) -> pa.Schema:
+    return pa.schema([(name, _arrow_type(feature)) for name, feature, _ in fields])
+
+
+SAMPLES_SCHEMA = pa.schema([*_schema(SAMPLE_COLUMNS), *(pa.field(c, pa.string()) for c in MEDIA_PATH_COLUMNS)])
+EXERCISES_SCHEMA = pa.schema([_ID, *_schema(SCORE_COLUMNS)])
+STROKES_SCHEMA = pa.schema([_ID, *_schema(STROKE_FIELDS)])
+MEASURES_SCHEMA = pa.schema([_ID, *_schema(MEASURE_FIELDS)])
+
+
+def _normalize_column(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    """Cast one source column to its declared type; NaN becomes null (upstream's 'missing')."""
+    if pa.types.is_floating(column.type):
+        column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+    return column.cast(target)
+
+
+def read_label_table(
+    path: Path, schema: pa.Schema, filter_ids: pa.Array | None = None, optional: Sequence[str] = ()
+) -> pa.Table:
+    """Read a label file as `schema`: declared columns only, declared types, NaN as null.
+
+    `filter_ids` keeps only rows of those sample ids. Columns in `optional` may be absent
+    (they are then all null); any other missing column is an error naming the file.
+    """
+    try:
+        present = pq.read_schema(path).names
+        columns = [name for name in schema.names if name in present]
+        filters = pc.field("sample_id").isin(filter_ids) if filter_ids is not None else None
+        table = pq.read_table(path, columns=columns, filters=filters)
+    except (OSError, pa.ArrowException) as err:
+        raise SourceFormatError(f"{path}: cannot read it as Parquet ({err})") from err
+    missing = [name for name in schema.names if name not in present and name not in optional]
+    if missing:
+        raise SourceFormatError(f"{path}: missing column(s) {', '.join(missing)}")
+    normalized = []
+    for field in schema:
+        if field.name not in present:
+            normalized.append(pa.nulls(table.num_rows, field.type))
+            continue
+        try:
+            normalized.append(_normalize_column(table[field.name], field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+            raise SourceFormatError(
+                f"{path}: column {field.name!r} has type {table.schema.field(field.name).type}, "
+                f"which does not convert to {field.type} ({err})"
+            ) from err
+    return pa.Table.from_arrays(normalized, schema=schema)
+
+
+def _duplicates(column: pa.ChunkedArray) -> list[str]:
+    counts = pc.value_counts(column)
+    return sorted(counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist())
+
+
+def read_splits(root: Path) -> dict[str, str]:
+    """profile_id -> split name, from splits.json; refuses a profile listed in two splits."""
+    path = root / SPLITS_FILE
+    if not path.is_file():
+        raise SourceFormatError(f"{path}: missing; it maps each profile_id to train/validation/test")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise SourceFormatError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(document, dict):
+        raise SourceFormatError(f"{path}: expected a JSON object with {', '.join(SPLIT_KEYS.values())}")
+    split_of: dict[str, str] = {}
+    for split, key in SPLIT_KEYS.items():
+        profiles = document.get(key)
+        if not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles):
+            found = "missing" if key not in document else f"a {type(profiles).__name__}"
+            raise SourceFormatError(f"{path}: {key!r} must be a list of profile id strings, found {found}")
+        for profile in profiles:
+            if profile in split_of and split_of[profile] != split:
+                raise SourceFormatError(
+                    f"{path}: profile {profile} is listed in two splits ({split_of[profile]} and {split})"
+                )
+            split_of[profile] = split
+    return split_of
+
+
+class SousaSource:
+    """A checked SOUSA directory: one row per sample with its scores, split and media paths.
+
+    `rows` is sorted by sample_id and holds the declared sample and score columns plus `split`,
+    `audio_path` and `midi_path` (MIDI resolved through the augmentation group).
+    """
+
+    def __init__(self, root: Path, rows: pa.Table):
+        self.root = root
+        self.rows = rows
+
+    @classmethod
+    def open(cls, data_dir: str | os.PathLike | DataDir | None = None) -> SousaSource:
+        """Read and check the labels and splits of a SOUSA directory (media are checked separately)."""
+        where = data_dir if isinstance(data_dir, DataDir) else resolve_data_dir(data_dir)
+        root = where.path
+        if not (root / LABEL_FILES["samples"]).is_file():
+            raise SourceNotFoundError(
+                f"No SOUSA dataset at {root} (from {where.origin}): expected {LABEL_FILES['samples']} there. "
+                f"Point to the generator's output directory with data_dir=... (or --data-dir / the "
+                f"DATA_DIR argument on the command line), or set ${DATA_DIR_ENV}."
+            )
+        for name, relative in LABEL_FILES.items():
+            if not (root / relative).is_file():
+                raise SourceFormatError(f"{root / relative}: missing; a SOUSA dataset needs its {name} labels")
+        split_of = read_splits(root)
+
+        samples = read_label_table(root / LABEL_FILES["samples"], SAMPLES_SCHEMA)
+        _refuse_duplicates(samples["sample_id"], root / LABEL_FILES["samples"], "sample_id")
+        exercises = read_label_table(root / LABEL_FILES["exercises"], EXERCISES_SCHEMA)
+        exercises = exercises.filter(pc.is_in(exercises["sample_id"], value_set=samples["sample_id"]))
+        _refuse_duplicates(exercises["sample_id"], root / LABEL_FILES["exercises"], "exercise row for sample")
+
+        rows = samples.join(exercises, "sample_id", join_type="left outer")
+        without_scores = rows.filter(pc.invert(pc.is_in(rows["sample_id"], value_set=exercises["sample_id"])))
+        if without_scores.num_rows:
+            ids = sorted(without_scores["sample_id"].to_pylist())
+            raise SourceFormatError(
+                f"{root / LABEL_FILES['exercises']}: {len(ids)} sample(s) have no exercise scores: {listing(ids)}"
+            )
+        rows = rows.select([*SAMPLES_SCHEMA.names, *EXERCISES_SCHEMA.names[1:]]).sort_by("sample_id")
+        rows = rows.append_column("split", _splits_of(rows, split_of, root))
+        rows = rows.set_column(
+            rows.schema.get_field_index("midi_path"), "midi_path", _midi_through_groups(rows)
+        )
+        return cls(root, rows.combine_chunks())
+
+    @property
+    def split_names(self) -> list[str]:
+        """Splits that have at least one sample, in train / validation / test order."""
+        present = set(self.rows["split"].to_pylist())
+        return [split for split in SPLIT_KEYS if split in present]
+
+    def split_rows(self, split: str) -> pa.Table:
+        """The rows of one split, sorted by sample_id."""
+        return self.rows.filter(pc.equal(self.rows["split"], split))
+
+    def check_media(self, with_midi: bool, with_audio: bool) -> None:
+        """Refuse if any media file the rows need is absent, unreadable or outside the root."""
+        needed = [("midi_path", "MIDI")] * with_midi + [("audio_path", "audio")] * with_audio
+        for column, kind in needed:
+            ids, paths = self.rows["sample_id"].to_pylist(), self.rows[column].to_pylist()
+            no_path = [sid for sid, path in zip(ids, paths) if path is None]
+            if no_path:
+                what = "its augmentation group has no MIDI file" if column == "midi_path" else "audio_path is null"
+                raise SourceFormatError(f"{len(no_path)} sample(s) have no {kind} file ({what}): {listing(no_path)}")
+            problems = []
+            for sid, path in zip(ids, paths):
+                problem = media_problem(self.root, path)
+                if problem:
+                    problems.append(f"{path} (sample {sid}): {problem}")
+            if problems:
+                raise SourceFormatError(f"{self.root}: {len(problems)} {kind} file(s) unusable: {listing(problems)}")
+
+    def nested_labels(self, sample_ids: pa.Array) -> tuple[pa.ListArray, pa.ListArray]:
+        """Strokes and measures of `sample_ids` as list-of-struct arrays aligned with them."""
+        return (
+            _nest(read_label_table(self.root / LABEL_FILES["strokes"], STROKES_SCHEMA, sample_ids), sample_ids),
+            _nest(read_label_table(self.root / LABEL_FILES["measures"], MEASURES_SCHEMA, sample_ids), sample_ids),
+        )
+
+
+def _refuse_duplicates(column: pa.ChunkedArray, path: Path, what: str) -> None:
+    duplicates = _duplicates(column)
+    if duplicates:
+        raise SourceFormatError(f"{path}: duplicate {what} {listing(duplicates)}")
+
+
+def _splits_of(rows: pa.Table, split_of: dict[str, str], root: Path) -> pa.Array:
+    profiles = rows["profile_id"].to_pylist()
+    splits = [split_of.get(profile) for profile in profiles]
+    orphans = [f"{sid} (profile {p})" for sid, p, s in zip(rows["sample_id"].to_pylist(), profiles, splits) if s is None]
+    if orphans:
+        raise SourceFormatError(
+            f"{root / SPLITS_FILE}: {len(orphans)} sample(s) belong to a profile that is in no split: {listing(orphans)}"
+        )
+    return pa.array(splits, pa.string())
+
+
+def _midi_through_groups(rows: pa.Table) -> pa.Array:
+    """Each row's MIDI path, taken from its augmentation group where the row has none.
+
+    Upstream writes the .mid only for the first augmentation of a performance; the other
+    variants of the group play the identical performance.
+    """
+    groups, paths = rows["augmentation_group_id"].to_pylist(), rows["midi_path"].to_pylist()
+    group_midi: dict[str, str] = {}
+    for group, path in zip(groups, paths):  # rows are sorted by sample_id: the first file wins
+        if group is not None and path is not None:
+            group_midi.setdefault(group, path)
+    return pa.array([path or group_midi.get(group) for group, path in zip(groups, paths)], pa.string())
+
+
+def media_problem(root: Path, relative: str) -> str | None:
+    """Why `relative` cannot be read as a media file inside `root`, or None if it can."""
+    if os.path.isabs(relative):
+        return "an absolute path; media paths must be relative to the dataset root"
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        return "escapes the dataset root"
+    if not path.exists():
+        return "missing"
+    if not path.is_file():
+        return "not a regular file"
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    return None
+
+
+def read_media(root: Path, relative: str, sample_id: str) -> bytes:
+    """The bytes of one media file, with an error naming the sample and file if it fails."""
+    problem = media_problem(root, relative)
+    if problem is None:
+        try:
+            return (root / relative).read_bytes()
+        except OSError as err:
+            problem = f"unreadable ({err.strerror})"
+    raise SourceFormatError(f"{root / relative} (sample {sample_id}): {problem}")
+
+
+def _nest(table: pa.Table, sample_ids: pa.Array) -> pa.ListArray:
+    """Group per-sample label rows into one list of structs per sample id, ordered by index."""
+    position = pc.index_in(table["sample_id"], value_set=sample_ids)
+    order = pc.sort_indices(
+        pa.table({"position": position, "index": table["index"]}),
+        sort_keys=[("position", "ascending"), ("index", "ascending")],
+    )
+    table = table.take(order)
+    counts = np.bincount(pc.take(position, order).to_numpy(), minlength=len(sample_ids))
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]), pa.int32())
+    fields = table.schema.names[1:]  # all but sample_id
+    items = pa.StructArray.from_arrays([table[name].combine_chunks() for name in fields], names=fields)
+    return pa.ListArray.from_arrays(offsets, items)

@@ -52,8 +52,12 @@ class Sousa(datasets.GeneratorBasedBuilder):
 
     BUILDER_CONFIG_CLASS = SousaConfig
     BUILDER_CONFIGS = [
-        SousaConfig(name="audio", with_midi=True, with_audio=True,
-                    description="Labels + the FLAC recording (Audio) + the MIDI file bytes."),
+        SousaConfig(
+            name="audio",
+            with_midi=True,
+            with_audio=True,
+            description="Labels + the FLAC recording (Audio) + the MIDI file bytes.",
+        ),
         SousaConfig(name="midi_only", with_midi=True, description="Labels + the MIDI file bytes."),
         SousaConfig(name="labels_only", description="Metadata, exercise scores, stroke and measure labels."),
     ]
@@ -115,4 +119,3 @@ class Sousa(datasets.GeneratorBasedBuilder):
 def config_names() -> list[str]:
     """Names of the builder's configs, default first."""
     return [config.name for config in Sousa.BUILDER_CONFIGS]
-

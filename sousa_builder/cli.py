@@ -48,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="write a small SOUSA-layout dataset (real FLAC and MIDI)")
     sample.add_argument("out", help="folder to write (must not exist, or be empty)")
-    sample.add_argument("--profiles", type=_positive, default=3, help="player profiles (default 3: no validation split)")
+    sample.add_argument(
+        "--profiles", type=_positive, default=3, help="player profiles (default 3: no validation split)"
+    )
     sample.add_argument("--rudiments", type=_positive, default=3, help="rudiments per profile (1-6, default 3)")
     sample.add_argument("--augmentations", type=_positive, default=2, help="audio variants per performance (1-5)")
     sample.add_argument("--tempos", type=_positive, default=1, help="tempos per rudiment (default 1)")
@@ -58,8 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     sample.set_defaults(run=_run_sample)
 
     prep = commands.add_parser(
-        "prepare", help="build the configs to Parquet in the Hub layout, with a README",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "prepare",
+        help="build the configs to Parquet in the Hub layout, with a README",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     prep.add_argument("data_dir", help="the SOUSA output directory (the generator's output/dataset)")
     prep.add_argument("--out", required=True, help="folder to write; an earlier output there is replaced when done")
@@ -72,8 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run_sample(args: argparse.Namespace) -> None:
     out = make_sample(
-        args.out, profiles=args.profiles, rudiments=args.rudiments, augmentations=args.augmentations,
-        tempos=args.tempos, seed=args.seed, flat=args.flat, overwrite=args.overwrite,
+        args.out,
+        profiles=args.profiles,
+        rudiments=args.rudiments,
+        augmentations=args.augmentations,
+        tempos=args.tempos,
+        seed=args.seed,
+        flat=args.flat,
+        overwrite=args.overwrite,
     )
     print(f"wrote a sample SOUSA dataset to {out}")
 

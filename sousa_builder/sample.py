@@ -32,8 +32,13 @@ TIERS = ("beginner", "intermediate", "advanced", "professional")
 TIER_TIMING_SD = {"beginner": 18.0, "intermediate": 11.0, "advanced": 6.0, "professional": 3.0}
 TIER_VELOCITY_SD = {"beginner": 14.0, "intermediate": 9.0, "advanced": 6.0, "professional": 3.0}
 TIER_SCORE = {"beginner": 45.0, "intermediate": 60.0, "advanced": 75.0, "professional": 88.0}
-PRESETS = (("blackpea", "marchingfield"), ("generaluser", "studio"), ("marching", "garage"),
-           ("fluidr3", "concerthall"), ("arachno", "practiceroom"))
+PRESETS = (
+    ("blackpea", "marchingfield"),
+    ("generaluser", "studio"),
+    ("marching", "garage"),
+    ("fluidr3", "concerthall"),
+    ("arachno", "practiceroom"),
+)
 SNARE_NOTE = 38
 TAIL_SEC = 0.5  # real output lasts duration_sec + 0.5 s
 
@@ -77,16 +82,34 @@ def _diddles(hands: str, step: float) -> tuple[Stroke, ...]:
 RUDIMENTS = (
     Rudiment("single_stroke_roll", 2, tuple(Stroke(i * 0.5, "RL"[i % 2]) for i in range(4))),
     Rudiment("double_stroke_open_roll", 2, _diddles("RRLLRRLL", 0.25)),
-    Rudiment("single_paradiddle", 2, tuple(
-        Stroke(i * 0.25, h, "accent" if i % 4 == 0 else ("diddle" if i % 4 >= 2 else "tap"),
-               accent=i % 4 == 0, diddle_position=(i % 4 - 2) if i % 4 >= 2 else None)
-        for i, h in enumerate("RLRRLRLL"))),
-    Rudiment("flam", 2, (Stroke(0.0, "R", "accent", accent=True, flam=True),
-                         Stroke(1.0, "L", "accent", accent=True, flam=True))),
+    Rudiment(
+        "single_paradiddle",
+        2,
+        tuple(
+            Stroke(
+                i * 0.25,
+                h,
+                "accent" if i % 4 == 0 else ("diddle" if i % 4 >= 2 else "tap"),
+                accent=i % 4 == 0,
+                diddle_position=(i % 4 - 2) if i % 4 >= 2 else None,
+            )
+            for i, h in enumerate("RLRRLRLL")
+        ),
+    ),
+    Rudiment(
+        "flam",
+        2,
+        (Stroke(0.0, "R", "accent", accent=True, flam=True), Stroke(1.0, "L", "accent", accent=True, flam=True)),
+    ),
     Rudiment("multiple_bounce_roll", 1, tuple(Stroke(i * 0.5, "RL"[i % 2], "buzz", buzz=True) for i in range(2))),
-    Rudiment("single_stroke_four", 2, tuple(
-        Stroke(b, h, "accent" if i == 3 else "tap", accent=i == 3)
-        for i, (b, h) in enumerate(zip((0, 1 / 3, 2 / 3, 1), "RLRL")))),
+    Rudiment(
+        "single_stroke_four",
+        2,
+        tuple(
+            Stroke(b, h, "accent" if i == 3 else "tap", accent=i == 3)
+            for i, (b, h) in enumerate(zip((0, 1 / 3, 2 / 3, 1), "RLRL"))
+        ),
+    ),
 )
 
 
@@ -141,18 +164,35 @@ def make_sample(
                     _write_flac(out / audio_path, strokes, duration, a, nprng)
                     if midi_path:
                         _write_midi(out / midi_path, strokes, tempo)
-                    tables["samples"].append(dict(
-                        sample_id=sample_id, profile_id=profile_id, rudiment_slug=rudiment.slug,
-                        tempo_bpm=tempo, duration_sec=duration, num_cycles=8 // rudiment.beats_per_cycle,
-                        skill_tier=tier, skill_tier_binary="novice" if tier in TIERS[:2] else "skilled",
-                        dominant_hand=hand, midi_path=midi_path, audio_path=audio_path,
-                        num_strokes=len(strokes), num_measures=len(measures), soundfont=soundfont,
-                        augmentation_preset=preset, augmentation_group_id=group_id,
-                        aug_soundfont=soundfont, aug_room_type=preset, aug_room_wet_dry=round(0.1 * a, 2),
-                        aug_mic_distance=1.0 + a, aug_mic_type="dynamic" if a % 2 else "condenser",
-                        aug_compression_ratio=1.0 + a, aug_noise_level_db=-70.0 + 5 * a,
-                        aug_bit_depth=None, aug_sample_rate=None,
-                    ))
+                    tables["samples"].append(
+                        dict(
+                            sample_id=sample_id,
+                            profile_id=profile_id,
+                            rudiment_slug=rudiment.slug,
+                            tempo_bpm=tempo,
+                            duration_sec=duration,
+                            num_cycles=8 // rudiment.beats_per_cycle,
+                            skill_tier=tier,
+                            skill_tier_binary="novice" if tier in TIERS[:2] else "skilled",
+                            dominant_hand=hand,
+                            midi_path=midi_path,
+                            audio_path=audio_path,
+                            num_strokes=len(strokes),
+                            num_measures=len(measures),
+                            soundfont=soundfont,
+                            augmentation_preset=preset,
+                            augmentation_group_id=group_id,
+                            aug_soundfont=soundfont,
+                            aug_room_type=preset,
+                            aug_room_wet_dry=round(0.1 * a, 2),
+                            aug_mic_distance=1.0 + a,
+                            aug_mic_type="dynamic" if a % 2 else "condenser",
+                            aug_compression_ratio=1.0 + a,
+                            aug_noise_level_db=-70.0 + 5 * a,
+                            aug_bit_depth=None,
+                            aug_sample_rate=None,
+                        )
+                    )
                     tables["exercises"].append({"sample_id": sample_id, **scores})
                     tables["strokes"] += [{"sample_id": sample_id, **s} for s in strokes]
                     tables["measures"] += [{"sample_id": sample_id, **m} for m in measures]
@@ -171,15 +211,25 @@ def _perform(rudiment: Rudiment, tempo: int, tier: str, hand: str, rng: random.R
     def add(kind: str, hand_: str, intended: float, velocity: int, **extra) -> None:
         actual = intended + rng.gauss(0.0, TIER_TIMING_SD[tier])
         played = int(min(127, max(1, round(velocity + rng.gauss(0.0, TIER_VELOCITY_SD[tier])))))
-        rows.append(dict(
-            index=len(rows), hand=hand_, stroke_type=kind, intended_time_ms=intended, actual_time_ms=actual,
-            timing_error_ms=actual - intended, intended_velocity=velocity, actual_velocity=played,
-            velocity_error=played - velocity, is_grace_note=kind == "grace", is_accent=extra.get("accent", False),
-            diddle_position=float(extra.get("diddle_position", float("nan"))),
-            parent_stroke_index=float(extra.get("parent", float("nan"))),
-            buzz_count=float(extra.get("buzz_count", float("nan"))),
-            flam_spacing_ms=float(extra.get("flam_spacing", float("nan"))),
-        ))
+        rows.append(
+            dict(
+                index=len(rows),
+                hand=hand_,
+                stroke_type=kind,
+                intended_time_ms=intended,
+                actual_time_ms=actual,
+                timing_error_ms=actual - intended,
+                intended_velocity=velocity,
+                actual_velocity=played,
+                velocity_error=played - velocity,
+                is_grace_note=kind == "grace",
+                is_accent=extra.get("accent", False),
+                diddle_position=float(extra.get("diddle_position", float("nan"))),
+                parent_stroke_index=float(extra.get("parent", float("nan"))),
+                buzz_count=float(extra.get("buzz_count", float("nan"))),
+                flam_spacing_ms=float(extra.get("flam_spacing", float("nan"))),
+            )
+        )
 
     for cycle in range(8 // rudiment.beats_per_cycle):
         for stroke in rudiment.pattern:
@@ -189,9 +239,15 @@ def _perform(rudiment: Rudiment, tempo: int, tier: str, hand: str, rng: random.R
                 spacing = rng.uniform(15.0, 40.0)
                 add("grace", swap[h], intended - spacing, 40, parent=len(rows) + 1, flam_spacing=spacing)
             velocity = 110 if stroke.accent else 70
-            add(stroke.kind, h, intended, velocity, accent=stroke.accent,
+            add(
+                stroke.kind,
+                h,
+                intended,
+                velocity,
+                accent=stroke.accent,
                 **({"diddle_position": stroke.diddle_position} if stroke.diddle_position is not None else {}),
-                **({"buzz_count": rng.randint(3, 6)} if stroke.buzz else {}))
+                **({"buzz_count": rng.randint(3, 6)} if stroke.buzz else {}),
+            )
     return rows
 
 
@@ -199,8 +255,10 @@ def _measures(strokes: list[dict], tempo: int, rudiment: Rudiment) -> list[dict]
     """Measure label rows: each 4/4 measure's stroke range and its timing/velocity statistics."""
     measure_ms = 4 * 60_000.0 / tempo
     # A grace note belongs to the measure of the stroke it ornaments.
-    measure_of = [int((s["intended_time_ms"] + (s["flam_spacing_ms"] if s["is_grace_note"] else 0.0)) // measure_ms)
-                  for s in strokes]
+    measure_of = [
+        int((s["intended_time_ms"] + (s["flam_spacing_ms"] if s["is_grace_note"] else 0.0)) // measure_ms)
+        for s in strokes
+    ]
     rows = []
     for m in range(2):
         members = [i for i, mm in enumerate(measure_of) if mm == m]
@@ -209,18 +267,31 @@ def _measures(strokes: list[dict], tempo: int, rudiment: Rudiment) -> list[dict]
         velocities = np.array([s["actual_velocity"] for s in chosen], dtype=float)
         by_hand = {h: [s for s in chosen if s["hand"] == h] for h in "LR"}
         two_handed = all(by_hand.values())
-        rows.append(dict(
-            index=m, stroke_start=members[0], stroke_end=members[-1] + 1,
-            timing_mean_error_ms=float(errors.mean()), timing_std_ms=float(errors.std()),
-            timing_max_error_ms=float(np.abs(errors).max()), velocity_mean=float(velocities.mean()),
-            velocity_std=float(velocities.std()), velocity_consistency=float(max(0.0, 100.0 - velocities.std())),
-            lr_velocity_ratio=float(np.mean([s["actual_velocity"] for s in by_hand["L"]])
-                                    / np.mean([s["actual_velocity"] for s in by_hand["R"]]))
-            if two_handed else float("nan"),
-            lr_timing_diff_ms=float(np.mean([s["timing_error_ms"] for s in by_hand["L"]])
-                                    - np.mean([s["timing_error_ms"] for s in by_hand["R"]]))
-            if two_handed else float("nan"),
-        ))
+        rows.append(
+            dict(
+                index=m,
+                stroke_start=members[0],
+                stroke_end=members[-1] + 1,
+                timing_mean_error_ms=float(errors.mean()),
+                timing_std_ms=float(errors.std()),
+                timing_max_error_ms=float(np.abs(errors).max()),
+                velocity_mean=float(velocities.mean()),
+                velocity_std=float(velocities.std()),
+                velocity_consistency=float(max(0.0, 100.0 - velocities.std())),
+                lr_velocity_ratio=float(
+                    np.mean([s["actual_velocity"] for s in by_hand["L"]])
+                    / np.mean([s["actual_velocity"] for s in by_hand["R"]])
+                )
+                if two_handed
+                else float("nan"),
+                lr_timing_diff_ms=float(
+                    np.mean([s["timing_error_ms"] for s in by_hand["L"]])
+                    - np.mean([s["timing_error_ms"] for s in by_hand["R"]])
+                )
+                if two_handed
+                else float("nan"),
+            )
+        )
     return rows
 
 
@@ -228,8 +299,17 @@ def _scores(rudiment: Rudiment, tier: str, rng: random.Random) -> dict:
     def score() -> float:
         return round(min(100.0, max(0.0, rng.gauss(TIER_SCORE[tier], 6.0))), 3)
 
-    names = ("timing_accuracy", "timing_consistency", "tempo_stability", "subdivision_evenness",
-             "velocity_control", "accent_differentiation", "accent_accuracy", "hand_balance", "weak_hand_index")
+    names = (
+        "timing_accuracy",
+        "timing_consistency",
+        "tempo_stability",
+        "subdivision_evenness",
+        "velocity_control",
+        "accent_differentiation",
+        "accent_accuracy",
+        "hand_balance",
+        "weak_hand_index",
+    )
     scores = {name: score() for name in names}
     scores["flam_quality"] = score() if rudiment.has_flams else float("nan")
     scores["diddle_quality"] = score() if rudiment.has_diddles else float("nan")
@@ -267,10 +347,12 @@ def _write_midi(path: Path, strokes: list[dict], tempo: int) -> None:
     """Type 1, 480 PPQ: tempo and time signature in track 0, snare notes in track 1."""
     ticks_per_beat = 480
     midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
-    meta = mido.MidiTrack([
-        mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo), time=0),
-        mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
-    ])
+    meta = mido.MidiTrack(
+        [
+            mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo), time=0),
+            mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
+        ]
+    )
     events = []
     for onset, velocity in _onsets_sec(strokes):
         tick = round(onset * tempo / 60.0 * ticks_per_beat)
@@ -287,28 +369,94 @@ def _write_midi(path: Path, strokes: list[dict], tempo: int) -> None:
 
 _LS, _I, _F, _B, _NULL = pa.large_string(), pa.int64(), pa.float64(), pa.bool_(), pa.null()
 _SOURCE_SCHEMAS = {
-    "samples": pa.schema([
-        ("sample_id", _LS), ("profile_id", _LS), ("rudiment_slug", _LS), ("tempo_bpm", _I), ("duration_sec", _F),
-        ("num_cycles", _I), ("skill_tier", _LS), ("skill_tier_binary", _LS), ("dominant_hand", _LS),
-        ("midi_path", _LS), ("audio_path", _LS), ("num_strokes", _I), ("num_measures", _I), ("soundfont", _LS),
-        ("augmentation_preset", _LS), ("augmentation_group_id", _LS), ("aug_soundfont", _LS),
-        ("aug_room_type", _LS), ("aug_room_wet_dry", _F), ("aug_mic_distance", _F), ("aug_mic_type", _LS),
-        ("aug_compression_ratio", _F), ("aug_noise_level_db", _F), ("aug_bit_depth", _NULL),
-        ("aug_sample_rate", _NULL),
-    ]),
-    "exercises": pa.schema([("sample_id", _LS)] + [(n, _F) for n in (
-        "timing_accuracy", "timing_consistency", "tempo_stability", "subdivision_evenness", "velocity_control",
-        "accent_differentiation", "accent_accuracy", "hand_balance", "weak_hand_index", "flam_quality",
-        "diddle_quality", "roll_sustain", "groove_feel_proxy", "overall_score", "tier_confidence")]),
-    "strokes": pa.schema([
-        ("sample_id", _LS), ("index", _I), ("hand", _LS), ("stroke_type", _LS), ("intended_time_ms", _F),
-        ("actual_time_ms", _F), ("timing_error_ms", _F), ("intended_velocity", _I), ("actual_velocity", _I),
-        ("velocity_error", _I), ("is_grace_note", _B), ("is_accent", _B), ("diddle_position", _F),
-        ("parent_stroke_index", _F), ("buzz_count", _F), ("flam_spacing_ms", _F),
-    ]),
-    "measures": pa.schema([("sample_id", _LS), ("index", _I), ("stroke_start", _I), ("stroke_end", _I)] + [
-        (n, _F) for n in ("timing_mean_error_ms", "timing_std_ms", "timing_max_error_ms", "velocity_mean",
-                          "velocity_std", "velocity_consistency", "lr_velocity_ratio", "lr_timing_diff_ms")]),
+    "samples": pa.schema(
+        [
+            ("sample_id", _LS),
+            ("profile_id", _LS),
+            ("rudiment_slug", _LS),
+            ("tempo_bpm", _I),
+            ("duration_sec", _F),
+            ("num_cycles", _I),
+            ("skill_tier", _LS),
+            ("skill_tier_binary", _LS),
+            ("dominant_hand", _LS),
+            ("midi_path", _LS),
+            ("audio_path", _LS),
+            ("num_strokes", _I),
+            ("num_measures", _I),
+            ("soundfont", _LS),
+            ("augmentation_preset", _LS),
+            ("augmentation_group_id", _LS),
+            ("aug_soundfont", _LS),
+            ("aug_room_type", _LS),
+            ("aug_room_wet_dry", _F),
+            ("aug_mic_distance", _F),
+            ("aug_mic_type", _LS),
+            ("aug_compression_ratio", _F),
+            ("aug_noise_level_db", _F),
+            ("aug_bit_depth", _NULL),
+            ("aug_sample_rate", _NULL),
+        ]
+    ),
+    "exercises": pa.schema(
+        [("sample_id", _LS)]
+        + [
+            (n, _F)
+            for n in (
+                "timing_accuracy",
+                "timing_consistency",
+                "tempo_stability",
+                "subdivision_evenness",
+                "velocity_control",
+                "accent_differentiation",
+                "accent_accuracy",
+                "hand_balance",
+                "weak_hand_index",
+                "flam_quality",
+                "diddle_quality",
+                "roll_sustain",
+                "groove_feel_proxy",
+                "overall_score",
+                "tier_confidence",
+            )
+        ]
+    ),
+    "strokes": pa.schema(
+        [
+            ("sample_id", _LS),
+            ("index", _I),
+            ("hand", _LS),
+            ("stroke_type", _LS),
+            ("intended_time_ms", _F),
+            ("actual_time_ms", _F),
+            ("timing_error_ms", _F),
+            ("intended_velocity", _I),
+            ("actual_velocity", _I),
+            ("velocity_error", _I),
+            ("is_grace_note", _B),
+            ("is_accent", _B),
+            ("diddle_position", _F),
+            ("parent_stroke_index", _F),
+            ("buzz_count", _F),
+            ("flam_spacing_ms", _F),
+        ]
+    ),
+    "measures": pa.schema(
+        [("sample_id", _LS), ("index", _I), ("stroke_start", _I), ("stroke_end", _I)]
+        + [
+            (n, _F)
+            for n in (
+                "timing_mean_error_ms",
+                "timing_std_ms",
+                "timing_max_error_ms",
+                "velocity_mean",
+                "velocity_std",
+                "velocity_consistency",
+                "lr_velocity_ratio",
+                "lr_timing_diff_ms",
+            )
+        ]
+    ),
 }
 
 
@@ -324,9 +472,14 @@ def _write_splits(out: Path, profile_ids: list[str], samples: list[dict]) -> Non
     """train gets all but the last profiles; with 4+ profiles one goes to validation and one to test."""
     n = len(profile_ids)
     n_val, n_test = (1, 1) if n >= 4 else (0, 1 if n >= 2 else 0)
-    train, val, test = profile_ids[: n - n_val - n_test], profile_ids[n - n_val - n_test: n - n_test], \
-        profile_ids[n - n_test:]
-    stats = {f"{key}_samples": sum(s["profile_id"] in ids for s in samples)
-             for key, ids in (("train", train), ("val", val), ("test", test))}
+    train, val, test = (
+        profile_ids[: n - n_val - n_test],
+        profile_ids[n - n_val - n_test : n - n_test],
+        profile_ids[n - n_test :],
+    )
+    stats = {
+        f"{key}_samples": sum(s["profile_id"] in ids for s in samples)
+        for key, ids in (("train", train), ("val", val), ("test", test))
+    }
     document = {"train_profile_ids": train, "val_profile_ids": val, "test_profile_ids": test, "stats": stats}
     (out / "splits.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

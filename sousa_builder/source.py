@@ -57,7 +57,9 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> DataDir:
         return DataDir(Path(data_dir).expanduser().absolute(), "the data_dir argument")
     if os.environ.get(DATA_DIR_ENV):
         return DataDir(Path(os.environ[DATA_DIR_ENV]).expanduser().absolute(), f"${DATA_DIR_ENV}")
-    return DataDir(DEFAULT_DATA_DIR.absolute(), f"the default ./{DEFAULT_DATA_DIR} (no data_dir, ${DATA_DIR_ENV} unset)")
+    return DataDir(
+        DEFAULT_DATA_DIR.absolute(), f"the default ./{DEFAULT_DATA_DIR} (no data_dir, ${DATA_DIR_ENV} unset)"
+    )
 
 
 def listing(items: Sequence[str], shown: int = SHOWN) -> str:
@@ -170,8 +172,8 @@ class SousaSource:
         if not (root / LABEL_FILES["samples"]).is_file():
             raise SourceNotFoundError(
                 f"No SOUSA dataset at {root} (from {where.origin}): expected {LABEL_FILES['samples']} there. "
-                f"Point to the generator's output directory with data_dir=... (or --data-dir / the "
-                f"DATA_DIR argument on the command line), or set ${DATA_DIR_ENV}."
+                f"Point to the generator's output directory with data_dir=... (on the command line: "
+                f"the DATA_DIR argument), or set ${DATA_DIR_ENV}."
             )
         for name, relative in LABEL_FILES.items():
             if not (root / relative).is_file():
@@ -193,9 +195,7 @@ class SousaSource:
             )
         rows = rows.select([*SAMPLES_SCHEMA.names, *EXERCISES_SCHEMA.names[1:]]).sort_by("sample_id")
         rows = rows.append_column("split", _splits_of(rows, split_of, root))
-        rows = rows.set_column(
-            rows.schema.get_field_index("midi_path"), "midi_path", _midi_through_groups(rows)
-        )
+        rows = rows.set_column(rows.schema.get_field_index("midi_path"), "midi_path", _midi_through_groups(rows))
         return cls(root, rows.combine_chunks())
 
     @property
@@ -242,10 +242,13 @@ def _refuse_duplicates(column: pa.ChunkedArray, path: Path, what: str) -> None:
 def _splits_of(rows: pa.Table, split_of: dict[str, str], root: Path) -> pa.Array:
     profiles = rows["profile_id"].to_pylist()
     splits = [split_of.get(profile) for profile in profiles]
-    orphans = [f"{sid} (profile {p})" for sid, p, s in zip(rows["sample_id"].to_pylist(), profiles, splits) if s is None]
+    orphans = [
+        f"{sid} (profile {p})" for sid, p, s in zip(rows["sample_id"].to_pylist(), profiles, splits) if s is None
+    ]
     if orphans:
         raise SourceFormatError(
-            f"{root / SPLITS_FILE}: {len(orphans)} sample(s) belong to a profile that is in no split: {listing(orphans)}"
+            f"{root / SPLITS_FILE}: {len(orphans)} sample(s) belong to a profile that is in no split: "
+            f"{listing(orphans)}"
         )
     return pa.array(splits, pa.string())
 

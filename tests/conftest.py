@@ -1,0 +1,41 @@
+"""Shared fixtures: a sample SOUSA directory made by `sousa-builder sample`, and its prepared folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+# Keep the datasets / hub caches of a test run out of the user's home. Must precede their import.
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="sousa-tests-hf-")
+os.environ.pop("SOUSA_DATA_DIR", None)
+
+import pytest  # noqa: E402
+
+from sousa_builder.prepare import prepare  # noqa: E402
+from sousa_builder.sample import make_sample  # noqa: E402
+
+# 4 profiles x 3 rudiments x 1 tempo x 2 augmentations = 24 samples;
+# profiles 0-1 train (12), profile 2 validation (6), profile 3 test (6).
+SAMPLE_SPLIT_ROWS = {"train": 12, "validation": 6, "test": 6}
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only sample source: copy it (`source_copy`) before breaking it."""
+    return make_sample(tmp_path_factory.mktemp("sample") / "data", profiles=4, rudiments=3, augmentations=2)
+
+
+@pytest.fixture
+def source_copy(sample_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the sample source, free to modify."""
+    return Path(shutil.copytree(sample_dir, tmp_path / "data"))
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample source prepared with every config; 2 processes write 2 shard files per split."""
+    out = tmp_path_factory.mktemp("prepared") / "sousa"
+    prepare(sample_dir, out, num_proc=2, samples_per_shard=5)
+    return out

@@ -198,7 +198,7 @@ def make_sample(
                     tables["measures"] += [{"sample_id": sample_id, **m} for m in measures]
     _write_labels(out, tables)
     _write_splits(out, profile_ids, tables["samples"])
-    logger.info("wrote %d samples to %s", len(tables["samples"]), out)
+    logger.debug("wrote %d samples to %s", len(tables["samples"]), out)
     return out
 
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The main job end to end on a sample dataset this project makes itself:
+# install -> sample -> prepare all three configs -> load each back with `datasets` and print a summary.
+# VENV (default .venv) is created when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+
+[ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q -e .
+
+"$VENV/bin/sousa-builder" sample demo-data --profiles 4 --overwrite
+"$VENV/bin/sousa-builder" prepare demo-data --out build/sousa
+
+"$VENV/bin/python" - <<'PY'
+import datasets
+
+for config in ("audio", "midi_only", "labels_only"):
+    ds = datasets.load_dataset("build/sousa", config)
+    train = ds["train"].with_format("arrow")
+    first = train[0].to_pylist()[0]
+    media = {name: f"{len(first[name]['bytes'] if name == 'audio' else first[name]):,} bytes"
+             for name in ("midi", "audio") if name in first}
+    print(f"{config:<12} rows {dict((s, d.num_rows) for s, d in ds.items())}  "
+          f"first: {first['sample_id']} ({len(first['strokes'])} strokes, {len(first['measures'])} measures) {media}")
+    print(f"{'':<12} features: {', '.join(f'{k}: {type(v).__name__}' for k, v in ds['train'].features.items() if k in ('strokes', 'midi', 'audio'))}")
+PY

@@ -1,0 +1,154 @@
+"""`prepare` output: the Hub layout, its README, and rows equal to the source, read back with `datasets`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+from conftest import SAMPLE_SPLIT_ROWS
+
+from sousa_builder.builder import config_names
+from sousa_builder.features import features_for
+from sousa_builder.source import SPLIT_KEYS
+
+CONFIGS = {"audio": (True, True), "midi_only": (True, False), "labels_only": (False, False)}
+
+
+def read_split(prepared: Path, config: str, split: str) -> pa.Table:
+    """All shards of one split, read with pyarrow (no decoding, bytes as stored)."""
+    return pa.concat_tables(pq.read_table(f) for f in sorted((prepared / config).glob(f"{split}-*.parquet")))
+
+
+def card_yaml(prepared: Path) -> dict:
+    return yaml.safe_load((prepared / "README.md").read_text().split("---")[1])
+
+
+def source_rows(source: Path) -> dict[str, dict]:
+    return {r["sample_id"]: r for r in pq.read_table(source / "labels/samples.parquet").to_pylist()}
+
+
+def test_hub_layout(prepared_dir: Path) -> None:
+    files = sorted(str(p.relative_to(prepared_dir)) for p in prepared_dir.rglob("*") if p.is_file())
+    # 2 processes x 3 gen_kwargs shards of <= 5 samples: train (12) -> 2 files, validation/test (6) -> 2 files.
+    expected = [f"{c}/{s}-0000{i}-of-00002.parquet" for c in CONFIGS for s in SPLIT_KEYS for i in range(2)]
+    assert files == sorted(["README.md", "auxiliary/measures.parquet", "auxiliary/strokes.parquet", *expected])
+    assert not [p for p in prepared_dir.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_readme_configs_and_dataset_info(prepared_dir: Path) -> None:
+    card = card_yaml(prepared_dir)
+    configs = {c["config_name"]: c for c in card["configs"]}
+    assert set(configs) == set(CONFIGS) and configs["audio"].get("default") is True
+    assert not any(configs[name].get("default") for name in ("midi_only", "labels_only"))
+    assert configs["midi_only"]["data_files"] == [
+        {"split": s, "path": f"midi_only/{s}-*"} for s in ("train", "validation", "test")
+    ]
+    infos = {i["config_name"]: i for i in card["dataset_info"]}
+    for name, (with_midi, with_audio) in CONFIGS.items():
+        assert infos[name]["features"] == features_for(with_midi, with_audio)._to_yaml_list()
+        assert {s["name"]: s["num_examples"] for s in infos[name]["splits"]} == SAMPLE_SPLIT_ROWS
+        assert infos[name]["download_size"] == sum(f.stat().st_size for f in (prepared_dir / name).iterdir())
+
+
+@pytest.mark.parametrize("config", config_names())
+def test_load_dataset_rows_and_types(prepared_dir: Path, config: str) -> None:
+    ds = datasets.load_dataset(str(prepared_dir), config)
+    assert {split: d.num_rows for split, d in ds.items()} == SAMPLE_SPLIT_ROWS
+    assert ds["train"].features == features_for(*CONFIGS[config])
+    assert "audio_path" not in ds["train"].column_names and "midi_path" not in ds["train"].column_names
+    # Same rows, same order in every config: sorted by sample_id.
+    ids = ds["train"]["sample_id"]
+    assert list(ids) == sorted(ids) == read_split(prepared_dir, "labels_only", "train")["sample_id"].to_pylist()
+
+
+@pytest.mark.parametrize("config", config_names())
+def test_streaming(prepared_dir: Path, config: str) -> None:
+    stream = datasets.load_dataset(str(prepared_dir), config, split="test", streaming=True)
+    if config == "audio":  # decoding needs torchcodec (datasets 4+) or librosa (3.x); not our concern here
+        stream = stream.cast_column("audio", datasets.Audio(sampling_rate=44100, decode=False))
+    rows = list(stream)
+    assert len(rows) == SAMPLE_SPLIT_ROWS["test"]
+    assert isinstance(rows[0]["strokes"], list) and isinstance(
+        rows[0]["strokes"][0]["diddle_position"], (int, type(None))
+    )
+
+
+def test_media_bytes_identical_to_source(prepared_dir: Path, sample_dir: Path) -> None:
+    source = source_rows(sample_dir)
+    groups = {}
+    for row in source.values():
+        if row["midi_path"]:
+            groups[row["augmentation_group_id"]] = row["midi_path"]
+    checked = 0
+    for split in SPLIT_KEYS:
+        for row in read_split(prepared_dir, "audio", split).to_pylist():
+            src = source[row["sample_id"]]
+            assert row["audio"]["bytes"] == (sample_dir / src["audio_path"]).read_bytes()
+            assert row["audio"]["path"] == Path(src["audio_path"]).name
+            # Every row has MIDI: its own file, or the one of its augmentation group.
+            assert row["midi"] == (sample_dir / groups[src["augmentation_group_id"]]).read_bytes()
+            checked += 1
+    assert checked == 24
+    midi_only = read_split(prepared_dir, "midi_only", "train").to_pylist()
+    audio = read_split(prepared_dir, "audio", "train").to_pylist()
+    assert [r["midi"] for r in midi_only] == [r["midi"] for r in audio]
+
+
+def test_nested_labels_equal_source_tables(prepared_dir: Path, sample_dir: Path) -> None:
+    strokes = pq.read_table(sample_dir / "labels/strokes.parquet").to_pandas()
+    measures = pq.read_table(sample_dir / "labels/measures.parquet").to_pandas()
+    rows = read_split(prepared_dir, "labels_only", "train").to_pylist()
+    for row in rows:
+        want = strokes[strokes.sample_id == row["sample_id"]].sort_values("index").drop(columns="sample_id")
+        got = row["strokes"]
+        assert [s["index"] for s in got] == list(range(len(want))) == list(want["index"])
+        for got_stroke, want_stroke in zip(got, want.to_dict("records"), strict=True):
+            for key, value in want_stroke.items():
+                if value != value:  # NaN in the source is null in the output
+                    assert got_stroke[key] is None, key
+                else:
+                    assert got_stroke[key] == value, key
+        want_m = measures[measures.sample_id == row["sample_id"]].sort_values("index")
+        assert [(m["stroke_start"], m["stroke_end"]) for m in row["measures"]] == list(
+            zip(want_m.stroke_start, want_m.stroke_end)
+        )
+
+
+def test_nullable_columns(prepared_dir: Path) -> None:
+    table = read_split(prepared_dir, "labels_only", "train")
+    assert table.schema.field("aug_bit_depth").type == pa.int64()
+    assert table["aug_bit_depth"].null_count == table.num_rows
+    rows = table.to_pylist()
+    # flam_quality exists only for rudiments with flams; the 3 sample rudiments have none.
+    assert all(r["flam_quality"] is None for r in rows)
+    assert all(r["diddle_quality"] is not None for r in rows if r["rudiment_slug"] == "double_stroke_open_roll")
+    diddles = [s["diddle_position"] for r in rows for s in r["strokes"]]
+    assert set(diddles) == {None, 0, 1}
+    stroke_type = table.schema.field("strokes").type.value_type
+    assert stroke_type.field("diddle_position").type == pa.int64()
+
+
+def test_auxiliary_tables(prepared_dir: Path, sample_dir: Path) -> None:
+    strokes = pq.read_table(prepared_dir / "auxiliary/strokes.parquet")
+    source = pq.read_table(sample_dir / "labels/strokes.parquet")
+    assert strokes.num_rows == source.num_rows
+    assert strokes.schema.field("buzz_count").type == pa.int64()
+    keys = list(zip(strokes["sample_id"].to_pylist(), strokes["index"].to_pylist()))
+    assert keys == sorted(keys)
+
+
+def test_empty_split_left_out(tmp_path: Path) -> None:
+    from sousa_builder.prepare import prepare
+    from sousa_builder.sample import make_sample
+
+    source = make_sample(tmp_path / "data", profiles=3, rudiments=1, augmentations=1)  # no validation profile
+    result = prepare(source, tmp_path / "out", configs=["labels_only"])
+    assert list(result.configs["labels_only"]) == ["train", "test"]
+    card = card_yaml(tmp_path / "out")
+    assert [d["split"] for d in card["configs"][0]["data_files"]] == ["train", "test"]
+    ds = datasets.load_dataset(str(tmp_path / "out"), "labels_only")
+    assert {s: d.num_rows for s, d in ds.items()} == {"train": 2, "test": 1}

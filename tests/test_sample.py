@@ -1,0 +1,83 @@
+"""`sousa-builder sample` writes a SOUSA directory with real media and the quirks of real output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mido
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from sousa_builder.cli import main
+
+
+def test_labels_are_consistent(sample_dir: Path) -> None:
+    samples = pq.read_table(sample_dir / "labels/samples.parquet").to_pandas()
+    strokes = pq.read_table(sample_dir / "labels/strokes.parquet").to_pandas()
+    measures = pq.read_table(sample_dir / "labels/measures.parquet").to_pandas()
+    assert len(samples) == 24 and samples["sample_id"].is_unique
+    stroke_counts = strokes.groupby("sample_id").size()
+    measure_counts = measures.groupby("sample_id").size()
+    for row in samples.itertuples():
+        assert stroke_counts[row.sample_id] == row.num_strokes
+        assert measure_counts[row.sample_id] == row.num_measures
+    for (_, sample_measures), n in zip(measures.groupby("sample_id"), stroke_counts, strict=True):
+        ranges = sample_measures.sort_values("index")[["stroke_start", "stroke_end"]].to_numpy()
+        assert ranges[0][0] == 0 and ranges[-1][1] == n  # the measures tile the strokes
+        assert all(ranges[i][1] == ranges[i + 1][0] for i in range(len(ranges) - 1))
+
+
+def test_quirks_of_real_output(sample_dir: Path) -> None:
+    samples = pq.read_table(sample_dir / "labels/samples.parquet")
+    assert samples.schema.field("sample_id").type == pa.large_string()
+    assert samples.schema.field("aug_bit_depth").type == pa.null()
+    assert samples.schema.field("aug_sample_rate").type == pa.null()
+    assert pq.ParquetFile(sample_dir / "labels/strokes.parquet").metadata.num_row_groups > 1
+    strokes = pq.read_table(sample_dir / "labels/strokes.parquet")
+    assert strokes.schema.field("diddle_position").type == pa.float64()
+    assert pc.sum(pc.is_nan(strokes["diddle_position"])).as_py() > 0
+    # MIDI only for the first augmentation of each group: 12 groups, 24 samples.
+    rows = samples.to_pylist()
+    assert sum(r["midi_path"] is not None for r in rows) == 12
+    assert len({r["augmentation_group_id"] for r in rows}) == 12
+
+
+def test_media_are_real(sample_dir: Path) -> None:
+    samples = pq.read_table(sample_dir / "labels/samples.parquet").to_pylist()
+    strokes = pq.read_table(sample_dir / "labels/strokes.parquet").to_pandas().groupby("sample_id").size()
+    for row in samples:
+        info = sf.info(sample_dir / row["audio_path"])
+        assert (info.samplerate, info.channels, info.subtype, info.format) == (44100, 2, "PCM_24", "FLAC")
+        assert info.duration == pytest.approx(row["duration_sec"] + 0.5, abs=0.01)
+        assert row["audio_path"] == f"audio/{row['rudiment_slug']}/{row['sample_id']}.flac"
+        if row["midi_path"]:
+            midi = mido.MidiFile(sample_dir / row["midi_path"])
+            notes = [m for m in midi.tracks[1] if m.type == "note_on" and m.velocity > 0]
+            assert (midi.type, midi.ticks_per_beat, len(notes)) == (1, 480, strokes[row["sample_id"]])
+
+
+def test_splits_by_profile(sample_dir: Path) -> None:
+    splits = json.loads((sample_dir / "splits.json").read_text())
+    assert [len(splits[k]) for k in ("train_profile_ids", "val_profile_ids", "test_profile_ids")] == [2, 1, 1]
+
+
+def test_cli_flat_layout_and_empty_validation(tmp_path: Path) -> None:
+    assert main(["sample", str(tmp_path / "d"), "--profiles", "3", "--rudiments", "1", "--flat"]) == 0
+    samples = pq.read_table(tmp_path / "d/labels/samples.parquet").to_pylist()
+    assert all(r["audio_path"] == f"audio/{r['sample_id']}.flac" for r in samples)
+    assert json.loads((tmp_path / "d/splits.json").read_text())["val_profile_ids"] == []
+
+
+def test_cli_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keep = tmp_path / "mine" / "notes.txt"
+    keep.parent.mkdir()
+    keep.write_text("precious")
+    assert main(["sample", str(keep.parent)]) == 1
+    assert "exists and is not empty" in capsys.readouterr().err
+    assert keep.read_text() == "precious"
+    assert main(["sample", str(keep.parent), "--rudiments", "1", "--overwrite"]) == 0
+    assert not keep.exists() and (keep.parent / "splits.json").is_file()

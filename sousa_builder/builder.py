@@ -13,7 +13,7 @@ import datasets
 import pyarrow as pa
 
 from .features import features_for
-from .source import SousaSource, read_media, resolve_data_dir
+from .source import SousaSource, nested_labels, read_media, resolve_data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -90,17 +90,17 @@ class Sousa(datasets.GeneratorBasedBuilder):
         return generators
 
     def _generate_examples(self, shards: list[pa.Table], root: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        source = SousaSource(root=Path(root), rows=pa.concat_tables(shards))
-        strokes, measures = source.nested_labels(source.rows["sample_id"].combine_chunks())
-        rows = source.rows.drop_columns(["split"]).append_column("strokes", strokes)
-        rows = rows.append_column("measures", measures)
+        # The label tables of this job's samples are held; media are read one example at a time.
+        rows = pa.concat_tables(shards).drop_columns(["split"])
+        strokes, measures = nested_labels(Path(root), rows["sample_id"].combine_chunks())
+        rows = rows.append_column("strokes", strokes).append_column("measures", measures)
         for batch in rows.to_batches(max_chunksize=64):
             for row in batch.to_pylist():
                 audio_path, midi_path = row.pop("audio_path"), row.pop("midi_path")
                 if self.config.with_midi:
-                    row["midi"] = read_media(source.root, midi_path, row["sample_id"])
+                    row["midi"] = read_media(Path(root), midi_path, row["sample_id"])
                 if self.config.with_audio:
-                    audio = read_media(source.root, audio_path, row["sample_id"])
+                    audio = read_media(Path(root), audio_path, row["sample_id"])
                     row["audio"] = {"bytes": audio, "path": PurePosixPath(audio_path).name}
                 yield row["sample_id"], row
 

@@ -100,8 +100,9 @@ def format_summary(result: PrepareResult) -> str:
     lines = [f"{'config':<12} {'split':<11} {'rows':>8} {'shards':>7} {'bytes':>14}"]
     for name, splits in result.configs.items():
         for split, output in splits.items():
-            size = sum((result.out / f).stat().st_size for f in output.files)
-            lines.append(f"{name:<12} {split:<11} {output.num_examples:>8} {len(output.files):>7} {size:>14,}")
+            lines.append(
+                f"{name:<12} {split:<11} {output.num_examples:>8} {len(output.files):>7} {output.file_bytes:>14,}"
+            )
     verb = "replaced" if result.replaced_previous else "wrote"
     lines.append(f"{verb} {result.out} in {result.seconds:.1f} s")
     return "\n".join(lines)

@@ -36,11 +36,12 @@ AUXILIARY_TABLES = {"strokes": STROKES_SCHEMA, "measures": MEASURES_SCHEMA}
 
 @dataclass
 class SplitOutput:
-    """One prepared split: its row count, Arrow size and shard files (relative to OUT)."""
+    """One prepared split: its row count, Arrow size, shard files (relative to OUT) and their size."""
 
     num_examples: int
     num_bytes: int
     files: list[str]
+    file_bytes: int
 
 
 @dataclass
@@ -51,9 +52,6 @@ class PrepareResult:
     configs: dict[str, dict[str, SplitOutput]] = field(default_factory=dict)
     seconds: float = 0.0
     replaced_previous: bool = False
-
-    def file_bytes(self, config_name: str) -> int:
-        return sum((self.out / f).stat().st_size for split in self.configs[config_name].values() for f in split.files)
 
 
 def prepare(
@@ -149,11 +147,12 @@ def _prepare_config(
             relative = f"{name}/{split}-{index:05d}-of-{len(shards):05d}.parquet"
             shard.rename(staging / relative)
             files.append(relative)
-        splits[split] = SplitOutput(split_info.num_examples, split_info.num_bytes, files)
+        file_bytes = sum((staging / f).stat().st_size for f in files)
+        splits[split] = SplitOutput(split_info.num_examples, split_info.num_bytes, files, file_bytes)
     info = DatasetInfo(
         features=builder.info.features,
         splits=builder.info.splits,
-        download_size=sum((staging / f).stat().st_size for s in splits.values() for f in s.files),
+        download_size=sum(s.file_bytes for s in splits.values()),
         dataset_size=sum(s.num_bytes for s in splits.values()),
     )
     return info, splits

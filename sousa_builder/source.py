@@ -225,13 +225,6 @@ class SousaSource:
             if problems:
                 raise SourceFormatError(f"{self.root}: {len(problems)} {kind} file(s) unusable: {listing(problems)}")
 
-    def nested_labels(self, sample_ids: pa.Array) -> tuple[pa.ListArray, pa.ListArray]:
-        """Strokes and measures of `sample_ids` as list-of-struct arrays aligned with them."""
-        return (
-            _nest(read_label_table(self.root / LABEL_FILES["strokes"], STROKES_SCHEMA, sample_ids), sample_ids),
-            _nest(read_label_table(self.root / LABEL_FILES["measures"], MEASURES_SCHEMA, sample_ids), sample_ids),
-        )
-
 
 def _refuse_duplicates(column: pa.ChunkedArray, path: Path, what: str) -> None:
     duplicates = _duplicates(column)
@@ -295,6 +288,14 @@ def read_media(root: Path, relative: str, sample_id: str) -> bytes:
         except OSError as err:
             problem = f"unreadable ({err.strerror})"
     raise SourceFormatError(f"{root / relative} (sample {sample_id}): {problem}")
+
+
+def nested_labels(root: Path, sample_ids: pa.Array) -> tuple[pa.ListArray, pa.ListArray]:
+    """Strokes and measures of `sample_ids` as list-of-struct arrays aligned with them."""
+    return (
+        _nest(read_label_table(root / LABEL_FILES["strokes"], STROKES_SCHEMA, sample_ids), sample_ids),
+        _nest(read_label_table(root / LABEL_FILES["measures"], MEASURES_SCHEMA, sample_ids), sample_ids),
+    )
 
 
 def _nest(table: pa.Table, sample_ids: pa.Array) -> pa.ListArray:

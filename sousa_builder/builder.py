@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from typing import Any
 import datasets
 import pyarrow as pa
 
+from .compat import writing_examples
 from .features import features_for
 from .source import SousaSource, nested_labels, read_media, resolve_data_dir
 
@@ -33,18 +33,6 @@ class SousaConfig(datasets.BuilderConfig):
     with_audio: bool = False
     # Samples per gen_kwargs shard: the unit `num_proc` distributes over processes.
     samples_per_shard: int = 256
-
-
-class _BytesAudio(datasets.Audio):
-    """`Audio` that stores the FLAC bytes it is given as they are, without torch.
-
-    Workaround for datasets >= 4.1, whose `Audio.encode_example` imports torch and torchcodec even
-    for raw bytes (3.x and 4.0 did not). Used only while examples are written; the declared and
-    stored type stays `Audio`.
-    """
-
-    def encode_example(self, value: dict[str, Any]) -> dict[str, Any]:
-        return {"bytes": value["bytes"], "path": value["path"]}
 
 
 class Sousa(datasets.GeneratorBasedBuilder):
@@ -105,15 +93,8 @@ class Sousa(datasets.GeneratorBasedBuilder):
                 yield row["sample_id"], row
 
     def _prepare_split(self, split_generator: datasets.SplitGenerator, **kwargs: Any) -> None:
-        audio = self.info.features.get("audio")
-        if isinstance(audio, datasets.Audio):
-            fields = {f.name: getattr(audio, f.name) for f in dataclasses.fields(audio) if f.init}
-            self.info.features["audio"] = _BytesAudio(**fields)
-        try:
+        with writing_examples(self.info.features):
             super()._prepare_split(split_generator, **kwargs)
-        finally:
-            if audio is not None:
-                self.info.features["audio"] = audio
 
 
 def config_names() -> list[str]:

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE_SPLIT_ROWS
 from packaging.version import Version
+from test_prepare import assert_media_stored_as_given
 
 import sousa_builder.builder
 from sousa_builder import Sousa
@@ -155,4 +156,5 @@ def test_prepared_under_the_other_datasets_version(sample_dir: Path, tmp_path: P
         ds = datasets.load_dataset(str(out), config)
         assert {split: d.num_rows for split, d in ds.items()} == SAMPLE_SPLIT_ROWS
         assert ds["train"].features == features_for(*media)
+    assert_media_stored_as_given(out / "audio" / "train-00000-of-00001.parquet")
     print(f"read a folder prepared by datasets {other_version} with datasets {datasets.__version__}", file=sys.stderr)

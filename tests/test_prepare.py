@@ -132,6 +132,23 @@ def test_nullable_columns(prepared_dir: Path) -> None:
     assert stroke_type.field("diddle_position").type == pa.int64()
 
 
+def assert_media_stored_as_given(audio_shard: Path) -> None:
+    """FLAC bytes are not compressed a second time and sit in small row groups (<= 100 rows)."""
+    metadata = pq.ParquetFile(audio_shard).metadata
+    for group in range(metadata.num_row_groups):
+        row_group = metadata.row_group(group)
+        assert row_group.num_rows <= 100
+        columns = {row_group.column(c).path_in_schema: row_group.column(c) for c in range(row_group.num_columns)}
+        assert columns["audio.bytes"].compression == "UNCOMPRESSED"
+        assert "RLE_DICTIONARY" not in columns["audio.bytes"].encodings
+        assert columns["sample_id"].compression == "SNAPPY"
+
+
+def test_media_stored_as_given(prepared_dir: Path) -> None:
+    for shard in (prepared_dir / "audio").iterdir():
+        assert_media_stored_as_given(shard)
+
+
 def test_auxiliary_tables(prepared_dir: Path, sample_dir: Path) -> None:
     strokes = pq.read_table(prepared_dir / "auxiliary/strokes.parquet")
     source = pq.read_table(sample_dir / "labels/strokes.parquet")

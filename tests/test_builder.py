@@ -37,7 +37,7 @@ def test_builder_class_as_dataset(sample_dir: Path, tmp_path: Path) -> None:
     assert row["audio"]["bytes"] == (sample_dir / source[row["sample_id"]]["audio_path"]).read_bytes()
 
 
-def test_loading_script(sample_dir: Path) -> None:
+def test_loading_script(sample_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """datasets 3.x runs sousa.py; datasets 4+ refuses every script, as the README says."""
     if DATASETS_4:
         with pytest.raises(RuntimeError, match="Dataset scripts are no longer supported"):
@@ -48,6 +48,10 @@ def test_loading_script(sample_dir: Path) -> None:
     assert ds["train"].features == features_for(with_midi=True, with_audio=False)
     default = datasets.load_dataset(str(SCRIPT), data_dir=str(sample_dir), split="test", trust_remote_code=True)
     assert default.info.config_name == "audio" and isinstance(default.features["audio"], datasets.Audio)
+    # The user's habit: no data_dir, the SOUSA directory named by $SOUSA_DATA_DIR.
+    monkeypatch.setenv("SOUSA_DATA_DIR", str(sample_dir))
+    labels = datasets.load_dataset(str(SCRIPT), "labels_only", split="validation", trust_remote_code=True)
+    assert labels.num_rows == SAMPLE_SPLIT_ROWS["validation"]
 
 
 def test_data_dir_from_environment(sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

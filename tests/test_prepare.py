@@ -169,3 +169,15 @@ def test_empty_split_left_out(tmp_path: Path) -> None:
     assert [d["split"] for d in card["configs"][0]["data_files"]] == ["train", "test"]
     ds = datasets.load_dataset(str(tmp_path / "out"), "labels_only")
     assert {s: d.num_rows for s, d in ds.items()} == {"train": 2, "test": 1}
+
+
+def test_prepare_is_deterministic(sample_dir: Path, prepared_dir: Path, tmp_path: Path) -> None:
+    """The same source gives byte-identical shards and README (what makes re-publishing a no-op)."""
+    from sousa_builder.prepare import prepare
+
+    again = tmp_path / "again"
+    prepare(sample_dir, again, num_proc=2, samples_per_shard=5)
+    files = sorted(p.relative_to(prepared_dir) for p in prepared_dir.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    for relative in files:
+        assert (again / relative).read_bytes() == (prepared_dir / relative).read_bytes(), relative

@@ -1,20 +1,34 @@
-"""The README.md of a prepared folder: YAML `configs` + `dataset_info`, and a short body.
+"""The dataset card (README.md) of a prepared folder or Hub repo, generated from the data it describes.
 
-The YAML carries the features on purpose: datasets 3.6 cannot read the Parquet schema metadata
-that 4.x/5.x write, and with `dataset_info.features` every version reads every version's files
-with the declared types.
+The YAML is built with huggingface_hub's `DatasetCardData` and datasets' own `configs` /
+`dataset_info` writers. It carries the features on purpose: datasets 3.6 cannot read the Parquet
+schema metadata that 4.x/5.x write, and with `dataset_info.features` every version reads every
+version's files with the declared types. Every number in the body comes from the infos passed in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from datasets import DatasetInfo
+from datasets import Audio, DatasetInfo
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .builder import Sousa, config_names
+from .features import MEASURE_FIELDS, STROKE_FIELDS, column_descriptions
+
+SPLIT_ORDER = ("train", "validation", "test")
+TASK_CATEGORIES = ["audio-classification", "tabular-classification", "tabular-regression"]
+TAGS = [
+    "audio", "music", "drum-rudiments", "synthetic", "snare-drum", "midi", "percussion", "music-information-retrieval",
+]  # fmt: skip
+SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
+CITATION = """@misc{sousa,
+  title  = {SOUSA: Synthetic Open Unified Snare Assessment},
+  note   = {Synthetic drum-rudiment performances with hierarchical quality labels},
+  year   = {2026}
+}"""
 
 
 def data_files_pattern(config_name: str, split: str) -> str:
@@ -22,50 +36,158 @@ def data_files_pattern(config_name: str, split: str) -> str:
     return f"{config_name}/{split}-*"
 
 
-def prepared_card(infos: Mapping[str, DatasetInfo]) -> DatasetCard:
-    """A dataset card for the configs in `infos` (config name -> info with features and splits)."""
+def size_category(num_rows: int) -> str:
+    """The Hub's size category for a number of rows."""
+    return next((label for limit, label in SIZE_CATEGORIES if num_rows < limit), "n>1M")
+
+
+def dataset_card(infos: Mapping[str, DatasetInfo], pretty_name: str = "SOUSA") -> DatasetCard:
+    """The card of a dataset holding the configs in `infos` (config name -> info with features and splits)."""
     ordered = [name for name in config_names() if name in infos]
-    default = ordered[0]
-    card_data = DatasetCardData(license="mit", pretty_name="SOUSA", language=["en"])
+    unknown = sorted(set(infos) - set(ordered))
+    if unknown or not ordered:
+        raise ValueError(f"no card for config(s) {unknown or 'none'}; known configs are {', '.join(config_names())}")
+    rows = max(sum(split.num_examples for split in infos[name].splits.values()) for name in ordered)
+    card_data = DatasetCardData(
+        license="mit",
+        language=["en"],
+        pretty_name=pretty_name,
+        size_categories=[size_category(rows)],
+        task_categories=TASK_CATEGORIES,
+        tags=TAGS,
+    )
     DatasetInfosDict({name: infos[name] for name in ordered}).to_dataset_card_data(card_data)
     MetadataConfigs(
         {
             name: {
                 "data_files": [
-                    {"split": split, "path": data_files_pattern(name, split)} for split in infos[name].splits
+                    {"split": split, "path": data_files_pattern(name, split)}
+                    for split in SPLIT_ORDER
+                    if split in infos[name].splits
                 ],
-                **({"default": True} if name == default else {}),
+                **({"default": True} if name == ordered[0] else {}),
             }
             for name in ordered
         }
     ).to_dataset_card_data(card_data)
-    return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{_body(infos, ordered)}")
+    return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{_body(infos, ordered, pretty_name)}")
 
 
-def _body(infos: Mapping[str, DatasetInfo], ordered: list[str]) -> str:
-    descriptions = {config.name: config.description for config in Sousa.BUILDER_CONFIGS}
-    lines = [
-        "# SOUSA: Synthetic Open Unified Snare Assessment",
-        "",
-        "Synthetic drum-rudiment performances with FLAC audio, MIDI and labels at three levels "
-        "(strokes, measures, exercise scores). Splits are by player profile.",
-        "",
-        "| config | contents | " + " | ".join(f"{split} rows" for split in ("train", "validation", "test")) + " |",
-        "|---|---|---|---|---|",
+def _megabytes(num_bytes: int | None) -> str:
+    return "?" if num_bytes is None else f"{num_bytes / 1e6:,.1f} MB"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
     ]
-    for name in ordered:
-        splits = infos[name].splits
-        counts = [str(splits[s].num_examples) if s in splits else "-" for s in ("train", "validation", "test")]
-        lines.append(f"| `{name}` | {descriptions[name]} | " + " | ".join(counts) + " |")
-    lines += [
+
+
+def _body(infos: Mapping[str, DatasetInfo], ordered: list[str], pretty_name: str) -> str:
+    descriptions = {config.name: config.description for config in Sousa.BUILDER_CONFIGS}
+    default = ordered[0]
+    splits = [s for s in SPLIT_ORDER if any(s in infos[name].splits for name in ordered)]
+    lines = [
+        f"# {pretty_name}: Synthetic Open Unified Snare Assessment",
+        "",
+        "Synthetic performances of the 40 PAS drum rudiments by simulated players in four skill tiers "
+        "(beginner, intermediate, advanced, professional). Each sample is a FLAC recording of a snare-drum "
+        "performance, its MIDI file, and labels at three levels: every stroke, every measure, and exercise "
+        "scores for the whole performance.",
+        "",
+        "## Configurations",
+        "",
+        *_table(
+            ("config", "contents", *(f"{s} rows" for s in splits), "download size"),
+            [
+                (
+                    f"`{name}`" + (" (default)" if name == default else ""),
+                    descriptions[name],
+                    *(str(infos[name].splits[s].num_examples) if s in infos[name].splits else "0" for s in splits),
+                    _megabytes(infos[name].download_size),
+                )
+                for name in ordered
+            ],
+        ),
+        "",
+        "## Loading",
         "",
         "```python",
         "from datasets import load_dataset",
-        f'ds = load_dataset("<this folder or repo>", "{ordered[0]}")',
+        "",
+        *(f'{name} = load_dataset("<repo or folder>", "{name}")' for name in ordered),
+        f'stream = load_dataset("<repo or folder>", "{default}", split="{splits[0]}", streaming=True)',
         "```",
         "",
-        "`auxiliary/strokes.parquet` and `auxiliary/measures.parquet` hold the stroke and measure labels "
-        "as flat tables (one row per stroke / measure, keyed by `sample_id` and `index`).",
+        "Every configuration has the same rows in the same order (sorted by `sample_id`). Decoding the "
+        "`audio` column needs torchcodec on datasets 4+ (soundfile and librosa on 3.x); "
+        '`ds.cast_column("audio", Audio(decode=False))` gives the FLAC bytes as they were generated.',
+        "",
+        "## Splits",
+        "",
+        "Splits are by player profile: all samples of a simulated player are in one split, so a model is "
+        "evaluated on players it has never heard.",
+        "",
+        *_table(
+            ("split", *(f"`{name}` rows" for name in ordered)),
+            [
+                (s, *(str(infos[name].splits[s].num_examples) if s in infos[name].splits else "0" for name in ordered))
+                for s in splits
+            ],
+        ),
+        "",
+        "## Columns",
+        "",
+        *_table(
+            ("column", "type", "description"),
+            [
+                (f"`{column}`", _type_name(feature), column_descriptions().get(column, ""))
+                for column, feature in infos[default].features.items()
+            ],
+        ),
+        "",
+        "## Label hierarchy",
+        "",
+        "An exercise (one row: metadata and the scores above) is made of measures, and each measure of "
+        "strokes: `measures[i].stroke_start` to `stroke_end` (exclusive) index into `strokes`.",
+        "",
+        "`strokes` (list of structs, ordered by `index`):",
+        "",
+        *_table(("field", "type", "description"), [(f"`{n}`", f.dtype, d) for n, f, d in STROKE_FIELDS]),
+        "",
+        "`measures` (list of structs, ordered by `index`):",
+        "",
+        *_table(("field", "type", "description"), [(f"`{n}`", f.dtype, d) for n, f, d in MEASURE_FIELDS]),
+        "",
+        "## Auxiliary tables",
+        "",
+        "`auxiliary/strokes.parquet` and `auxiliary/measures.parquet` hold the same stroke and measure labels "
+        "as flat tables, one row per stroke or measure, keyed by `sample_id` and `index`, for analysis "
+        "with pandas or SQL without unnesting.",
+        "",
+        "## MIDI and augmentations",
+        "",
+        "Each performance is rendered several times with different audio augmentations (soundfont, room, "
+        "microphone, compression, noise); the variants share an `augmentation_group_id` and have identical "
+        "labels. The generator writes the MIDI file once per group; every row carries its group's MIDI.",
+        "",
+        "## License and citation",
+        "",
+        "MIT.",
+        "",
+        "```bibtex",
+        CITATION,
+        "```",
         "",
     ]
     return "\n".join(lines)
+
+
+def _type_name(feature: object) -> str:
+    if isinstance(feature, Audio):
+        return f"Audio ({feature.sampling_rate} Hz)"
+    if isinstance(feature, list) or type(feature).__name__ in ("List", "Sequence"):
+        return "list of structs"
+    return feature.dtype

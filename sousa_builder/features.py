@@ -132,6 +132,6 @@ def features_for(with_midi: bool, with_audio: bool) -> Features:
 def column_descriptions() -> dict[str, str]:
     """Top-level column name -> one-line description, for cards and reports."""
     described = {name: text for name, _, text in SAMPLE_COLUMNS + SCORE_COLUMNS + MEDIA_COLUMNS}
-    described["strokes"] = "Stroke labels of the sample, ordered by index (list of structs)."
-    described["measures"] = "Measure labels of the sample, ordered by index (list of structs)."
+    described["strokes"] = "The sample's strokes, ordered by index (fields below)."
+    described["measures"] = "The sample's measures, ordered by index (fields below)."
     return described

@@ -47,11 +47,28 @@ def test_readme_configs_and_dataset_info(prepared_dir: Path) -> None:
     assert configs["midi_only"]["data_files"] == [
         {"split": s, "path": f"midi_only/{s}-*"} for s in ("train", "validation", "test")
     ]
+    assert (card["license"], card["language"], card["pretty_name"], card["size_categories"]) == (
+        "mit",
+        ["en"],
+        "SOUSA",
+        ["n<1K"],
+    )
+    assert card["task_categories"] == ["audio-classification", "tabular-classification", "tabular-regression"]
+    assert {"drum-rudiments", "midi", "synthetic"} <= set(card["tags"])
     infos = {i["config_name"]: i for i in card["dataset_info"]}
     for name, (with_midi, with_audio) in CONFIGS.items():
         assert infos[name]["features"] == features_for(with_midi, with_audio)._to_yaml_list()
         assert {s["name"]: s["num_examples"] for s in infos[name]["splits"]} == SAMPLE_SPLIT_ROWS
         assert infos[name]["download_size"] == sum(f.stat().st_size for f in (prepared_dir / name).iterdir())
+
+
+def test_card_body_numbers_come_from_the_data(prepared_dir: Path) -> None:
+    body = (prepared_dir / "README.md").read_text().split("---", 2)[2]
+    assert "| `audio` (default) | Labels + the FLAC recording (Audio) + the MIDI file bytes. | 12 | 6 | 6 |" in body
+    assert "| validation | 6 | 6 | 6 |" in body
+    assert "| `audio` | Audio (44100 Hz) |" in body and "| `diddle_position` | int64 |" in body
+    audio_mb = sum(f.stat().st_size for f in (prepared_dir / "audio").iterdir()) / 1e6
+    assert f"{audio_mb:,.1f} MB" in body
 
 
 @pytest.mark.parametrize("config", config_names())

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from .errors import OutputExistsError
-from .features import SAMPLING_RATE
+from .features import SAMPLING_RATE, SCORE_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,15 @@ PRESETS = (
 )
 SNARE_NOTE = 38
 TAIL_SEC = 0.5  # real output lasts duration_sec + 0.5 s
+# Scores drawn separately from the nine 0-100 scores of every exercise.
+SPECIAL_SCORES = (
+    "flam_quality",
+    "diddle_quality",
+    "roll_sustain",
+    "groove_feel_proxy",
+    "overall_score",
+    "tier_confidence",
+)
 
 
 @dataclass(frozen=True)
@@ -299,17 +308,7 @@ def _scores(rudiment: Rudiment, tier: str, rng: random.Random) -> dict:
     def score() -> float:
         return round(min(100.0, max(0.0, rng.gauss(TIER_SCORE[tier], 6.0))), 3)
 
-    names = (
-        "timing_accuracy",
-        "timing_consistency",
-        "tempo_stability",
-        "subdivision_evenness",
-        "velocity_control",
-        "accent_differentiation",
-        "accent_accuracy",
-        "hand_balance",
-        "weak_hand_index",
-    )
+    names = [name for name, _, _ in SCORE_COLUMNS if name not in SPECIAL_SCORES]
     scores = {name: score() for name in names}
     scores["flam_quality"] = score() if rudiment.has_flams else float("nan")
     scores["diddle_quality"] = score() if rudiment.has_diddles else float("nan")
@@ -398,29 +397,7 @@ _SOURCE_SCHEMAS = {
             ("aug_sample_rate", _NULL),
         ]
     ),
-    "exercises": pa.schema(
-        [("sample_id", _LS)]
-        + [
-            (n, _F)
-            for n in (
-                "timing_accuracy",
-                "timing_consistency",
-                "tempo_stability",
-                "subdivision_evenness",
-                "velocity_control",
-                "accent_differentiation",
-                "accent_accuracy",
-                "hand_balance",
-                "weak_hand_index",
-                "flam_quality",
-                "diddle_quality",
-                "roll_sustain",
-                "groove_feel_proxy",
-                "overall_score",
-                "tier_confidence",
-            )
-        ]
-    ),
+    "exercises": pa.schema([("sample_id", _LS)] + [(name, _F) for name, _, _ in SCORE_COLUMNS]),
     "strokes": pa.schema(
         [
             ("sample_id", _LS),

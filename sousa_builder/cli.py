@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from datasets.utils.py_utils import convert_file_size_to_int
 
 from .builder import config_names
-from .errors import SousaError
+from .errors import PublishNotConfirmedError, SousaError
 from .prepare import PrepareResult, prepare
+from .publish import PublishPlan, publish
 from .sample import make_sample
 
 logger = logging.getLogger("sousa_builder")
@@ -20,6 +23,12 @@ EXAMPLES = """examples:
   sousa-builder sample ./demo-data
   sousa-builder prepare ./demo-data --out ./build/sousa
   sousa-builder prepare output/dataset --out build/sousa --configs midi_only labels_only --num-proc 2
+"""
+PUBLISH_EXAMPLES = """examples (the token comes from $HF_TOKEN or `hf auth login`, never from the command line):
+  python -m sousa_builder.publish user/sousa --data-dir output/dataset
+  python -m sousa_builder.publish user/sousa --prepared build/sousa --yes
+  python -m sousa_builder.publish user/sousa --data-dir output/dataset --dry-run build/plan
+  python -m sousa_builder.publish user/sousa --prepared build/sousa --configs labels_only --create-pr
 """
 
 
@@ -71,6 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--num-proc", type=_positive, default=None, help="processes per split (default 1)")
     prep.add_argument("--max-shard-size", type=_size, default=None, help="largest Parquet shard (default 500MB)")
     prep.set_defaults(run=_run_prepare)
+
+    pub = commands.add_parser(
+        "publish", help="push prepared shards and the card to a Hub dataset repo, in one commit",
+        epilog=PUBLISH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    pub.add_argument("repo_id", help="the dataset repo, e.g. user/sousa")
+    what = pub.add_mutually_exclusive_group(required=True)
+    what.add_argument("--data-dir", help="a SOUSA output directory: prepare it, then publish")
+    what.add_argument("--prepared", help="a folder made by `sousa-builder prepare`")
+    pub.add_argument("--dry-run", metavar="DIR", help="send nothing: write the tree that would be pushed to DIR")
+    pub.add_argument("--configs", nargs="+", choices=config_names(), help="configs to push (default: all)")
+    pub.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its own)")
+    pub.add_argument("--revision", help="branch to commit to (must exist; default main)")
+    pub.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing to the branch")
+    pub.add_argument("--commit-message", help="default: says which configs and how many rows")
+    pub.add_argument("--num-proc", type=_positive, default=None, help="processes per split when preparing")
+    pub.add_argument("--max-shard-size", type=_size, default=None, help="largest Parquet shard when preparing")
+    pub.add_argument("--yes", action="store_true", help="do not ask before publishing")
+    pub.set_defaults(run=_run_publish)
+
     return parser
 
 
@@ -93,6 +122,39 @@ def _run_prepare(args: argparse.Namespace) -> None:
         args.data_dir, args.out, configs=args.configs, num_proc=args.num_proc, max_shard_size=args.max_shard_size
     )
     print(format_summary(result))
+
+
+def _run_publish(args: argparse.Namespace) -> None:
+    options = {
+        "revision": args.revision, "private": args.private, "create_pr": args.create_pr,
+        "commit_message": args.commit_message, "dry_run_dir": args.dry_run, "configs": args.configs,
+        "confirm": None if args.yes or args.dry_run else _ask,
+    }  # fmt: skip
+    if args.prepared:
+        result = publish(args.repo_id, args.prepared, **options)
+    else:
+        with tempfile.TemporaryDirectory(prefix="sousa-publish-") as work:
+            prepared = prepare(args.data_dir, Path(work) / "prepared", configs=args.configs, num_proc=args.num_proc,
+                               max_shard_size=args.max_shard_size)  # fmt: skip
+            print(format_summary(prepared))
+            result = publish(args.repo_id, prepared.out, **options)
+    if options["confirm"] is None:  # else the plan was shown with the question
+        print(result.plan.summary())
+    if args.dry_run:
+        print(f"dry run: wrote the tree that would be pushed to {args.dry_run}; nothing was sent")
+    elif result.plan.is_empty:
+        print(f"nothing to publish: {args.repo_id} already holds exactly these files")
+    elif result.cancelled:
+        print("not published")
+    else:
+        print(f"published: {result.pull_request_url or result.commit_url}")
+
+
+def _ask(plan: PublishPlan) -> bool:
+    print(plan.summary())
+    if not sys.stdin.isatty():
+        raise PublishNotConfirmedError("publishing needs a yes: pass --yes when there is no terminal to ask")
+    return input(f"publish to {plan.repo_id}@{plan.revision}? [y/N] ").strip().lower() in ("y", "yes")
 
 
 def format_summary(result: PrepareResult) -> str:
@@ -119,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        args.run(args)
+        code = args.run(args)
     except KeyboardInterrupt:
         print("interrupted; nothing was replaced", file=sys.stderr)
         return 130
@@ -129,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"sousa-builder {args.command}: error: {cause}", file=sys.stderr)
         return 1
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

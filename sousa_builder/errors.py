@@ -20,3 +20,23 @@ class SourceFormatError(SousaError, ValueError):
 
 class OutputExistsError(SousaError, FileExistsError):
     """The output folder holds something that is not an earlier sousa-builder output."""
+
+
+class PreparedFolderError(SousaError, ValueError):
+    """A prepared folder that is incomplete or inconsistent, so it must not be published."""
+
+
+class HubAccessError(SousaError, PermissionError):
+    """No usable Hub token, or no write access to the repo's namespace."""
+
+
+class HubRevisionError(SousaError, LookupError):
+    """The revision to publish to does not exist in the repo."""
+
+
+class PublishNotConfirmedError(SousaError, RuntimeError):
+    """Publishing was not confirmed (no terminal to ask and no --yes)."""
+
+
+class PublishConflictError(SousaError, RuntimeError):
+    """The branch moved between planning and committing; nothing was committed."""

@@ -1,0 +1,338 @@
+"""Publish a prepared SOUSA folder to the Hub: one atomic commit, resumable, idempotent.
+
+How it stays safe:
+- Nothing is purged first. LFS content is uploaded before any commit (`preupload_lfs_files`);
+  then a single `create_commit` adds the new shards and card and deletes the stale files, with
+  `parent_commit` pinned to the revision the plan was made against. A reader of the branch sees the
+  old tree or the new one, never a mix.
+- Resumable: an interrupted upload changes no branch; a rerun asks the server which objects it
+  already has and sends only the others.
+- Idempotent: `prepare` output is byte-for-byte deterministic, files equal to the remote ones are
+  left out of the commit, and when nothing differs no commit is made.
+
+    python -m sousa_builder.publish user/sousa --data-dir output/dataset
+    python -m sousa_builder.publish user/sousa --prepared build/sousa
+    python -m sousa_builder.publish user/sousa --data-dir output/dataset --dry-run build/plan
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from datasets import DatasetInfo
+from datasets.info import DatasetInfosDict
+from huggingface_hub import (
+    CommitOperationAdd,
+    CommitOperationDelete,
+    DatasetCard,
+    HfApi,
+    get_token,
+)
+from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.hf_api import RepoFile
+from huggingface_hub.utils import EntryNotFoundError
+
+from .builder import config_names
+from .card import dataset_card
+from .errors import HubAccessError, HubRevisionError, PreparedFolderError, PublishConflictError
+from .prepare import AUXILIARY_DIR
+
+logger = logging.getLogger(__name__)
+
+README = "README.md"
+# Where earlier versions of the dataset kept files: stale wherever they are found.
+LEGACY_FOLDERS = ("data", "midi", "labels")
+LEGACY_SUFFIXES = (".flac", ".mid", ".wav")
+# Files per preupload call: each call asks the server about its files once, then uploads.
+PREUPLOAD_BATCH = 50
+
+
+@dataclass
+class PublishPlan:
+    """What a publish would change on the branch, file by file (paths in the repo)."""
+
+    repo_id: str
+    revision: str
+    parent_commit: str | None
+    add: list[str] = field(default_factory=list)
+    replace: list[str] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    bytes_to_send: int = 0
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.add or self.replace or self.delete)
+
+    def summary(self) -> str:
+        """A human-readable plan, one section per action."""
+        lines = [f"plan for {self.repo_id}@{self.revision}:"]
+        for title, paths in (("add", self.add), ("replace", self.replace), ("delete", self.delete)):
+            lines.append(f"  {title}: {len(paths)} file(s)")
+            lines += [f"    {path}" for path in paths]
+        lines.append(f"  unchanged: {len(self.unchanged)} file(s); kept as they are: {len(self.kept)} file(s)")
+        lines.append(f"  bytes to send: {self.bytes_to_send:,}")
+        return "\n".join(lines)
+
+
+@dataclass
+class PublishResult:
+    """The plan carried out, and the commit it made (None when there was nothing to publish)."""
+
+    plan: PublishPlan
+    commit_url: str | None = None
+    pull_request_url: str | None = None
+    cancelled: bool = False
+
+
+@dataclass
+class _LocalFile:
+    path: str
+    source: Path | bytes
+    size: int
+    sha256: str
+    git_sha1: str
+
+
+def publish(
+    repo_id: str,
+    prepared: str | os.PathLike,
+    *,
+    token: str | None = None,
+    revision: str | None = None,
+    private: bool = False,
+    create_pr: bool = False,
+    commit_message: str | None = None,
+    configs: Sequence[str] | None = None,
+    dry_run_dir: str | os.PathLike | None = None,
+    confirm: Callable[[PublishPlan], bool] | None = None,
+    endpoint: str | None = None,
+) -> PublishResult:
+    """Push the prepared folder's configs (all, or `configs`), auxiliary tables and card to `repo_id`.
+
+    Configs already on the Hub but not pushed are kept, with their entries in the card.
+    With `dry_run_dir`, nothing is sent: the tree that would be pushed is written there instead.
+    `confirm` sees the plan before anything is uploaded; returning False stops there.
+    """
+    prepared = Path(prepared)
+    local_infos = read_prepared_infos(prepared)
+    if configs:
+        missing = sorted(set(configs) - set(local_infos))
+        if missing:
+            raise PreparedFolderError(f"{prepared} has no config {', '.join(missing)} to publish")
+        local_infos = {name: info for name, info in local_infos.items() if name in configs}
+    api = HfApi(endpoint=endpoint, token=token or get_token())
+    if dry_run_dir is None:
+        _check_write_access(api, repo_id)
+    remote = _remote_state(api, repo_id, revision)
+    kept_infos = {name: info for name, info in remote.infos.items() if name not in local_infos}
+    card = dataset_card({**kept_infos, **local_infos}).content.encode("utf-8")
+    local = _local_files(prepared, card, local_infos)
+    plan = _plan(repo_id, remote, local, pushed_configs=set(local_infos))
+
+    if dry_run_dir is not None:
+        _write_tree(local, Path(dry_run_dir))
+        return PublishResult(plan)
+    if plan.is_empty:
+        logger.info("nothing to publish: %s@%s already holds these files", repo_id, plan.revision)
+        return PublishResult(plan)
+    if confirm is not None and not confirm(plan):
+        return PublishResult(plan, cancelled=True)
+    _create_repo(api, repo_id, private)
+
+    additions = [CommitOperationAdd(f.path, _fileobj(f.source)) for f in local if f.path in {*plan.add, *plan.replace}]
+    for start in range(0, len(additions), PREUPLOAD_BATCH):
+        api.preupload_lfs_files(
+            repo_id, additions[start : start + PREUPLOAD_BATCH], repo_type="dataset", revision=plan.revision
+        )
+    try:
+        commit = api.create_commit(
+            repo_id,
+            operations=[*(CommitOperationDelete(path) for path in plan.delete), *additions],
+            commit_message=commit_message or _commit_message(local_infos),
+            repo_type="dataset",
+            revision=plan.revision,
+            create_pr=create_pr,
+            parent_commit=plan.parent_commit,
+        )
+    except HfHubHTTPError as err:
+        if err.response is not None and err.response.status_code == 412:
+            raise PublishConflictError(
+                f"{repo_id}@{plan.revision} changed while publishing (someone else committed); run again: "
+                "the uploaded files are kept on the Hub and will not be sent twice"
+            ) from None
+        raise
+    return PublishResult(plan, commit_url=commit.commit_url, pull_request_url=commit.pr_url)
+
+
+def read_prepared_infos(prepared: Path) -> dict[str, DatasetInfo]:
+    """Config name -> info (features, splits, sizes) from a prepared folder's README YAML."""
+    readme = prepared / README
+    if not readme.is_file():
+        raise PreparedFolderError(f"{readme}: missing; run `sousa-builder prepare` to make a prepared folder")
+    infos = dict(DatasetInfosDict.from_dataset_card_data(DatasetCard.load(readme).data))
+    unknown = sorted(set(infos) - set(config_names()))
+    if not infos or unknown:
+        raise PreparedFolderError(f"{readme}: dataset_info lists {unknown or 'no'} config(s) that this tool makes")
+    for name, info in infos.items():
+        for split in info.splits or {}:
+            if not list((prepared / name).glob(f"{split}-*.parquet")):
+                raise PreparedFolderError(f"{prepared / name}: no shard for split {split!r} that the README lists")
+    return infos
+
+
+@dataclass
+class _RemoteState:
+    revision: str
+    sha: str | None
+    files: dict[str, tuple[str, int]]  # path -> (sha256 for LFS files or git sha1, size)
+    infos: dict[str, DatasetInfo]
+
+
+def _remote_state(api: HfApi, repo_id: str, revision: str | None) -> _RemoteState:
+    """The branch's commit, files (with content hashes) and card infos; empty for a repo not created yet."""
+    try:
+        info = api.repo_info(repo_id, repo_type="dataset", revision=revision)
+    except RevisionNotFoundError as err:
+        raise HubRevisionError(
+            f"revision {revision!r} does not exist in dataset {repo_id}; create the branch first or omit --revision"
+        ) from err
+    except RepositoryNotFoundError:
+        return _RemoteState(revision or "main", None, {}, {})
+    files = {}
+    for entry in api.list_repo_tree(repo_id, repo_type="dataset", revision=info.sha, recursive=True):
+        if isinstance(entry, RepoFile):
+            files[entry.path] = (entry.lfs.sha256 if entry.lfs else entry.blob_id, entry.size)
+    infos = {}
+    if README in files:
+        try:
+            card = DatasetCard.load(
+                api.hf_hub_download(repo_id, README, repo_type="dataset", revision=info.sha),
+                ignore_metadata_errors=True,
+            )
+            infos = dict(DatasetInfosDict.from_dataset_card_data(card.data))
+        except (EntryNotFoundError, ValueError) as err:
+            logger.warning("ignoring the card of %s: %s", repo_id, err)
+    return _RemoteState(revision or "main", info.sha, files, infos)
+
+
+def _local_files(prepared: Path, card: bytes, infos: dict[str, DatasetInfo]) -> list[_LocalFile]:
+    """The files to push: the shards of the configs in `infos`, the auxiliary tables, and the card."""
+    local = [_describe(README, card)]
+    for folder in (*infos, AUXILIARY_DIR):
+        for path in sorted((prepared / folder).glob("*.parquet")):
+            local.append(_describe(path.relative_to(prepared).as_posix(), path))
+    return local
+
+
+def _describe(path: str, source: Path | bytes) -> _LocalFile:
+    sha256, size = hashlib.sha256(), 0
+    git = None
+    if isinstance(source, bytes):
+        sha256.update(source)
+        size = len(source)
+        git = hashlib.sha1(f"blob {size}\0".encode() + source).hexdigest()
+    else:
+        with open(source, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                sha256.update(chunk)
+                size += len(chunk)
+    return _LocalFile(path, source, size, sha256.hexdigest(), git or "")
+
+
+def _plan(repo_id: str, remote: _RemoteState, local: list[_LocalFile], pushed_configs: set[str]) -> PublishPlan:
+    plan = PublishPlan(repo_id, remote.revision, remote.sha)
+    for f in local:
+        remote_file = remote.files.get(f.path)
+        if remote_file is None:
+            plan.add.append(f.path)
+        elif remote_file[0] in (f.sha256, f.git_sha1):
+            plan.unchanged.append(f.path)
+            continue
+        else:
+            plan.replace.append(f.path)
+        plan.bytes_to_send += f.size
+    local_paths = {f.path for f in local}
+    for path in sorted(remote.files):
+        if path in local_paths:
+            continue
+        (plan.delete if _is_stale(path, pushed_configs) else plan.kept).append(path)
+    return plan
+
+
+def _is_stale(path: str, pushed_configs: set[str]) -> bool:
+    """A remote file the new tree replaces: in a pushed config's folder, auxiliary/, or an older layout."""
+    parts = PurePosixPath(path).parts
+    if len(parts) > 1 and parts[0] in {*pushed_configs, "auxiliary", *LEGACY_FOLDERS}:
+        return True
+    if len(parts) == 1 and path.endswith(".parquet"):
+        return True
+    return path.endswith(LEGACY_SUFFIXES)
+
+
+def _fileobj(source: Path | bytes) -> str | bytes:
+    return source if isinstance(source, bytes) else str(source)
+
+
+def _write_tree(local: list[_LocalFile], target: Path) -> None:
+    """Write the files that would be pushed into `target` (replacing an earlier dry run there)."""
+    if target.exists() and any(target.iterdir()) and not (target / README).is_file():
+        raise PreparedFolderError(f"{target} exists and is not an earlier dry run; choose another folder")
+    if target.exists():
+        shutil.rmtree(target)
+    for f in local:
+        destination = target / f.path
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(f.source, bytes):
+            destination.write_bytes(f.source)
+        else:
+            shutil.copyfile(f.source, destination)
+
+
+def _commit_message(infos: dict[str, DatasetInfo]) -> str:
+    rows = ", ".join(
+        f"{name}: {sum(s.num_examples for s in info.splits.values())} rows" for name, info in infos.items()
+    )
+    return f"Publish SOUSA ({rows})"
+
+
+def _check_write_access(api: HfApi, repo_id: str) -> None:
+    if not api.token:
+        raise HubAccessError("no Hub token: set HF_TOKEN or log in with `hf auth login`")
+    try:
+        whoami = api.whoami()
+    except HfHubHTTPError as err:
+        if err.response is not None and err.response.status_code == 401:
+            raise HubAccessError(
+                "the Hub refused the token (invalid or expired): set HF_TOKEN to a valid one"
+            ) from None
+        raise
+    namespace = repo_id.split("/")[0]
+    orgs = {org.get("name") for org in whoami.get("orgs", [])}
+    if namespace != whoami.get("name") and namespace not in orgs:
+        raise HubAccessError(
+            f"user {whoami.get('name')!r} cannot write to namespace {namespace!r} (not theirs, nor an org of theirs)"
+        )
+
+
+def _create_repo(api: HfApi, repo_id: str, private: bool) -> None:
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    except HfHubHTTPError as err:
+        if err.response is not None and err.response.status_code in (401, 403):
+            raise HubAccessError(f"no write access to {repo_id}: {err.response.status_code}") from None
+        raise
+
+
+if __name__ == "__main__":
+    from .cli import main
+
+    sys.exit(main(["publish", *sys.argv[1:]]))

@@ -1,0 +1,240 @@
+"""Publishing to a Hub: the unmodified huggingface_hub / datasets clients against the FakeHub on 127.0.0.1.
+
+Assertions are on the server's record (commits, LFS uploads, trees), not only on return values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+from hub_server import DEFAULT_TOKEN, FakeHub, hub_fixture  # noqa: F401
+from huggingface_hub import HfApi
+from huggingface_hub.errors import RepositoryNotFoundError
+
+from sousa_builder.cli import main
+from sousa_builder.errors import HubAccessError, HubRevisionError, PreparedFolderError, PublishConflictError
+from sousa_builder.prepare import prepare
+from sousa_builder.publish import publish
+
+REPO = "alice/sousa"
+
+
+def local_tree(prepared: Path) -> dict[str, bytes]:
+    return {p.relative_to(prepared).as_posix(): p.read_bytes() for p in prepared.rglob("*") if p.is_file()}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_first_publish_then_load_dataset_through_the_hub(hub: FakeHub, prepared_dir: Path) -> None:
+    result = publish(REPO, prepared_dir)
+    commit = hub.commits[-1]
+    assert result.commit_url and commit.summary.startswith("Publish SOUSA (audio: 24 rows")
+    assert len([c for c in hub.commits if c.repo_id == REPO]) == 2  # the repo's initial commit, then ours
+    expected = local_tree(prepared_dir)
+    assert hub.files(REPO) == {".gitattributes": hub.files(REPO)[".gitattributes"], **expected}
+    assert sorted(commit.added) == sorted(expected) and commit.deleted == ()
+    parquets = {path for path in expected if path.endswith(".parquet")}
+    assert sorted(u.oid for u in hub.lfs_uploads) == sorted(sha256(expected[p]) for p in parquets)
+
+    for config in ("audio", "midi_only", "labels_only"):
+        remote = datasets.load_dataset(REPO, config)
+        local = datasets.load_dataset(str(prepared_dir), config)
+        assert {s: d.num_rows for s, d in remote.items()} == {s: d.num_rows for s, d in local.items()}
+        assert remote["train"].features == local["train"].features
+        assert remote["test"].with_format("arrow")[:].equals(local["test"].with_format("arrow")[:])
+    stream = datasets.load_dataset(REPO, "labels_only", split="validation", streaming=True)
+    assert [row["sample_id"] for row in stream] == local["validation"]["sample_id"]
+
+
+def test_republish_unchanged_sends_nothing(hub: FakeHub, prepared_dir: Path, capsys) -> None:
+    publish(REPO, prepared_dir)
+    commits, uploads = len(hub.commits), len(hub.lfs_uploads)
+    writes = len(hub.requests_for("preupload", "lfs_batch", "lfs_upload", "commit"))
+    assert main(["publish", REPO, "--prepared", str(prepared_dir), "--yes"]) == 0
+    assert "nothing to publish" in capsys.readouterr().out
+    assert (len(hub.commits), len(hub.lfs_uploads)) == (commits, uploads)
+    assert len(hub.requests_for("preupload", "lfs_batch", "lfs_upload", "commit")) == writes
+
+
+def test_changed_source_uploads_only_changed_shards_and_deletes_stale(
+    hub: FakeHub, prepared_dir: Path, sample_dir: Path, tmp_path: Path
+) -> None:
+    publish(REPO, prepared_dir)
+    before = hub.files(REPO)
+    uploads_before = len(hub.lfs_uploads)
+    # One process instead of two: one shard per split instead of two, the auxiliary tables unchanged.
+    again = prepare(sample_dir, tmp_path / "one-shard").out
+    result = publish(REPO, again)
+    commit = hub.commits[-1]
+    new = local_tree(again)
+    assert hub.files(REPO) == {".gitattributes": before[".gitattributes"], **new}
+    stale = sorted(p for p in before if p not in new and p != ".gitattributes")
+    assert stale and sorted(commit.deleted) == stale == sorted(result.plan.delete)  # in the same commit
+    sent = {u.oid for u in hub.lfs_uploads[uploads_before:]}
+    changed = {sha256(data) for path, data in new.items() if before.get(path) != data and path.endswith(".parquet")}
+    assert sent == changed
+    assert sha256(new["auxiliary/strokes.parquet"]) not in sent
+    assert "auxiliary/strokes.parquet" in result.plan.unchanged
+
+
+def test_replaces_an_older_layout_in_one_commit(hub: FakeHub, prepared_dir: Path) -> None:
+    hub.create_repo(REPO)
+    legacy = {
+        "audio/beg000_flam_120bpm.flac": b"fLaC old",
+        "data/train-00000-of-00001.parquet": b"PAR1 old",
+        "midi/beg000_flam_120bpm.mid": b"MThd old",
+        "LICENSE": b"MIT",
+    }
+    hub.commit_files(REPO, legacy)
+    seeded = hub.head(REPO).oid
+    publish(REPO, prepared_dir)
+    commit = hub.commits[-1]
+    assert commit.parent == seeded
+    assert sorted(commit.deleted) == sorted(p for p in legacy if p != "LICENSE")
+    tree = hub.files(REPO)
+    assert tree["LICENSE"] == b"MIT"  # not ours to delete
+    assert not [p for p in tree if p.endswith((".flac", ".mid")) or p.startswith("data/")]
+
+
+def test_failed_upload_leaves_main_unchanged_and_rerun_sends_the_rest(hub: FakeHub, prepared_dir: Path) -> None:
+    hub.create_repo(REPO)
+    head = hub.head(REPO).oid
+    hub.fail_lfs_uploads_after(3, status=403)  # a hard failure after three objects
+    with pytest.raises(Exception):  # noqa: B017 - whatever the client raises, main must not move
+        publish(REPO, prepared_dir)
+    assert hub.head(REPO).oid == head and set(hub.files(REPO)) == {".gitattributes"}
+    first_run = {u.oid for u in hub.lfs_uploads}
+    assert len(first_run) == 3
+
+    hub.clear_faults()
+    publish(REPO, prepared_dir)
+    parquets = {sha256(d) for p, d in local_tree(prepared_dir).items() if p.endswith(".parquet")}
+    second_run = [u.oid for u in hub.lfs_uploads[3:]]
+    assert sorted(second_run) == sorted(parquets - first_run)  # only what the server did not have
+    assert hub.files(REPO).keys() >= local_tree(prepared_dir).keys()
+
+
+def test_subset_of_configs_keeps_the_others(hub: FakeHub, prepared_dir: Path, sample_dir: Path, tmp_path) -> None:
+    publish(REPO, prepared_dir)
+    before = hub.files(REPO)
+    labels = prepare(sample_dir, tmp_path / "labels", configs=["labels_only"]).out
+    publish(REPO, labels)
+    after = hub.files(REPO)
+    for path, data in before.items():
+        if path.startswith(("audio/", "midi_only/")):
+            assert after[path] == data
+    assert not [p for p in after if p.startswith("labels_only/") and p.endswith("-of-00002.parquet")]
+    card = after["README.md"].decode()
+    for config in ("audio", "midi_only", "labels_only"):
+        assert f"config_name: {config}" in card
+    ds = datasets.load_dataset(REPO, "midi_only", split="train")
+    assert ds.num_rows == 12
+
+
+def test_private_repo(hub: FakeHub, prepared_dir: Path) -> None:
+    publish(REPO, prepared_dir, private=True)
+    assert hub.repo(REPO).private
+    with pytest.raises(RepositoryNotFoundError):
+        HfApi(token=False).repo_info(REPO, repo_type="dataset")
+
+
+def test_bad_token_is_refused_and_never_printed(
+    hub: FakeHub, prepared_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    secret = "hf_not_a_real_token_4242"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    assert main(["publish", REPO, "--prepared", str(prepared_dir), "--yes"]) == 1
+    out, err = capsys.readouterr()
+    assert "refused the token" in err
+    assert secret not in out + err
+    assert not [c for c in hub.commits if c.repo_id == REPO]
+
+
+def test_missing_token(hub: FakeHub, prepared_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(HubAccessError, match="no Hub token"):
+        publish(REPO, prepared_dir)
+
+
+def test_no_write_access_to_namespace(hub: FakeHub, prepared_dir: Path) -> None:
+    with pytest.raises(HubAccessError, match="cannot write to namespace 'bob'"):
+        publish("bob/sousa", prepared_dir)
+    publish("sousa-org/sousa", prepared_dir)  # alice's organisation is fine
+    assert hub.head("sousa-org/sousa").author == "alice"
+
+
+def test_revision_that_does_not_exist(hub: FakeHub, prepared_dir: Path) -> None:
+    hub.create_repo(REPO)
+    with pytest.raises(HubRevisionError, match="'v2' does not exist"):
+        publish(REPO, prepared_dir, revision="v2")
+
+
+def test_create_pr_leaves_main_alone(hub: FakeHub, prepared_dir: Path) -> None:
+    hub.create_repo(REPO)
+    head = hub.head(REPO).oid
+    result = publish(REPO, prepared_dir, create_pr=True)
+    assert result.pull_request_url and hub.head(REPO).oid == head
+    assert "README.md" in hub.files(REPO, revision="refs/pr/1")
+
+
+def test_dry_run_writes_the_tree_and_sends_nothing(hub: FakeHub, sample_dir: Path, tmp_path: Path, capsys) -> None:
+    plan_dir = tmp_path / "plan"
+    assert main(["publish", REPO, "--data-dir", str(sample_dir), "--dry-run", str(plan_dir)]) == 0
+    out = capsys.readouterr().out
+    # 3 configs x 3 splits x 1 shard + 2 auxiliary tables + README.md
+    assert "add: 12 file(s)" in out and "bytes to send:" in out and "nothing was sent" in out
+    assert not hub.commits and not hub.lfs_uploads
+    assert not hub.requests_for("create_repo", "preupload", "commit")
+    ds = datasets.load_dataset(str(plan_dir), "labels_only")
+    assert {s: d.num_rows for s, d in ds.items()} == {"train": 12, "validation": 6, "test": 6}
+
+
+def test_refuses_a_folder_that_is_not_prepared(hub: FakeHub, prepared_dir: Path, tmp_path: Path) -> None:
+    broken = Path(shutil.copytree(prepared_dir, tmp_path / "broken"))
+    for shard in (broken / "midi_only").glob("validation-*"):
+        shard.unlink()
+    with pytest.raises(PreparedFolderError, match="no shard for split 'validation'"):
+        publish(REPO, broken)
+    assert not hub.commits
+
+
+def test_python_dash_m_entry_point(hub: FakeHub, prepared_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "sousa_builder.publish", "--help"], capture_output=True, text=True, check=True
+    )
+    assert "--prepared" in run.stdout and "HF_TOKEN" in run.stdout
+    assert pq.read_schema(next((prepared_dir / "audio").glob("*.parquet"))).names[-1] == "audio"
+    assert DEFAULT_TOKEN not in run.stdout
+
+
+def test_branch_moved_while_publishing(hub: FakeHub, prepared_dir: Path) -> None:
+    hub.create_repo(REPO)
+
+    def someone_else_commits(plan) -> bool:
+        hub.commit_files(REPO, {"NOTES.md": b"meanwhile"})
+        return True
+
+    with pytest.raises(PublishConflictError, match="changed while publishing"):
+        publish(REPO, prepared_dir, confirm=someone_else_commits)
+    assert set(hub.files(REPO)) == {".gitattributes", "NOTES.md"}  # their commit stands, ours was refused
+    publish(REPO, prepared_dir)  # the rerun sends no object twice
+    assert len(hub.lfs_uploads) == len({u.oid for u in hub.lfs_uploads})
+    assert hub.files(REPO)["NOTES.md"] == b"meanwhile"
+
+
+def test_asks_before_publishing(hub: FakeHub, prepared_dir: Path, capsys) -> None:
+    assert main(["publish", REPO, "--prepared", str(prepared_dir)]) == 1  # no terminal under pytest
+    out, err = capsys.readouterr()
+    assert "add: 21 file(s)" in out and "pass --yes" in err
+    with pytest.raises(KeyError):
+        hub.repo(REPO)  # not even created

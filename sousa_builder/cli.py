@@ -16,6 +16,8 @@ from .errors import PublishNotConfirmedError, SousaError
 from .prepare import PrepareResult, prepare
 from .publish import PublishPlan, publish
 from .sample import make_sample
+from .validate import validate_source
+from .validate_prepared import validate_prepared
 
 logger = logging.getLogger("sousa_builder")
 
@@ -29,6 +31,11 @@ PUBLISH_EXAMPLES = """examples (the token comes from $HF_TOKEN or `hf auth login
   python -m sousa_builder.publish user/sousa --prepared build/sousa --yes
   python -m sousa_builder.publish user/sousa --data-dir output/dataset --dry-run build/plan
   python -m sousa_builder.publish user/sousa --prepared build/sousa --configs labels_only --create-pr
+"""
+VALIDATE_EXAMPLES = """examples:
+  sousa-builder validate output/dataset --num-proc 4 --json report.json
+  sousa-builder validate output/dataset --sample 500 --strict
+  sousa-builder validate --prepared build/sousa --source output/dataset --sample 500
 """
 
 
@@ -100,6 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("--yes", action="store_true", help="do not ask before publishing")
     pub.set_defaults(run=_run_publish)
 
+    check = commands.add_parser(
+        "validate",
+        help="check a SOUSA directory or a prepared folder; exit 1 if anything is wrong",
+        description="Check a SOUSA source directory (DATA_DIR) or a prepared folder (--prepared OUT).\n"
+        "Exit 0 when every check passes, 1 when any fails (with --strict: or warns), 2 for usage errors.",
+        epilog=VALIDATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    check.add_argument("data_dir", nargs="?", help="the SOUSA directory to check")
+    check.add_argument("--prepared", metavar="OUT", help="check this prepared (Hub-layout) folder instead")
+    check.add_argument("--source", metavar="DATA_DIR", help="with --prepared: the SOUSA directory it was made from")
+    check.add_argument("--json", metavar="REPORT.json", help="also write the full report as JSON")
+    check.add_argument("--strict", action="store_true", help="warnings fail too")
+    check.add_argument("--num-proc", type=_positive, default=None, help="processes for the media checks")
+    check.add_argument(
+        "--sample", type=_positive, metavar="K", help="check the media of K random samples (and load K rows a split)"
+    )
+    check.add_argument("--seed", type=int, default=None, help="seed for --sample (the JSON report gives the one used)")
+    check.set_defaults(run=_run_validate, usage_error=check.error)
     return parser
 
 
@@ -155,6 +181,25 @@ def _ask(plan: PublishPlan) -> bool:
     if not sys.stdin.isatty():
         raise PublishNotConfirmedError("publishing needs a yes: pass --yes when there is no terminal to ask")
     return input(f"publish to {plan.repo_id}@{plan.revision}? [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _run_validate(args: argparse.Namespace) -> int:
+    if (args.data_dir is None) == (args.prepared is None):
+        args.usage_error("give either DATA_DIR or --prepared OUT")
+    if args.source is not None and args.prepared is None:
+        args.usage_error("--source goes with --prepared")
+    for option, value in (("DATA_DIR", args.data_dir), ("--prepared", args.prepared), ("--source", args.source)):
+        if value is not None and not Path(value).is_dir():
+            args.usage_error(f"{option} {value}: no such directory")
+    options = {"num_proc": args.num_proc, "sample": args.sample, "seed": args.seed}
+    if args.prepared is not None:
+        report = validate_prepared(args.prepared, source=args.source, **options)
+    else:
+        report = validate_source(args.data_dir, **options)
+    if args.json:
+        Path(args.json).write_text(report.to_json(strict=args.strict), encoding="utf-8")
+    print(report.summary(strict=args.strict))
+    return 0 if report.ok(strict=args.strict) else 1
 
 
 def format_summary(result: PrepareResult) -> str:

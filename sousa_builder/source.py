@@ -89,6 +89,14 @@ def _normalize_column(column: pa.ChunkedArray, target: pa.DataType) -> pa.Chunke
     return column.cast(target)
 
 
+def convert_column(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    """The conversion `read_label_table` applies to a source column (validation accepts exactly what it accepts).
+
+    Raises `pa.ArrowInvalid` or `pa.ArrowNotImplementedError` when the column does not convert.
+    """
+    return _normalize_column(column, target)
+
+
 def read_label_table(
     path: Path, schema: pa.Schema, filter_ids: pa.Array | None = None, optional: Sequence[str] = ()
 ) -> pa.Table:

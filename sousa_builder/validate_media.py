@@ -1,0 +1,296 @@
+"""Media checks: the source's files are there, FLAC decodes in full, MIDI parses; embedded bytes compared.
+
+The expensive ones run in chunks, in worker processes with `num_proc` > 1, under one progress bar
+(datasets' tqdm: `datasets.disable_progress_bars()` or `HF_DATASETS_DISABLE_PROGRESS_BARS=1` turns it
+off). Workers are top-level functions that take plain data and return offender strings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import random
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import mido
+import pyarrow as pa
+import pyarrow.parquet as pq
+import soundfile as sf
+from datasets.utils.tqdm import tqdm
+
+from .features import SAMPLING_RATE
+from .source import media_problem
+from .validate_report import CheckResult, verdict
+
+logger = logging.getLogger(__name__)
+
+# Real generator output lasts duration_sec + 0.5 s. The tolerance absorbs rounding and an encoder
+# padding to a block (a 1024-frame FLAC block is 23 ms at 44.1 kHz) yet is far below one beat at
+# 300 bpm (200 ms), so a cut or wrongly rendered file is still caught.
+AUDIO_TAIL_SEC = 0.5
+AUDIO_LENGTH_TOLERANCE_SEC = 0.05
+# Files (or row groups) per task handed to a worker.
+TASK_SIZE = 32
+_DECODE_BLOCK = 1 << 16
+MEDIA_CHECKS = ("media_files", "audio_decode", "midi_parse", "unreferenced_media")
+# The samples columns the media checks read.
+MEDIA_COLUMNS = ("sample_id", "audio_path", "midi_path", "augmentation_group_id", "duration_sec")
+
+T = TypeVar("T")
+
+
+def audio_problem(path: Path, duration_sec: float | None) -> str | None:
+    """Why `path` is not a full-length 44.1 kHz FLAC for a performance of `duration_sec`, or None.
+
+    The whole file is decoded (a cut or corrupt file often has an intact header).
+    """
+    try:
+        info = sf.info(str(path))
+        if info.format != "FLAC":
+            return f"format {info.format}, expected FLAC"
+        if info.samplerate != SAMPLING_RATE:
+            return f"sample rate {info.samplerate} Hz, expected {SAMPLING_RATE}"
+        frames = sum(len(block) for block in sf.blocks(str(path), blocksize=_DECODE_BLOCK, dtype="int32"))
+    except (sf.SoundFileError, RuntimeError, OSError) as err:
+        return f"does not decode ({err})"
+    if frames != info.frames:
+        return f"decodes to {frames} frames, its header says {info.frames}"
+    if duration_sec is None:
+        return None
+    seconds, expected = frames / info.samplerate, duration_sec + AUDIO_TAIL_SEC
+    if abs(seconds - expected) > AUDIO_LENGTH_TOLERANCE_SEC:
+        return (
+            f"lasts {seconds:.3f} s, expected duration_sec + {AUDIO_TAIL_SEC} s = {expected:.3f} s "
+            f"(tolerance {AUDIO_LENGTH_TOLERANCE_SEC} s)"
+        )
+    return None
+
+
+def midi_problem(path: Path) -> str | None:
+    """Why `path` is not a MIDI file with notes in it, or None."""
+    try:
+        midi = mido.MidiFile(str(path))
+    except Exception as err:  # mido raises OSError, EOFError, ValueError, KeyError... on malformed files
+        return f"does not parse as MIDI ({type(err).__name__}: {err})"
+    if not any(message.type == "note_on" and message.velocity > 0 for track in midi.tracks for message in track):
+        return "holds no note events"
+    return None
+
+
+def path_problems(root: str, paths: Sequence[str]) -> list[tuple[str, str | None]]:
+    """Worker: (path, why it is not a readable file inside `root`, or None) for each relative path."""
+    return [(path, media_problem(Path(root), path)) for path in paths]
+
+
+def check_audio_files(root: str, items: Sequence[tuple[str, str, float | None]]) -> list[str]:
+    """Worker: `(sample_id, relative path, duration_sec)` items -> 'path (sample id): problem' offenders."""
+    found = []
+    for sample_id, relative, duration in items:
+        problem = audio_problem(Path(root) / relative, duration)
+        if problem:
+            found.append(f"{relative} (sample {sample_id}): {problem}")
+    return found
+
+
+def check_midi_files(root: str, items: Sequence[tuple[str, str]]) -> list[str]:
+    """Worker: `(sample_id, relative path)` items -> 'path (sample id): problem' offenders."""
+    found = []
+    for sample_id, relative in items:
+        problem = midi_problem(Path(root) / relative)
+        if problem:
+            found.append(f"{relative} (sample {sample_id}): {problem}")
+    return found
+
+
+def compare_embedded(
+    out: str, shard: str, row_group: int, root: str, expected: dict[str, tuple[str | None, str | None]]
+) -> list[str]:
+    """Worker: the `audio` / `midi` bytes of one row group of a prepared shard against the source files.
+
+    `expected` maps the sample ids to compare to their (audio_path, midi_path) in the source root.
+    """
+    parquet = pq.ParquetFile(Path(out) / shard)
+    columns = [name for name in ("sample_id", "audio", "midi") if name in parquet.schema_arrow.names]
+    table = parquet.read_row_group(row_group, columns=columns)
+    found = []
+    for row in table.to_pylist():
+        sample_id = row["sample_id"]
+        if sample_id not in expected:
+            continue
+        audio_path, midi_path = expected[sample_id]
+        embedded = {"audio": (row.get("audio") or {}).get("bytes"), "midi": row.get("midi")}
+        for column, relative in (("audio", audio_path), ("midi", midi_path)):
+            if column not in columns:
+                continue
+            if relative is None:
+                found.append(f"{shard}: sample {sample_id} has {column} bytes but the source has no {column} file")
+                continue
+            try:
+                original = (Path(root) / relative).read_bytes()
+            except OSError as err:
+                found.append(f"{shard}: sample {sample_id}: cannot read source {relative} ({err.strerror})")
+                continue
+            if embedded[column] != original:
+                size = "missing" if embedded[column] is None else f"{len(embedded[column]):,} bytes"
+                found.append(
+                    f"{shard}: sample {sample_id} {column} ({size}) differs from {relative} ({len(original):,} bytes)"
+                )
+    return found
+
+
+def run_tasks(
+    worker: Callable[..., list[T]],
+    tasks: Sequence[tuple[Any, ...]],
+    weights: Sequence[int],
+    num_proc: int | None,
+    desc: str,
+    unit: str = "file",
+) -> list[T]:
+    """`worker(*task)` for every task, in `num_proc` processes if > 1; results concatenated in task order.
+
+    The progress bar advances by each task's weight (`unit`s: files or rows) as it completes.
+    """
+    if not tasks:
+        return []
+    results: list[list[T]] = [[] for _ in tasks]
+    with tqdm(total=sum(weights), desc=desc, unit=unit) as bar:
+        if not num_proc or num_proc <= 1 or len(tasks) <= 1:
+            for position, task in enumerate(tasks):
+                results[position] = worker(*task)
+                bar.update(weights[position])
+        else:
+            with ProcessPoolExecutor(max_workers=min(num_proc, len(tasks))) as pool:
+                futures = {pool.submit(worker, *task): position for position, task in enumerate(tasks)}
+                for future in as_completed(futures):
+                    position = futures[future]
+                    results[position] = future.result()
+                    bar.update(weights[position])
+    return [item for chunk in results for item in chunk]
+
+
+def chunks(items: Sequence[T], size: int = TASK_SIZE) -> list[Sequence[T]]:
+    """`items` cut into consecutive pieces of at most `size`."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+# --- the source's media checks -------------------------------------------------------------------
+
+
+@dataclass
+class _MediaRefs:
+    """The media references of the samples, one list entry per sample, and what is wrong with each file."""
+
+    ids: list[str]
+    audio: list[str | None]
+    midi: list[str | None]
+    groups: list[str | None]
+    durations: list[float | None]
+    problems: dict[str, str | None]  # relative path -> why it is unusable, None when it is fine
+    group_midi: dict[str | None, list[str]]  # augmentation group -> its MIDI files
+
+    @classmethod
+    def read(cls, root: Path, samples: pa.Table, num_proc: int | None) -> _MediaRefs:
+        ids, audio, midi, groups, durations = (samples[column].to_pylist() for column in MEDIA_COLUMNS)
+        paths = [path for path in dict.fromkeys([*audio, *midi]) if path is not None]
+        pieces = chunks(paths, 1024)
+        tasks = [(str(root), piece) for piece in pieces]
+        problems = dict(run_tasks(path_problems, tasks, [len(p) for p in pieces], num_proc, "Finding media"))
+        group_midi: dict[str | None, list[str]] = {}
+        for group, path in zip(groups, midi):
+            if path is not None:
+                group_midi.setdefault(group, []).append(path)
+        return cls(ids, audio, midi, groups, durations, problems, group_midi)
+
+    def usable(self, path: str | None) -> bool:
+        return path is not None and self.problems[path] is None
+
+
+def source_media_checks(
+    root: Path, samples: pa.Table, num_proc: int | None, sample: int | None, seed: int | None
+) -> list[CheckResult]:
+    """media_files and unreferenced_media on every sample; audio_decode, midi_parse on all or `sample` random ones."""
+    refs = _MediaRefs.read(root, samples, num_proc)
+    rows: Sequence[int] = range(len(refs.ids))
+    details: dict[str, Any] = {"sampled": sample is not None}
+    if sample is not None:
+        seed = random.randrange(2**32) if seed is None else seed
+        rows = sorted(random.Random(seed).sample(rows, min(sample, len(rows))))
+        details.update(sample=sample, seed=seed)
+    audio = [(refs.ids[r], refs.audio[r], refs.durations[r]) for r in rows if refs.usable(refs.audio[r])]
+    owner = {path: sid for sid, path in zip(refs.ids, refs.midi) if path is not None}
+    chosen_midi = dict.fromkeys(path for r in rows for path in refs.group_midi.get(refs.groups[r], ()))
+    midi = [(owner[path], path) for path in chosen_midi if refs.usable(path)]
+    return [
+        _media_files(refs),
+        verdict(
+            "audio_decode",
+            *_run_chunked(check_audio_files, root, audio, num_proc, "Decoding FLAC"),
+            "audio file(s) that do not decode, are not 44.1 kHz FLAC, or do not last duration_sec + 0.5 s",
+            f"{len(audio):,} FLAC file(s) decode in full at 44.1 kHz and last duration_sec + 0.5 s",
+            details={**details, "checked": len(audio)},
+        ),
+        verdict(
+            "midi_parse",
+            *_run_chunked(check_midi_files, root, midi, num_proc, "Parsing MIDI"),
+            "MIDI file(s) that do not parse or hold no notes",
+            f"{len(midi):,} MIDI file(s) parse and hold note events",
+            details={**details, "checked": len(midi)},
+        ),
+        unreferenced_media(root, [*refs.audio, *refs.midi]),
+    ]
+
+
+def _run_chunked(
+    worker: Callable[..., list[str]], root: Path, items: Sequence[tuple], num_proc: int | None, desc: str
+) -> tuple[int, list[str]]:
+    pieces = chunks(items)
+    found = run_tasks(worker, [(str(root), piece) for piece in pieces], [len(p) for p in pieces], num_proc, desc)
+    return len(found), found
+
+
+def _media_files(refs: _MediaRefs) -> CheckResult:
+    """Every audio and MIDI path resolves to a readable file inside the root; every group has a MIDI file."""
+    offenders = []
+    for sid, audio, midi, group in zip(refs.ids, refs.audio, refs.midi, refs.groups):
+        if audio is None:
+            offenders.append(f"sample {sid}: audio_path is null")
+        for path in (audio, midi):
+            if path is not None and refs.problems[path]:
+                offenders.append(f"{path} (sample {sid}): {refs.problems[path]}")
+        if group not in refs.group_midi:
+            offenders.append(f"sample {sid}: no MIDI file in its augmentation group {group}")
+    midi_files = sum(len(paths) for paths in refs.group_midi.values())
+    return verdict(
+        "media_files",
+        len(offenders),
+        offenders,
+        "media reference(s) missing, unreadable or outside the root",
+        f"{len(refs.ids):,} audio and {midi_files:,} MIDI references: readable files inside the root; "
+        "every augmentation group has a MIDI file",
+    )
+
+
+def unreferenced_media(root: Path, referenced: Sequence[str | None]) -> CheckResult:
+    """Files under audio/ and midi/ that no sample refers to (a warning: they are left out of the dataset)."""
+    known = {posixpath.normpath(path) for path in referenced if path}
+    stray = []
+    for folder in ("audio", "midi"):
+        for directory, subdirectories, files in os.walk(root / folder):
+            subdirectories.sort()
+            for name in sorted(files):
+                relative = (Path(directory) / name).relative_to(root).as_posix()
+                if relative not in known:
+                    stray.append(relative)
+    return verdict(
+        "unreferenced_media",
+        len(stray),
+        stray,
+        "media file(s) under audio/ or midi/ that no sample references",
+        "every file under audio/ and midi/ is referenced by a sample",
+        severity="warn",
+    )

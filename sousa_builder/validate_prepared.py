@@ -1,0 +1,614 @@
+"""Validate a prepared (Hub-layout) folder, as `sousa-builder prepare` writes it, before it is published.
+
+Checks: the README YAML lists what is on disk; every config loads with `datasets.load_dataset`;
+features are the declared ones; no internal path columns; rows per split agree across configs, with
+the README and (given `source`) with the SOUSA source; embedded audio and MIDI equal the source
+files; splits are disjoint by profile; the folder stays within the Hub's limits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import yaml
+
+from .builder import Sousa, config_names
+from .errors import SousaError
+from .features import features_for
+from .source import MEDIA_PATH_COLUMNS, SousaSource
+from .validate_media import compare_embedded, run_tasks
+from .validate_report import KEPT, CheckResult, Report, skipped, verdict
+
+logger = logging.getLogger(__name__)
+
+README = "README.md"
+AUXILIARY_DIR = "auxiliary"
+# Columns that exist only inside the builder and must not reach the output.
+INTERNAL_COLUMNS = (*MEDIA_PATH_COLUMNS, "split")
+# Not uploaded: git metadata and huggingface_hub's local download cache.
+IGNORED = (".git", ".cache")
+_SHARD_NAME = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}\.parquet$")
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?P<yaml>.*?)\r?\n---[ \t]*(\r?\n|\Z)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class HubLimits:
+    """What the Hub and its dataset viewer accept."""
+
+    max_file_bytes: int = 20 * 10**9  # files under 20 GB
+    max_folder_entries: int = 10_000  # fewer than 10,000 entries (files and folders) per folder
+    max_files: int = 100_000  # fewer than 100,000 files per repository
+    # The viewer refuses row groups above ~286 MiB of uncompressed data (the footer's total_byte_size).
+    max_row_group_bytes: int = 280 * 2**20
+
+
+@dataclass
+class _Shard:
+    """One Parquet file of a config, its split (from its name) and its footer."""
+
+    path: str  # relative to the prepared folder, POSIX
+    config: str
+    split: str
+    metadata: pq.FileMetaData | None = None
+    schema: pa.Schema | None = None
+    problem: str | None = None
+    ids: pa.Table | None = None  # sample_id and profile_id, when readable
+
+    @property
+    def rows(self) -> int:
+        return self.metadata.num_rows if self.metadata is not None else 0
+
+
+@dataclass
+class _Prepared:
+    """What was found in the prepared folder."""
+
+    out: Path
+    shards: list[_Shard]
+    readme: dict[str, Any] | None  # the README YAML
+    readme_problem: str | None
+    configs: dict[str, dict[str, list[str]]]  # README: config -> split -> data_files patterns
+
+    def shards_of(self, config: str, split: str | None = None) -> list[_Shard]:
+        return [s for s in self.shards if s.config == config and (split is None or s.split == split)]
+
+    @property
+    def readable(self) -> list[_Shard]:
+        return [s for s in self.shards if s.problem is None]
+
+    def split_rows(self) -> dict[str, dict[str, int]]:
+        """config -> split -> rows, from the Parquet footers."""
+        rows: dict[str, dict[str, int]] = {}
+        for shard in self.readable:
+            rows.setdefault(shard.config, {}).setdefault(shard.split, 0)
+            rows[shard.config][shard.split] += shard.rows
+        return rows
+
+
+def validate_prepared(
+    out: str | os.PathLike,
+    source: str | os.PathLike | None = None,
+    num_proc: int | None = None,
+    sample: int | None = None,
+    seed: int | None = None,
+    limits: HubLimits | None = None,
+) -> Report:
+    """Run every prepared-folder check on `out` and report each one.
+
+    With `source` (the SOUSA directory it was prepared from) rows are compared with the source and the
+    embedded media with the source files (all, or `sample` random samples drawn with `seed`); the
+    comparison runs in `num_proc` processes. With `sample`, the load check reads only the first
+    `sample` rows of each split.
+    """
+    started = time.perf_counter()
+    out = Path(out).expanduser().absolute()
+    if not out.is_dir():
+        raise FileNotFoundError(f"{out}: no such directory")
+    limits = limits or HubLimits()
+    prepared = _scan(out)
+    opened, source_problem = _open_source(source)
+    checks = [
+        _readme(prepared),
+        _load(prepared, sample) if prepared.configs else skipped("load", "the README lists no configs (see readme)"),
+        _features(prepared),
+        _no_path_columns(prepared),
+        _row_counts(prepared, opened, source_problem),
+    ]
+    if source is None:
+        checks.append(skipped("media_bytes", "needs --source, the SOUSA directory the folder was prepared from"))
+    elif opened is None:
+        checks.append(CheckResult("media_bytes", "fail", f"cannot read the source: {source_problem}", 1))
+    else:
+        checks.append(_media_bytes(prepared, opened, num_proc, sample, seed))
+    checks += [_split_profiles(prepared), *_hub_limits(out, limits)]
+    return Report(str(out), "prepared", checks, time.perf_counter() - started)
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def _gist(error: BaseException, limit: int = 300) -> str:
+    """First and last line of an error (datasets' cast errors put the schemas in between)."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()] or [type(error).__name__]
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """Silence datasets' own error log while loading: the failure is reported by the check instead."""
+    library = logging.getLogger("datasets")
+    level = library.level
+    library.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        library.setLevel(level)
+
+
+def _scan(out: Path) -> _Prepared:
+    """Find the config folders and their shards, read their footers, and parse the README YAML."""
+    shards = []
+    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+        if folder.name in (AUXILIARY_DIR, *IGNORED) or folder.name.startswith("."):
+            continue
+        for path in sorted(folder.rglob("*.parquet")):
+            match = _SHARD_NAME.match(path.name)
+            split = match["split"] if match else path.stem.split("-")[0]
+            shard = _Shard(path.relative_to(out).as_posix(), folder.name, split)
+            try:
+                parquet = pq.ParquetFile(path)
+                shard.metadata, shard.schema = parquet.metadata, parquet.schema_arrow
+                columns = [c for c in ("sample_id", "profile_id") if c in shard.schema.names]
+                shard.ids = parquet.read(columns=columns) if columns else None
+            except (OSError, pa.ArrowException) as err:
+                shard.problem = f"does not read as Parquet ({_first_line(err)})"
+            shards.append(shard)
+    readme, problem = _read_readme(out / README)
+    configs = _readme_configs(readme) if readme is not None else {}
+    return _Prepared(out, shards, readme, problem, configs)
+
+
+def _read_readme(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    if not path.is_file():
+        return None, f"{README}: missing"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return None, f"{README}: unreadable ({err})"
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        return None, f"{README}: no YAML front matter (a block between '---' lines at the top)"
+    try:
+        document = yaml.safe_load(match["yaml"])
+    except yaml.YAMLError as err:
+        return None, f"{README}: the YAML does not parse ({' '.join(str(err).split())})"
+    if not isinstance(document, dict):
+        return None, f"{README}: the YAML is not a mapping"
+    return document, None
+
+
+def _readme_configs(readme: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
+    """config name -> split -> data_files patterns, as the README YAML `configs` gives them."""
+    configs: dict[str, dict[str, list[str]]] = {}
+    entries = readme.get("configs")
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("config_name"), str):
+            continue
+        files = entry.get("data_files", [])
+        splits: dict[str, list[str]] = {}
+        if isinstance(files, (str, dict)):
+            files = [files]
+        for item in files if isinstance(files, list) else []:
+            if isinstance(item, str):
+                splits.setdefault("train", []).append(item)
+            elif isinstance(item, dict) and "path" in item:
+                paths = item["path"] if isinstance(item["path"], list) else [item["path"]]
+                splits.setdefault(str(item.get("split", "train")), []).extend(str(p) for p in paths)
+        configs[entry["config_name"]] = splits
+    return configs
+
+
+def _readme_split_rows(readme: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
+    """config -> split -> num_examples, as the README YAML `dataset_info` gives them."""
+    infos = (readme or {}).get("dataset_info", [])
+    rows: dict[str, dict[str, int]] = {}
+    for info in infos if isinstance(infos, list) else [infos]:
+        splits = info.get("splits") if isinstance(info, dict) else None
+        for split in splits if isinstance(splits, list) else []:
+            if isinstance(split, dict) and isinstance(split.get("num_examples"), int):
+                config = rows.setdefault(str(info.get("config_name", "default")), {})
+                config[str(split.get("name"))] = split["num_examples"]
+    return rows
+
+
+def _open_source(source: str | os.PathLike | None) -> tuple[SousaSource | None, str | None]:
+    if source is None:
+        return None, None
+    try:
+        return SousaSource.open(source), None
+    except SousaError as err:
+        return None, str(err)
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+def _readme(prepared: _Prepared) -> CheckResult:
+    """The README YAML parses, lists every config folder and shard on disk, and nothing that is not there."""
+    if prepared.readme is None:
+        return CheckResult("readme", "fail", "the README does not describe the folder", 1, [prepared.readme_problem])
+    offenders = []
+    if not prepared.configs:
+        offenders.append(f"{README}: the YAML has no `configs` list")
+    known = config_names()
+    for name in prepared.configs:
+        if name not in known:
+            offenders.append(f"config {name}: not a config the builder declares ({', '.join(known)})")
+    listed: dict[str, tuple[str, str]] = {}
+    for name, splits in prepared.configs.items():
+        for split, patterns in splits.items():
+            matched = {
+                p.relative_to(prepared.out).as_posix() for pattern in patterns for p in prepared.out.glob(pattern)
+            }
+            if not matched:
+                offenders.append(f"config {name} split {split}: {', '.join(patterns)} matches no file")
+            listed.update(dict.fromkeys(matched, (name, split)))
+    for folder in sorted({s.config for s in prepared.shards} - set(prepared.configs)):
+        offenders.append(f"{folder}/: a config folder the README does not list")
+    for shard in prepared.shards:
+        if shard.config in prepared.configs and listed.get(shard.path) != (shard.config, shard.split):
+            where = listed.get(shard.path)
+            found = f"listed as {where[0]}/{where[1]}" if where else "not listed"
+            offenders.append(f"{shard.path}: {found}, expected under config {shard.config} split {shard.split}")
+    return verdict(
+        "readme",
+        len(offenders),
+        offenders,
+        "mismatch(es) between the README YAML and the folder",
+        f"the README YAML lists the {len(prepared.configs)} config(s) and every shard on disk",
+    )
+
+
+def _load(prepared: _Prepared, sample: int | None) -> CheckResult:
+    """Each README config loads with `datasets.load_dataset(OUT, config)` (streaming: no cache copy)."""
+    offenders, read = [], 0
+    files = prepared.split_rows()
+    for name in prepared.configs:
+        try:
+            with _quiet_datasets():
+                loaded = datasets.load_dataset(str(prepared.out), name, streaming=True)
+                rows = {split: _rows_read(dataset, sample) for split, dataset in loaded.items()}
+        except Exception as err:  # any failure to load is what this check reports
+            offenders.append(f"config {name}: {type(err).__name__}: {_gist(err)}")
+            continue
+        for split, count in rows.items():
+            read += count
+            expected = files.get(name, {}).get(split, 0)
+            if count != (expected if sample is None else min(sample, expected)):
+                offenders.append(f"{name}/{split}: {count} rows load, the files hold {expected}")
+    how = f"the first {sample} rows of each split" if sample is not None else "every row"
+    return verdict(
+        "load",
+        len(offenders),
+        offenders,
+        "config(s) or split(s) that do not load",
+        f"{len(prepared.configs)} config(s) load with datasets {datasets.__version__} ({how} read, {read:,} rows)",
+    )
+
+
+def _rows_read(dataset: datasets.IterableDataset, sample: int | None) -> int:
+    """Read a streamed split as Arrow batches (cast to the features, nothing decoded); count its rows."""
+    rows = 0
+    for batch in dataset.with_format("arrow").iter(batch_size=min(sample or 1000, 1000)):
+        rows += batch.num_rows
+        if sample is not None and rows >= sample:
+            return min(rows, sample)
+    return rows
+
+
+def _declared(config: str) -> datasets.Features | None:
+    spec = Sousa.builder_configs.get(config)
+    return features_for(spec.with_midi, spec.with_audio) if spec is not None else None
+
+
+def _feature_entries(features: datasets.Features) -> dict[str, Any]:
+    """column -> its YAML entry: comparable across datasets versions (3.6 `Sequence` and 4+ `List` alike)."""
+    return {entry["name"]: entry for entry in features._to_yaml_list()}
+
+
+def _features(prepared: _Prepared) -> CheckResult:
+    """The README features of each config, and the schema of each shard, are the builder's declared ones."""
+    offenders = []
+    for name in sorted({s.config for s in prepared.shards} | set(prepared.configs)):
+        declared = _declared(name)
+        if declared is None:
+            offenders.append(f"config {name}: no declared features (not a builder config)")
+            continue
+        if name in prepared.configs:
+            try:
+                found = datasets.load_dataset_builder(str(prepared.out), name).info.features
+            except Exception as err:  # reported, whatever datasets raises
+                offenders.append(f"config {name}: the README features do not load ({type(err).__name__})")
+                found = None
+            if found is None:
+                offenders.append(f"config {name}: the README declares no features (dataset_info)")
+            else:
+                offenders += [f"{README} config {name}: {d}" for d in _differences(declared, found)]
+        expected = declared.arrow_schema
+        for shard in prepared.shards_of(name):
+            if shard.problem:
+                offenders.append(f"{shard.path}: {shard.problem}")
+                continue
+            offenders += [f"{shard.path}: {d}" for d in _schema_differences(expected, shard.schema)]
+    return verdict(
+        "features",
+        len(offenders),
+        offenders,
+        "difference(s) from the declared features",
+        "README features and every shard's schema are the builder's declared ones",
+    )
+
+
+def _differences(declared: datasets.Features, found: datasets.Features) -> list[str]:
+    want, have = _feature_entries(declared), _feature_entries(found)
+    found_list = [f"column {c} missing" for c in want if c not in have]
+    found_list += [f"column {c} not declared" for c in have if c not in want]
+    found_list += [f"column {c} is {have[c]}, declared {want[c]}" for c in want if c in have and have[c] != want[c]]
+    return found_list
+
+
+def _schema_differences(expected: pa.Schema, schema: pa.Schema) -> list[str]:
+    found = [f"column {n} missing" for n in expected.names if n not in schema.names]
+    found += [f"column {n} not declared" for n in schema.names if n not in expected.names]
+    found += [
+        f"column {n} has type {schema.field(n).type}, declared {expected.field(n).type}"
+        for n in expected.names
+        if n in schema.names and not schema.field(n).type.equals(expected.field(n).type)
+    ]
+    return found
+
+
+def _audio_paths(path: Path) -> pa.Table:
+    """sample_id and the `path` field of the audio struct (read alone, without the bytes)."""
+    table = pq.read_table(path, columns=["sample_id", "audio.path"])
+    column = table.column(1)
+    if pa.types.is_struct(column.type):
+        column = pc.struct_field(column, "path")
+    return pa.table({"sample_id": table["sample_id"], "path": column})
+
+
+def _no_path_columns(prepared: _Prepared) -> CheckResult:
+    """No internal path column in any shard, and audio `path` values are bare file names."""
+    offenders, count = [], 0
+    for shard in prepared.readable:
+        internal = [c for c in INTERNAL_COLUMNS if c in shard.schema.names]
+        count += len(internal)
+        offenders += [f"{shard.path}: internal column {c}" for c in internal]
+        if "audio" not in shard.schema.names or not pa.types.is_struct(shard.schema.field("audio").type):
+            continue
+        try:
+            table = _audio_paths(prepared.out / shard.path)
+        except (OSError, pa.ArrowException, KeyError) as err:
+            offenders.append(f"{shard.path}: audio paths unreadable ({_first_line(err)})")
+            count += 1
+            continue
+        leaky = pc.or_(pc.match_substring_regex(table["path"], r"[/\\]"), pc.starts_with(table["path"], "~"))
+        leaky = table.filter(pc.fill_null(leaky, False))
+        count += leaky.num_rows
+        offenders += [
+            f"{shard.path}: sample {sid} audio.path {path!r} is a path, not a file name"
+            for sid, path in zip(leaky["sample_id"].to_pylist()[:KEPT], leaky["path"].to_pylist()[:KEPT])
+        ]
+    return verdict(
+        "no_path_columns",
+        count,
+        offenders,
+        "internal path column(s) or audio path value(s)",
+        f"no {', '.join(INTERNAL_COLUMNS)} column; audio paths are bare file names",
+    )
+
+
+def _ids(shards: Sequence[_Shard]) -> list[str]:
+    return [
+        sid
+        for s in shards
+        if s.ids is not None and "sample_id" in s.ids.column_names
+        for sid in s.ids["sample_id"].to_pylist()
+    ]
+
+
+def _row_counts(prepared: _Prepared, source: SousaSource | None, source_problem: str | None) -> CheckResult:
+    """Rows (and sample ids) per split: equal across configs, to the README and to the source."""
+    offenders: list[str] = []
+    count = 0
+    rows = prepared.split_rows()
+    if source_problem:
+        offenders.append(f"cannot read the source: {source_problem}")
+        count += 1
+    reference_name = "source" if source is not None else None
+    reference: dict[str, list[str]] = {}
+    if source is not None:
+        for split in source.split_names:
+            reference[split] = source.split_rows(split)["sample_id"].to_pylist()
+    elif rows:
+        reference_name = next(iter(rows))
+        reference = {s: _ids(prepared.shards_of(reference_name, s)) for s in rows[reference_name]}
+    for name in sorted(rows):
+        splits = set(rows[name]) | set(reference)
+        for split in sorted(splits):
+            ids = _ids(prepared.shards_of(name, split))
+            if reference_name is not None and name != reference_name:
+                expected = reference.get(split, [])
+                if len(ids) != len(expected):
+                    offenders.append(f"{name}/{split}: {len(ids)} rows, {reference_name} {len(expected)}")
+                    count += 1
+                missing = sorted(set(expected) - set(ids))
+                extra = sorted(set(ids) - set(expected))
+                count += len(missing) + len(extra)
+                offenders += [f"{name}/{split}: sample {sid} missing (in {reference_name})" for sid in missing[:KEPT]]
+                offenders += [f"{name}/{split}: sample {sid} not in {reference_name}" for sid in extra[:KEPT]]
+            repeated = len(ids) - len(set(ids))
+            if repeated:
+                count += repeated
+                offenders.append(f"{name}/{split}: {repeated} sample id(s) more than once")
+    declared = _readme_split_rows(prepared.readme)
+    for name, splits in sorted(declared.items()):
+        for split, number in sorted(splits.items()):
+            actual = rows.get(name, {}).get(split, 0)
+            if number != actual:
+                count += 1
+                offenders.append(f"{name}/{split}: the README says {number} rows, the files hold {actual}")
+    totals = {name: sum(splits.values()) for name, splits in rows.items()}
+    against = "the source and the README" if source is not None else "each other and the README"
+    return verdict(
+        "row_counts",
+        count,
+        offenders,
+        "row count or sample id mismatch(es)",
+        f"rows per split agree with {against} ({', '.join(f'{n} {t:,}' for n, t in totals.items())})",
+        details={"rows": rows},
+    )
+
+
+def _media_bytes(
+    prepared: _Prepared, source: SousaSource, num_proc: int | None, sample: int | None, seed: int | None
+) -> CheckResult:
+    """Embedded audio and MIDI bytes are the source files, byte for byte."""
+    rows = source.rows
+    expected_all = dict(
+        zip(rows["sample_id"].to_pylist(), zip(rows["audio_path"].to_pylist(), rows["midi_path"].to_pylist()))
+    )
+    details: dict[str, Any] = {"sampled": sample is not None}
+    chosen = set(expected_all)
+    if sample is not None:
+        seed = random.randrange(2**32) if seed is None else seed
+        chosen = set(random.Random(seed).sample(sorted(expected_all), min(sample, len(expected_all))))
+        details.update(sample=sample, seed=seed)
+    tasks, weights = [], []
+    for shard in prepared.readable:
+        if not {"audio", "midi"} & set(shard.schema.names) or shard.ids is None:
+            continue
+        ids = shard.ids["sample_id"].to_pylist()
+        offset = 0
+        for group in range(shard.metadata.num_row_groups):
+            size = shard.metadata.row_group(group).num_rows
+            wanted = {sid: expected_all[sid] for sid in ids[offset : offset + size] if sid in chosen}
+            offset += size
+            if wanted:
+                tasks.append((str(prepared.out), shard.path, group, str(source.root), wanted))
+                weights.append(len(wanted))
+    found = run_tasks(compare_embedded, tasks, weights, num_proc, "Comparing media", unit="row")
+    return verdict(
+        "media_bytes",
+        len(found),
+        found,
+        "embedded media that differ from the source files",
+        f"{sum(weights):,} embedded row(s) hold the source's audio / MIDI bytes exactly",
+        details={**details, "compared_rows": sum(weights)},
+    )
+
+
+def _split_profiles(prepared: _Prepared) -> CheckResult:
+    """No profile_id appears in two splits, across every shard of every config."""
+    seen: dict[str, dict[str, str]] = {}  # profile -> split -> first shard
+    for shard in prepared.readable:
+        if shard.ids is None or "profile_id" not in shard.ids.column_names:
+            continue
+        for profile in pc.unique(shard.ids["profile_id"]).to_pylist():
+            seen.setdefault(profile, {}).setdefault(shard.split, shard.path)
+    shared = {profile: splits for profile, splits in seen.items() if len(splits) > 1}
+    offenders = [
+        f"profile {profile} in {' and '.join(f'{s} ({p})' for s, p in sorted(splits.items()))}"
+        for profile, splits in sorted(shared.items(), key=lambda item: str(item[0]))
+    ]
+    return verdict(
+        "split_profiles",
+        len(offenders),
+        offenders,
+        "profile(s) in more than one split",
+        f"{len(seen):,} profiles, each in one split only",
+    )
+
+
+def _hub_limits(out: Path, limits: HubLimits) -> list[CheckResult]:
+    """File sizes, entries per folder, files in all, Parquet row group sizes."""
+    big, crowded, files, row_groups = [], [], [], []
+    per_folder: dict[str, int] = {}
+    for directory, subdirectories, names in os.walk(out):
+        here = Path(directory)
+        if here == out:
+            subdirectories[:] = [d for d in subdirectories if d not in IGNORED]
+        subdirectories.sort()
+        entries = len(subdirectories) + len(names)
+        folder = here.relative_to(out).as_posix()
+        per_folder[folder] = len(names)
+        if entries >= limits.max_folder_entries:
+            crowded.append(f"{folder}/: {entries:,} entries")
+        for name in sorted(names):
+            path = here / name
+            relative = path.relative_to(out).as_posix()
+            files.append(relative)
+            size = path.stat().st_size
+            if size >= limits.max_file_bytes:
+                big.append(f"{relative}: {size / 1e9:,.2f} GB")
+            if name.endswith(".parquet"):
+                try:
+                    metadata = pq.read_metadata(path)
+                except (OSError, pa.ArrowException):
+                    continue  # reported by `features` for shards; not a size problem
+                for index in range(metadata.num_row_groups):
+                    group_bytes = metadata.row_group(index).total_byte_size
+                    if group_bytes >= limits.max_row_group_bytes:
+                        row_groups.append(f"{relative} row group {index}: {group_bytes / 2**20:,.1f} MiB")
+    fullest = sorted(per_folder.items(), key=lambda item: (-item[1], item[0]))
+    too_many = [f"{folder}/: {number:,} files" for folder, number in fullest] if len(files) >= limits.max_files else []
+    return [
+        verdict(
+            "hub_file_size",
+            len(big),
+            big,
+            f"file(s) of {limits.max_file_bytes / 1e9:g} GB or more",
+            f"every file under {limits.max_file_bytes / 1e9:g} GB",
+        ),
+        verdict(
+            "hub_folder_entries",
+            len(crowded),
+            crowded,
+            f"folder(s) with {limits.max_folder_entries:,} entries or more",
+            f"every folder under {limits.max_folder_entries:,} entries",
+        ),
+        CheckResult(
+            "hub_file_count",
+            "fail" if too_many else "pass",
+            f"{len(files):,} files, the Hub allows fewer than {limits.max_files:,} (the fullest folders)"
+            if too_many
+            else f"{len(files):,} files in all, under {limits.max_files:,}",
+            len(too_many),
+            too_many[:KEPT],
+        ),
+        verdict(
+            "hub_row_groups",
+            len(row_groups),
+            row_groups,
+            f"Parquet row group(s) of {limits.max_row_group_bytes / 2**20:g} MiB or more (the viewer refuses them)",
+            f"every Parquet row group under {limits.max_row_group_bytes / 2**20:g} MiB",
+        ),
+    ]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on a sample dataset this project makes itself:
-# install -> sample -> prepare all three configs -> load each back with `datasets` and print a summary.
+# install -> sample -> validate -> prepare all three configs -> validate the prepared folder against the
+# source -> load each config back with `datasets` and print a summary.
 # VENV (default .venv) is created when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,7 +11,9 @@ VENV="${VENV:-.venv}"
 "$VENV/bin/python" -m pip install -q -e .
 
 "$VENV/bin/sousa-builder" sample demo-data --profiles 4 --overwrite
+"$VENV/bin/sousa-builder" validate demo-data
 "$VENV/bin/sousa-builder" prepare demo-data --out build/sousa
+"$VENV/bin/sousa-builder" validate --prepared build/sousa --source demo-data
 
 "$VENV/bin/python" - <<'PY'
 import datasets

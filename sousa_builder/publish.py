@@ -1,6 +1,8 @@
 """Publish a prepared SOUSA folder to the Hub: one atomic commit, resumable, idempotent.
 
 How it stays safe:
+- The prepared folder is validated first (the prepared checks of `sousa-builder validate`); a folder
+  that fails them is refused before anything is sent.
 - Nothing is purged first. LFS content is uploaded before any commit (`preupload_lfs_files`);
   then a single `create_commit` adds the new shards and card and deletes the stale files, with
   `parent_commit` pinned to the revision the plan was made against. A reader of the branch sees the
@@ -43,6 +45,7 @@ from .builder import config_names
 from .card import dataset_card
 from .errors import HubAccessError, HubRevisionError, PreparedFolderError, PublishConflictError
 from .prepare import AUXILIARY_DIR
+from .validate_prepared import validate_prepared
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +55,8 @@ LEGACY_FOLDERS = ("data", "midi", "labels")
 LEGACY_SUFFIXES = (".flac", ".mid", ".wav")
 # Files per preupload call: each call asks the server about its files once, then uploads.
 PREUPLOAD_BATCH = 50
+# Rows per split that the pre-publish validation loads with `datasets` (the footers are checked in full).
+VALIDATION_ROWS = 100
 
 
 @dataclass
@@ -118,12 +123,14 @@ def publish(
 ) -> PublishResult:
     """Push the prepared folder's configs (all, or `configs`), auxiliary tables and card to `repo_id`.
 
+    The folder must pass the prepared checks of `sousa-builder validate` (`PreparedFolderError` if not).
     Configs already on the Hub but not pushed are kept, with their entries in the card.
     With `dry_run_dir`, nothing is sent: the tree that would be pushed is written there instead.
     `confirm` sees the plan before anything is uploaded; returning False stops there.
     """
     prepared = Path(prepared)
     local_infos = read_prepared_infos(prepared)
+    check_prepared(prepared)
     if configs:
         missing = sorted(set(configs) - set(local_infos))
         if missing:
@@ -187,6 +194,19 @@ def read_prepared_infos(prepared: Path) -> dict[str, DatasetInfo]:
             if not list((prepared / name).glob(f"{split}-*.parquet")):
                 raise PreparedFolderError(f"{prepared / name}: no shard for split {split!r} that the README lists")
     return infos
+
+
+def check_prepared(prepared: Path) -> None:
+    """Run the prepared-folder checks of `sousa-builder validate`; raise if any fails."""
+    report = validate_prepared(prepared, sample=VALIDATION_ROWS)
+    failures = report.with_status("fail")
+    if failures:
+        reasons = "\n".join(f"  {check.name}: {check.text}" for check in failures)
+        raise PreparedFolderError(
+            f"{prepared} fails validation, so nothing was published:\n{reasons}\n"
+            f"(`sousa-builder validate --prepared {prepared}` gives the full report)"
+        )
+    logger.info("validated %s: %d checks, no failure", prepared, len(report.checks))
 
 
 @dataclass

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hub_server import DEFAULT_TOKEN, FakeHub, hub_fixture  # noqa: F401
@@ -238,3 +239,15 @@ def test_asks_before_publishing(hub: FakeHub, prepared_dir: Path, capsys) -> Non
     assert "add: 21 file(s)" in out and "pass --yes" in err
     with pytest.raises(KeyError):
         hub.repo(REPO)  # not even created
+
+
+def test_refuses_a_folder_that_fails_validation(hub: FakeHub, prepared_dir: Path, tmp_path: Path) -> None:
+    broken = Path(shutil.copytree(prepared_dir, tmp_path / "broken"))
+    shard = next((broken / "labels_only").glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    pq.write_table(table.append_column("audio_path", pa.array(["audio/x.flac"] * table.num_rows)), shard)
+    with pytest.raises(PreparedFolderError, match=r"fails validation(.|\n)*no_path_columns: .*audio_path"):
+        publish(REPO, broken, dry_run_dir=tmp_path / "plan")
+    assert main(["publish", REPO, "--prepared", str(broken), "--yes"]) == 1
+    assert not (tmp_path / "plan").exists()
+    assert not hub.requests_for("create_repo", "preupload", "lfs_batch", "commit")

@@ -17,9 +17,12 @@ from .prepare import PrepareResult, prepare
 from .publish import PublishPlan, publish
 from .sample import make_sample
 from .validate import validate_source
+from .validate_audio import MAX_FLAGGED_SHARE, MAX_LAG_MS, MIN_CORRELATION, TIMBRE_THRESHOLD_DB, AudioSettings
 from .validate_prepared import validate_prepared
 
 logger = logging.getLogger("sousa_builder")
+# validate options that set `AudioSettings` fields of the same name.
+AUDIO_OPTIONS = ("timbre_threshold", "max_lag_ms", "min_correlation", "max_flagged_share")
 
 EXAMPLES = """examples:
   sousa-builder sample ./demo-data
@@ -36,6 +39,8 @@ VALIDATE_EXAMPLES = """examples:
   sousa-builder validate output/dataset --num-proc 4 --json report.json
   sousa-builder validate output/dataset --sample 500 --strict
   sousa-builder validate --prepared build/sousa --source output/dataset --sample 500
+  sousa-builder validate output/dataset --audio --sample 1000 --num-proc 8
+  sousa-builder validate --prepared build/sousa --audio --max-flagged-share 0.05
 """
 
 
@@ -50,6 +55,20 @@ def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a fraction within 0-1 (0.02 is 2%), got {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0.0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
 
@@ -73,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--flat", action="store_true", help="older media layout: audio/<id>.flac, midi/<id>.mid")
     sample.add_argument("--overwrite", action="store_true", help="replace OUT if it already holds files")
+    sample.add_argument(
+        "--pitched", action="store_true", help="render harmonic tones at the MIDI pitch instead of drum hits"
+    )
+    sample.add_argument(
+        "--shift-ms", type=float, default=0.0, metavar="MS", help="play the audio MS later than the MIDI (< 0: earlier)"
+    )
     sample.set_defaults(run=_run_sample)
 
     prep = commands.add_parser(
@@ -125,6 +150,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--sample", type=_positive, metavar="K", help="check the media of K random samples (and load K rows a split)"
     )
     check.add_argument("--seed", type=int, default=None, help="seed for --sample (the JSON report gives the one used)")
+    sound = check.add_argument_group(
+        "audio checks",
+        "is each FLAC a drum (harmonic salience), does it follow its MIDI (onset cross-correlation)?\n"
+        "Each check fails when more than --max-flagged-share of the files are flagged (--strict: any).",
+    )
+    sound.add_argument("--audio", action="store_true", help="run the audio checks (on the --sample files if given)")
+    sound.add_argument(
+        "--timbre-threshold",
+        type=float,
+        metavar="DB",
+        help=f"flag harmonic salience above DB (default {TIMBRE_THRESHOLD_DB:g})",
+    )
+    sound.add_argument(
+        "--max-lag-ms",
+        type=_non_negative,
+        metavar="MS",
+        help=f"flag audio more than MS off its MIDI (default {MAX_LAG_MS:g})",
+    )
+    sound.add_argument(
+        "--min-correlation",
+        type=float,
+        metavar="R",
+        help=f"flag onset correlation below R (default {MIN_CORRELATION:g})",
+    )
+    sound.add_argument(
+        "--max-flagged-share",
+        type=_share,
+        metavar="FRACTION",
+        help=f"fail when more than this share of the files is flagged (default {MAX_FLAGGED_SHARE:g})",
+    )
     check.set_defaults(run=_run_validate, usage_error=check.error)
     return parser
 
@@ -139,6 +194,8 @@ def _run_sample(args: argparse.Namespace) -> None:
         seed=args.seed,
         flat=args.flat,
         overwrite=args.overwrite,
+        pitched=args.pitched,
+        shift_ms=args.shift_ms,
     )
     print(f"wrote a sample SOUSA dataset to {out}")
 
@@ -191,7 +248,11 @@ def _run_validate(args: argparse.Namespace) -> int:
     for option, value in (("DATA_DIR", args.data_dir), ("--prepared", args.prepared), ("--source", args.source)):
         if value is not None and not Path(value).is_dir():
             args.usage_error(f"{option} {value}: no such directory")
+    thresholds = {name: getattr(args, name) for name in AUDIO_OPTIONS if getattr(args, name) is not None}
+    if thresholds and not args.audio:
+        args.usage_error(f"--{next(iter(thresholds)).replace('_', '-')} goes with --audio")
     options = {"num_proc": args.num_proc, "sample": args.sample, "seed": args.seed}
+    options["audio"] = AudioSettings(**thresholds) if args.audio else None
     if args.prepared is not None:
         report = validate_prepared(args.prepared, source=args.source, **options)
     else:

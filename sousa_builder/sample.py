@@ -4,6 +4,10 @@ It reproduces the quirks of real generator output that the builder has to handle
 the first augmentation of a group, NaN-coded nullables, all-null `aug_bit_depth` /
 `aug_sample_rate` columns of Arrow type null, large_string columns, label files in several row
 groups, and (with 3 profiles or fewer) an empty validation split.
+
+Two options break the audio on purpose, for `validate --audio`: `pitched` renders each note as a
+harmonic tone at the MIDI note's pitch (what a General MIDI soundfont plays when a drum part is on
+a melodic channel: note 38 as a ~73 Hz piano), and `shift_ms` moves the audio against the MIDI.
 """
 
 from __future__ import annotations
@@ -41,6 +45,12 @@ PRESETS = (
 )
 SNARE_NOTE = 38
 TAIL_SEC = 0.5  # real output lasts duration_sec + 0.5 s
+# `pitched` renders: harmonics (1/k amplitudes) of the note's pitch, slightly stretched as a piano
+# string's are (f_k = k f0 sqrt(1 + B k^2)), decaying slowly.
+PITCHED_HARMONICS = 20
+PITCHED_STRETCH = 1e-4
+PITCHED_DECAY_SEC = 0.5
+PITCHED_LENGTH_SEC = 1.5
 # Scores drawn separately from the nine 0-100 scores of every exercise.
 SPECIAL_SCORES = (
     "flam_quality",
@@ -131,12 +141,16 @@ def make_sample(
     seed: int = 0,
     flat: bool = False,
     overwrite: bool = False,
+    pitched: bool = False,
+    shift_ms: float = 0.0,
 ) -> Path:
     """Write a sample SOUSA dataset to `out` and return its path.
 
     `profiles * rudiments * tempos * augmentations` samples. `flat` uses the older media layout
     (`audio/<id>.flac`) instead of `audio/<slug>/<id>.flac`. An existing non-empty `out` is
-    refused unless `overwrite`.
+    refused unless `overwrite`. `pitched` renders harmonic tones at the MIDI note's pitch instead
+    of drum hits; `shift_ms` plays the audio that much later than the MIDI (earlier if negative).
+    Labels and MIDI do not depend on either.
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -170,7 +184,7 @@ def make_sample(
                     audio_path = f"audio/{media_dir}{sample_id}.flac"
                     midi_path = f"midi/{media_dir}{sample_id}.mid" if a == 0 else None
                     duration = 8 * 60.0 / tempo  # two 4/4 measures
-                    _write_flac(out / audio_path, strokes, duration, a, nprng)
+                    _write_flac(out / audio_path, strokes, duration, a, nprng, pitched, shift_ms)
                     if midi_path:
                         _write_midi(out / midi_path, strokes, tempo)
                     tables["samples"].append(
@@ -325,21 +339,52 @@ def _onsets_sec(strokes: list[dict]) -> list[tuple[float, int]]:
     return [((s["actual_time_ms"] + lead) / 1000.0, s["actual_velocity"]) for s in strokes]
 
 
-def _write_flac(path: Path, strokes: list[dict], duration: float, variant: int, rng: np.random.Generator) -> None:
-    """Render the strokes as snare-like hits (decaying noise + a low body tone), stereo PCM_24."""
+def _write_flac(
+    path: Path,
+    strokes: list[dict],
+    duration: float,
+    variant: int,
+    rng: np.random.Generator,
+    pitched: bool = False,
+    shift_ms: float = 0.0,
+) -> None:
+    """Render the strokes as snare-like hits (decaying noise + a low body tone), stereo PCM_24.
+
+    `pitched`: as harmonic tones at the pitch of MIDI note `SNARE_NOTE` instead. `shift_ms`: every
+    hit that much later (the start of a hit moved before 0 is cut).
+    """
     frames = int(round((duration + TAIL_SEC) * SAMPLING_RATE))
-    t = np.arange(int(0.12 * SAMPLING_RATE)) / SAMPLING_RATE
-    decay = 0.012 + 0.004 * variant  # each augmentation sounds a little different
-    hit = rng.standard_normal(t.size) * np.exp(-t / decay) + 0.6 * np.sin(2 * np.pi * 190 * t) * np.exp(-t / 0.03)
+    if pitched:
+        hit = _pitched_tone(SNARE_NOTE, PITCHED_DECAY_SEC * (1.0 + 0.2 * variant))
+    else:
+        t = np.arange(int(0.12 * SAMPLING_RATE)) / SAMPLING_RATE
+        decay = 0.012 + 0.004 * variant  # each augmentation sounds a little different
+        hit = rng.standard_normal(t.size) * np.exp(-t / decay)
+        hit += 0.6 * np.sin(2 * np.pi * 190 * t) * np.exp(-t / 0.03)
     signal = np.zeros(frames)
     for onset, velocity in _onsets_sec(strokes):
-        start = int(onset * SAMPLING_RATE)
-        end = min(frames, start + hit.size)
-        signal[start:end] += (velocity / 127.0) ** 2 * hit[: end - start]
+        start = int((onset + shift_ms / 1000.0) * SAMPLING_RATE)
+        cut = max(0, -start)
+        start += cut
+        end = min(frames, start + hit.size - cut)
+        if end <= start:  # shifted out of the file
+            continue
+        signal[start:end] += (velocity / 127.0) ** 2 * hit[cut : cut + end - start]
     signal *= 0.5 / max(1e-9, float(np.abs(signal).max()))
     stereo = np.stack([signal, signal * (0.9 - 0.05 * variant)], axis=1)
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, stereo, SAMPLING_RATE, subtype="PCM_24", format="FLAC")
+
+
+def _pitched_tone(note: int, decay_sec: float) -> np.ndarray:
+    """One note of a piano-like instrument: stretched harmonics of the note's pitch, a 2 ms attack, a slow decay."""
+    t = np.arange(int(PITCHED_LENGTH_SEC * SAMPLING_RATE)) / SAMPLING_RATE
+    f0 = 440.0 * 2.0 ** ((note - 69) / 12)
+    k = np.arange(1, PITCHED_HARMONICS + 1)
+    frequencies = k * f0 * np.sqrt(1.0 + PITCHED_STRETCH * k**2)
+    k, frequencies = k[frequencies < SAMPLING_RATE / 2], frequencies[frequencies < SAMPLING_RATE / 2]
+    tone = (np.sin(2 * np.pi * np.outer(t, frequencies)) / k).sum(axis=1)
+    return tone * np.minimum(1.0, t / 0.002) * np.exp(-t / decay_sec)
 
 
 def _write_midi(path: Path, strokes: list[dict], tempo: int) -> None:

@@ -3,8 +3,8 @@
 `SousaSource.open` stops at the first problem, which is what the builder needs. Validation reads the
 same files with pyarrow and checks each property on whole columns at once (numpy and pyarrow
 compute, no Python loop over label rows), so a 100k-sample source with 10M stroke rows takes
-seconds. Media are then checked file by file, in parallel (`validate_media`). A prepared folder is
-validated by `validate_prepared`.
+seconds. Media are then checked file by file, in parallel (`validate_media`), and with `audio` what
+the audio sounds like (`validate_audio`). A prepared folder is validated by `validate_prepared`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from .source import (
     STROKES_SCHEMA,
     convert_column,
 )
-from .validate_media import MEDIA_CHECKS, MEDIA_COLUMNS, source_media_checks
+from .validate_audio import AudioSettings, skipped_audio_checks, source_audio_checks
+from .validate_media import MEDIA_CHECKS, MEDIA_COLUMNS, MediaRefs, sampled_rows, source_media_checks
 from .validate_report import KEPT, CheckResult, Report, listing, skipped, verdict
 
 logger = logging.getLogger(__name__)
@@ -132,12 +133,14 @@ def validate_source(
     sample: int | None = None,
     seed: int | None = None,
     media: bool = True,
+    audio: AudioSettings | None = None,
 ) -> Report:
     """Run every source check on the SOUSA directory `data_dir` and report each one.
 
     Media are decoded and parsed in `num_proc` processes; with `sample`, only the media of that
     many random samples (drawn with `seed`, reported in the details) are decoded and parsed; their
-    presence is checked for all. `media=False` runs the label and split checks only.
+    presence is checked for all. `media=False` runs the label and split checks only. With `audio`
+    (its thresholds), the audio checks (`validate_audio`) run too, on the same files.
     """
     started = time.perf_counter()
     root = Path(data_dir).expanduser().absolute()
@@ -151,12 +154,17 @@ def validate_source(
         logger.debug("%s: %.3f s", name, time.perf_counter() - began)
     if not media:
         checks += [skipped(name, "media checks were not asked for") for name in MEDIA_CHECKS]
+        checks += skipped_audio_checks("media checks were not asked for") if audio else []
     else:
         reason = data.unavailable({"samples": MEDIA_COLUMNS})
         if reason:
             checks += [skipped(name, reason) for name in MEDIA_CHECKS]
+            checks += skipped_audio_checks(reason) if audio else []
         else:
-            checks += source_media_checks(root, data.tables["samples"], num_proc, sample, seed)
+            refs = MediaRefs.read(root, data.tables["samples"], num_proc)
+            rows, details = sampled_rows(len(refs.ids), sample, seed)
+            checks += source_media_checks(root, refs, rows, details, num_proc)
+            checks += source_audio_checks(root, refs, rows, details, num_proc, audio) if audio else []
     return Report(str(root), "source", checks, time.perf_counter() - started)
 
 

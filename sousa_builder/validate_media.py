@@ -182,7 +182,7 @@ def chunks(items: Sequence[T], size: int = TASK_SIZE) -> list[Sequence[T]]:
 
 
 @dataclass
-class _MediaRefs:
+class MediaRefs:
     """The media references of the samples, one list entry per sample, and what is wrong with each file."""
 
     ids: list[str]
@@ -194,7 +194,7 @@ class _MediaRefs:
     group_midi: dict[str | None, list[str]]  # augmentation group -> its MIDI files
 
     @classmethod
-    def read(cls, root: Path, samples: pa.Table, num_proc: int | None) -> _MediaRefs:
+    def read(cls, root: Path, samples: pa.Table, num_proc: int | None) -> MediaRefs:
         ids, audio, midi, groups, durations = (samples[column].to_pylist() for column in MEDIA_COLUMNS)
         paths = [path for path in dict.fromkeys([*audio, *midi]) if path is not None]
         pieces = chunks(paths, 1024)
@@ -210,17 +210,21 @@ class _MediaRefs:
         return path is not None and self.problems[path] is None
 
 
-def source_media_checks(
-    root: Path, samples: pa.Table, num_proc: int | None, sample: int | None, seed: int | None
-) -> list[CheckResult]:
-    """media_files and unreferenced_media on every sample; audio_decode, midi_parse on all or `sample` random ones."""
-    refs = _MediaRefs.read(root, samples, num_proc)
-    rows: Sequence[int] = range(len(refs.ids))
+def sampled_rows(count: int, sample: int | None, seed: int | None) -> tuple[Sequence[int], dict[str, Any]]:
+    """All `count` rows, or `sample` random ones drawn with `seed`; and the details saying which."""
+    rows: Sequence[int] = range(count)
     details: dict[str, Any] = {"sampled": sample is not None}
     if sample is not None:
         seed = random.randrange(2**32) if seed is None else seed
-        rows = sorted(random.Random(seed).sample(rows, min(sample, len(rows))))
+        rows = sorted(random.Random(seed).sample(rows, min(sample, count)))
         details.update(sample=sample, seed=seed)
+    return rows, details
+
+
+def source_media_checks(
+    root: Path, refs: MediaRefs, rows: Sequence[int], details: dict[str, Any], num_proc: int | None
+) -> list[CheckResult]:
+    """media_files and unreferenced_media on every sample; audio_decode, midi_parse on `rows` (`sampled_rows`)."""
     audio = [(refs.ids[r], refs.audio[r], refs.durations[r]) for r in rows if refs.usable(refs.audio[r])]
     owner = {path: sid for sid, path in zip(refs.ids, refs.midi) if path is not None}
     chosen_midi = dict.fromkeys(path for r in rows for path in refs.group_midi.get(refs.groups[r], ()))
@@ -253,7 +257,7 @@ def _run_chunked(
     return len(found), found
 
 
-def _media_files(refs: _MediaRefs) -> CheckResult:
+def _media_files(refs: MediaRefs) -> CheckResult:
     """Every audio and MIDI path resolves to a readable file inside the root; every group has a MIDI file."""
     offenders = []
     for sid, audio, midi, group in zip(refs.ids, refs.audio, refs.midi, refs.groups):

@@ -3,7 +3,8 @@
 Checks: the README YAML lists what is on disk; every config loads with `datasets.load_dataset`;
 features are the declared ones; no internal path columns; rows per split agree across configs, with
 the README and (given `source`) with the SOUSA source; embedded audio and MIDI equal the source
-files; splits are disjoint by profile; the folder stays within the Hub's limits.
+files; splits are disjoint by profile; the folder stays within the Hub's limits. With `audio`, the
+embedded audio sounds like a drum and follows its MIDI (`validate_audio`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from .builder import Sousa, config_names
 from .errors import SousaError
 from .features import features_for
 from .source import MEDIA_PATH_COLUMNS, SousaSource
-from .validate_media import compare_embedded, run_tasks
+from .validate_audio import AudioSettings, embedded_audio_checks, skipped_audio_checks
+from .validate_media import compare_embedded, run_tasks, sampled_rows
 from .validate_report import KEPT, CheckResult, Report, skipped, verdict
 
 logger = logging.getLogger(__name__)
@@ -105,19 +107,23 @@ def validate_prepared(
     sample: int | None = None,
     seed: int | None = None,
     limits: HubLimits | None = None,
+    audio: AudioSettings | None = None,
 ) -> Report:
     """Run every prepared-folder check on `out` and report each one.
 
     With `source` (the SOUSA directory it was prepared from) rows are compared with the source and the
     embedded media with the source files (all, or `sample` random samples drawn with `seed`); the
     comparison runs in `num_proc` processes. With `sample`, the load check reads only the first
-    `sample` rows of each split.
+    `sample` rows of each split. With `audio` (its thresholds), the audio checks run on the audio and
+    MIDI bytes embedded in the `audio` config (what would be published; `source` is not needed).
     """
     started = time.perf_counter()
     out = Path(out).expanduser().absolute()
     if not out.is_dir():
         raise FileNotFoundError(f"{out}: no such directory")
     limits = limits or HubLimits()
+    if sample is not None and seed is None:  # one draw for media_bytes and the audio checks
+        seed = random.randrange(2**32)
     prepared = _scan(out)
     opened, source_problem = _open_source(source)
     checks = [
@@ -134,6 +140,8 @@ def validate_prepared(
     else:
         checks.append(_media_bytes(prepared, opened, num_proc, sample, seed))
     checks += [_split_profiles(prepared), *_hub_limits(out, limits)]
+    if audio is not None:
+        checks += _audio(prepared, num_proc, sample, seed, audio)
     return Report(str(out), "prepared", checks, time.perf_counter() - started)
 
 
@@ -524,6 +532,29 @@ def _media_bytes(
         f"{sum(weights):,} embedded row(s) hold the source's audio / MIDI bytes exactly",
         details={**details, "compared_rows": sum(weights)},
     )
+
+
+def _audio(
+    prepared: _Prepared, num_proc: int | None, sample: int | None, seed: int | None, settings: AudioSettings
+) -> list[CheckResult]:
+    """The audio checks on the rows of the `audio` config (all, or `sample` random ones drawn with `seed`)."""
+    shards = [s for s in prepared.readable if s.config == "audio" and {"audio", "midi"} <= set(s.schema.names)]
+    shards = [s for s in shards if s.ids is not None and "sample_id" in s.ids.column_names]
+    if not shards:
+        return skipped_audio_checks("no readable audio config shard with audio and midi columns")
+    ids = sorted(sid for shard in shards for sid in shard.ids["sample_id"].to_pylist())
+    rows, details = sampled_rows(len(ids), sample, seed)
+    chosen = {ids[row] for row in rows}
+    row_groups = []
+    for shard in shards:
+        shard_ids, offset = shard.ids["sample_id"].to_pylist(), 0
+        for group in range(shard.metadata.num_row_groups):
+            size = shard.metadata.row_group(group).num_rows
+            wanted = [sid for sid in shard_ids[offset : offset + size] if sid in chosen]
+            offset += size
+            if wanted:
+                row_groups.append((shard.path, group, wanted))
+    return embedded_audio_checks(prepared.out, row_groups, details, num_proc, settings)
 
 
 def _split_profiles(prepared: _Prepared) -> CheckResult:

@@ -60,6 +60,28 @@ def verdict(
     return CheckResult(name, severity, f"{count:,} {problem}", count, list(offenders[:KEPT]), details or {})
 
 
+def share_verdict(
+    name: str,
+    checked: int,
+    offenders: Sequence[str],
+    problem: str,
+    ok: str,
+    max_share: float,
+    details: dict[str, Any] | None = None,
+) -> CheckResult:
+    """A check on many items that tolerates a few bad ones: `offenders` (one per flagged item, worst first)
+    fail it when they are more than `max_share` of the `checked` items, else warn (`--strict` fails)."""
+    flagged = len(offenders)
+    if not flagged:
+        return CheckResult(name, "pass", ok, details=details or {})
+    share = flagged / max(1, checked)
+    status: Status = "fail" if share > max_share else "warn"
+    tolerated = f"the {max_share * 100:g}% tolerated"
+    limit = f"more than {tolerated}" if status == "fail" else f"within {tolerated}; --strict fails on any"
+    message = f"{flagged:,} of {checked:,} {problem} ({share:.1%}: {limit})"
+    return CheckResult(name, status, message, flagged, list(offenders[:KEPT]), details or {})
+
+
 def skipped(name: str, reason: str) -> CheckResult:
     """A check that did not run, and why."""
     return CheckResult(name, "skip", f"not run: {reason}")

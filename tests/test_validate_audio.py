@@ -1,0 +1,249 @@
+"""`validate --audio`: clean sample audio passes; pitched renders fail the timbre check, shifted audio and
+another sample's MIDI fail the alignment check, each with the file named; share, --strict, JSON, exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import mido
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from sousa_builder.cli import main
+from sousa_builder.prepare import prepare
+from sousa_builder.sample import make_sample
+from sousa_builder.validate import validate_source
+from sousa_builder.validate_audio import AudioSettings, alignment, harmonic_salience
+from sousa_builder.validate_prepared import validate_prepared
+from sousa_builder.validate_report import Report
+
+AUDIO = AudioSettings()
+# 2 profiles x 2 rudiments x 2 augmentations: 8 FLAC files, 4 MIDI files (one per augmentation group).
+SMALL = {"profiles": 2, "rudiments": 2, "augmentations": 2}
+
+
+def rows(d: Path) -> list[dict]:
+    return pq.read_table(d / "labels" / "samples.parquet").to_pylist()
+
+
+def files(report: Report, check: str) -> dict[str, dict]:
+    """sample_id -> the check's per-file entry in the report details."""
+    return {entry["sample_id"]: entry for entry in report[check].details["files"]}
+
+
+def statuses(report: Report) -> dict[str, str]:
+    return {check.name: check.status for check in report.checks}
+
+
+@pytest.fixture(scope="module")
+def pitched_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The conftest sample (same seed and sizes) rendered as pitched tones: same labels, MIDI and file names."""
+    return make_sample(
+        tmp_path_factory.mktemp("pitched") / "data", profiles=4, rudiments=3, augmentations=2, pitched=True
+    )
+
+
+def one_pitched_file(source_copy: Path, pitched_dir: Path) -> dict:
+    """Replace one FLAC of the clean copy by its pitched render; return that sample's row."""
+    row = rows(source_copy)[5]
+    shutil.copy(pitched_dir / row["audio_path"], source_copy / row["audio_path"])
+    return row
+
+
+# --- the measurements themselves ----------------------------------------------------------------
+
+
+def test_measurements_on_synthetic_signals() -> None:
+    rate = 44_100
+    t = np.arange(int(0.8 * rate)) / rate
+    tone = sum(np.sin(2 * np.pi * 110.0 * k * t) / k for k in range(1, 21)) * np.exp(-t / 0.5)
+    signal = np.tile(tone, 4) + 1e-3 * np.random.default_rng(0).standard_normal(4 * t.size)
+    score, pitch = harmonic_salience(signal, rate)
+    assert score > 15 and pitch == pytest.approx(110.0, rel=0.01)
+    noise = np.random.default_rng(1).standard_normal(3 * rate)
+    assert harmonic_salience(noise, rate)[0] < 3
+
+    # Clicks 40 ms after their note-ons (positive lag: the audio is late), at irregular times.
+    times = np.array([0.1, 0.35, 0.5, 0.9, 1.2, 1.33, 1.7, 2.2, 2.45])
+    clicks = np.zeros(int(2.8 * rate))
+    burst = np.random.default_rng(2).standard_normal(400) * np.exp(-np.arange(400) / 80)
+    for time in times + 0.040:
+        start = int(time * rate)
+        clicks[start : start + 400] += burst
+    lag, correlation, precision, recall = alignment(clicks, rate, times, np.ones(len(times)))
+    assert lag == pytest.approx(40.0, abs=3.0) and correlation > 0.5
+    assert (precision, recall) == (1.0, 1.0)
+
+
+# --- a SOUSA source -----------------------------------------------------------------------------
+
+
+def test_clean_source_passes(sample_dir: Path) -> None:
+    report = validate_source(sample_dir, audio=AUDIO)
+    assert set(statuses(report).values()) == {"pass"}, report.summary()
+    assert [c.name for c in report.checks][-2:] == ["audio_timbre", "audio_alignment"]
+    timbre, aligned = files(report, "audio_timbre"), files(report, "audio_alignment")
+    assert len(timbre) == len(aligned) == 24  # every FLAC file, each against its group's MIDI
+    assert all(entry["harmonic_salience_db"] < 5 for entry in timbre.values())
+    assert all(abs(entry["lag_ms"]) < 5 and entry["correlation"] > 0.4 for entry in aligned.values())
+    # The second augmentation has no MIDI of its own: it is checked against its group's.
+    second = next(r for r in rows(sample_dir) if r["midi_path"] is None)
+    assert aligned[second["sample_id"]]["midi"].startswith("midi/")
+    assert "audio_timbre" not in statuses(validate_source(sample_dir, media=False))  # only with --audio
+
+
+def test_pitched_renders_fail_timbre(pitched_dir: Path, sample_dir: Path) -> None:
+    for name in ("labels/samples.parquet", "labels/strokes.parquet", rows(sample_dir)[0]["midi_path"]):
+        assert (pitched_dir / name).read_bytes() == (sample_dir / name).read_bytes()  # only the audio differs
+    report = validate_source(pitched_dir, audio=AUDIO, sample=6, seed=0)
+    timbre = report["audio_timbre"]
+    assert timbre.status == "fail" and timbre.count == 6
+    assert "6 of 6 file(s) pitched, not a drum" in timbre.message
+    assert "MIDI note 38, which it plays" in timbre.offenders[0]
+    for entry in timbre.details["files"]:
+        assert entry["flagged"] and entry["harmonic_salience_db"] > 15
+        assert entry["pitch_hz"] == pytest.approx(73.4, abs=1.5)  # note 38, D2
+        named = f"{entry['file']} (sample {entry['sample_id']}): harmonic salience"
+        assert any(offender.startswith(named) for offender in timbre.offenders)
+    assert {c.name for c in report.with_status("fail")} <= {"audio_timbre", "audio_alignment"}
+
+
+def test_one_pitched_file_is_named_and_share_decides(source_copy: Path, pitched_dir: Path, tmp_path: Path) -> None:
+    row = one_pitched_file(source_copy, pitched_dir)
+    report = validate_source(source_copy, audio=AUDIO)
+    timbre = report["audio_timbre"]
+    # 1 of 24 files is 4.2%, more than the 2% tolerated by default.
+    assert (timbre.status, timbre.count) == ("fail", 1)
+    assert timbre.offenders[0].startswith(f"{row['audio_path']} (sample {row['sample_id']}): harmonic salience")
+    assert [sid for sid, entry in files(report, "audio_timbre").items() if entry["flagged"]] == [row["sample_id"]]
+
+    data, out = str(source_copy), str(tmp_path / "r.json")
+    assert main(["validate", data, "--audio", "--json", out]) == 1
+    document = json.loads(Path(out).read_text())
+    checks = {c["name"]: c for c in document["checks"]}
+    assert {e["sample_id"] for e in checks["audio_timbre"]["details"]["files"]} == {
+        r["sample_id"] for r in rows(source_copy)
+    }
+    assert set(checks["audio_alignment"]["details"]["files"][0]) >= {
+        "sample_id", "file", "midi", "flagged", "lag_ms", "correlation", "event_precision", "event_recall",
+    }  # fmt: skip
+    # Within a 5% share it warns: exit 0, but --strict fails on any flagged file.
+    assert main(["validate", data, "--audio", "--max-flagged-share", "0.05", "--json", out]) == 0
+    assert json.loads(Path(out).read_text())["counts"]["warn"] >= 1
+    assert main(["validate", data, "--audio", "--max-flagged-share", "0.05", "--strict"]) == 1
+    # A threshold above its score: timbre passes (alignment still flags it: the pitched tone's onsets are weak).
+    assert main(["validate", data, "--audio", "--timbre-threshold", "40", "--json", out]) == 1
+    checks = {c["name"]: c for c in json.loads(Path(out).read_text())["checks"]}
+    assert (checks["audio_timbre"]["status"], checks["audio_alignment"]["status"]) == ("pass", "fail")
+
+
+@pytest.mark.parametrize(("shift_ms", "status"), [(30.0, "fail"), (-30.0, "fail"), (8.0, "pass")])
+def test_shifted_audio_and_alignment(shift_ms: float, status: str, tmp_path: Path) -> None:
+    data = make_sample(tmp_path / "data", **SMALL, shift_ms=shift_ms)
+    report = validate_source(data, audio=AUDIO)
+    aligned = report["audio_alignment"]
+    assert aligned.status == status, aligned.text
+    assert report["audio_timbre"].status == "pass"
+    for entry in aligned.details["files"]:
+        assert entry["lag_ms"] == pytest.approx(shift_ms, abs=4.0)  # the shift read back, its sign too
+    if status == "fail":
+        assert aligned.count == 8 and "best lag" in aligned.offenders[0] and "(limit +/-20)" in aligned.offenders[0]
+
+
+def test_another_samples_midi_fails_alignment(source_copy: Path) -> None:
+    table = rows(source_copy)
+    first, other = (
+        table[0],
+        next(r for r in table if r["midi_path"] and r["rudiment_slug"] != table[0]["rudiment_slug"]),
+    )
+    (source_copy / first["midi_path"]).write_bytes((source_copy / other["midi_path"]).read_bytes())
+    report = validate_source(source_copy, audio=AUDIO)
+    aligned = report["audio_alignment"]
+    group = [r for r in table if r["augmentation_group_id"] == first["augmentation_group_id"]]
+    assert aligned.status == "fail"
+    flagged = {sid for sid, entry in files(report, "audio_alignment").items() if entry["flagged"]}
+    assert flagged == {r["sample_id"] for r in group}  # both augmentations play the swapped MIDI
+    assert any(
+        o.startswith(f"{first['audio_path']} (sample {first['sample_id']}): best lag") for o in aligned.offenders
+    )
+    assert report["audio_timbre"].status == "pass" and report["midi_parse"].status == "pass"
+    # The correlation alone catches it, whatever the lag.
+    any_lag = validate_source(source_copy, audio=AudioSettings(max_lag_ms=100))
+    assert {sid for sid, entry in files(any_lag, "audio_alignment").items() if entry["flagged"]} == flagged
+
+
+def test_unreadable_inputs_are_reported_per_file(source_copy: Path) -> None:
+    table = rows(source_copy)
+    broken, silent_midi = table[0], table[2]
+    path = source_copy / broken["audio_path"]
+    path.write_bytes(path.read_bytes()[:2000])
+    midi = mido.MidiFile(type=1)
+    midi.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500_000)]))
+    midi.save(source_copy / silent_midi["midi_path"])
+    report = validate_source(source_copy, audio=AUDIO, num_proc=2)
+    timbre, aligned = report["audio_timbre"], report["audio_alignment"]
+    assert timbre.offenders[0].startswith(f"{broken['audio_path']} (sample {broken['sample_id']}): does not decode")
+    assert f"{silent_midi['audio_path']} (sample {silent_midi['sample_id']}): MIDI holds no note events" in aligned.text
+    assert files(report, "audio_alignment")[silent_midi["sample_id"]]["problem"] == "MIDI holds no note events"
+
+
+def test_sample_limits_the_audio_checks(source_copy: Path, pitched_dir: Path) -> None:
+    one_pitched_file(source_copy, pitched_dir)
+    report = validate_source(source_copy, audio=AUDIO, sample=4, seed=3, num_proc=2)
+    for name in ("audio_decode", "audio_timbre", "audio_alignment"):
+        details = report[name].details
+        assert (details["sampled"], details["sample"], details["seed"], details["checked"]) == (True, 4, 3, 4)
+    assert report.to_dict()["checks"] == validate_source(source_copy, audio=AUDIO, sample=4, seed=3).to_dict()["checks"]
+
+
+# --- a prepared folder: the bytes embedded in the audio config ----------------------------------
+
+
+def test_prepared_folder(prepared_dir: Path, pitched_dir: Path, tmp_path: Path) -> None:
+    clean = validate_prepared(prepared_dir, audio=AUDIO, sample=5, seed=1)
+    assert clean["audio_timbre"].status == clean["audio_alignment"].status == "pass", clean.summary()
+    assert clean["audio_timbre"].details["checked"] == 5
+
+    out = tmp_path / "pitched"
+    prepare(pitched_dir, out, configs=["audio", "labels_only"])
+    report = validate_prepared(out, audio=AUDIO)
+    timbre = report["audio_timbre"]
+    assert (timbre.status, timbre.count, timbre.details["checked"]) == ("fail", 24, 24)
+    assert timbre.offenders[0].startswith("audio/") and ": sample " in timbre.offenders[0]
+
+    labels_only = tmp_path / "labels"
+    shutil.copytree(out, labels_only, ignore=shutil.ignore_patterns("audio"))
+    skipped = validate_prepared(labels_only, audio=AUDIO)
+    assert skipped["audio_timbre"].status == skipped["audio_alignment"].status == "skip"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["DATA", "--timbre-threshold", "5"],  # a threshold without --audio
+        ["DATA", "--audio", "--max-flagged-share", "2"],  # a share is a fraction
+        ["DATA", "--audio", "--max-lag-ms", "-1"],
+    ],
+)
+def test_cli_usage_errors_exit_2(argv: list[str], sample_dir: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["validate", *(str(sample_dir) if a == "DATA" else a for a in argv)])
+    assert exit_.value.code == 2
+    assert "usage: sousa-builder validate" in capsys.readouterr().err
+
+
+def test_cli_sample_options(tmp_path: Path, capsys) -> None:
+    tiny = ["--profiles", "1", "--rudiments", "1", "--augmentations", "1"]
+    assert main(["sample", str(tmp_path / "pitched"), *tiny, "--pitched"]) == 0
+    assert main(["sample", str(tmp_path / "late"), *tiny, "--shift-ms", "30"]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(tmp_path / "pitched"), "--audio"]) == 1
+    assert "  FAIL  audio_timbre" in capsys.readouterr().out
+    assert main(["validate", str(tmp_path / "late"), "--audio"]) == 1
+    out = capsys.readouterr().out
+    assert "  PASS  audio_timbre" in out and "  FAIL  audio_alignment" in out
+    assert re.search(r"best lag \+(2[7-9]|3[0-3])\.\d ms \(limit \+/-20\)", out)  # 30 ms, read back

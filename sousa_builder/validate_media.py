@@ -114,9 +114,12 @@ def compare_embedded(
 
     `expected` maps the sample ids to compare to their (audio_path, midi_path) in the source root.
     """
-    parquet = pq.ParquetFile(Path(out) / shard)
-    columns = [name for name in ("sample_id", "audio", "midi") if name in parquet.schema_arrow.names]
-    table = parquet.read_row_group(row_group, columns=columns)
+    try:
+        parquet = pq.ParquetFile(Path(out) / shard)
+        columns = [name for name in ("sample_id", "audio", "midi") if name in parquet.schema_arrow.names]
+        table = parquet.read_row_group(row_group, columns=columns)
+    except (pa.ArrowException, OSError) as err:  # a corrupt page: the footer and sample_id may still read
+        return [f"{shard}: row group {row_group} does not read ({str(err).strip().splitlines()[0]})"]
     found = []
     for row in table.to_pylist():
         sample_id = row["sample_id"]

@@ -590,6 +590,18 @@ def audio_bytes_changed(p: Path) -> tuple[str, str, set[str]]:
     return "media_bytes", f"audio/test-00001-of-00002.parquet: sample {sample_id} audio", set()
 
 
+def audio_pages_corrupt(p: Path) -> tuple[str, str, set[str]]:
+    """The footer and sample_id column still read; the audio column's first page header does not."""
+    path = shard(p, "audio")
+    metadata = pq.ParquetFile(path).metadata
+    names = [metadata.schema.column(i).path for i in range(metadata.num_columns)]
+    offset = metadata.row_group(0).column(names.index("audio.bytes")).data_page_offset
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 16] = b"\xff" * 16
+    path.write_bytes(bytes(data))
+    return "media_bytes", "audio/train-00000-of-00002.parquet: row group 0 does not read", {"load", "no_path_columns"}
+
+
 def profile_in_two_prepared_splits(p: Path) -> tuple[str, str, set[str]]:
     train_profile = pq.read_table(shard(p, "labels_only"))["profile_id"][0].as_py()
     rewrite(shard(p, "labels_only", "test"), lambda t: set_where(t, "profile_id", every, train_profile))
@@ -602,7 +614,8 @@ def profile_in_two_prepared_splits(p: Path) -> tuple[str, str, set[str]]:
 
 PREPARED_BREAKAGES = [
     readme_drops_a_split, readme_yaml_broken, shard_column_renamed, shard_type_changed, audio_path_leaks,
-    internal_column_left, row_dropped, midi_bytes_changed, audio_bytes_changed, profile_in_two_prepared_splits,
+    internal_column_left, row_dropped, midi_bytes_changed, audio_bytes_changed, audio_pages_corrupt,
+    profile_in_two_prepared_splits,
 ]  # fmt: skip
 
 

@@ -9,11 +9,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import datasets
+import numpy as np
 import pyarrow as pa
 
-from .compat import writing_examples
-from .features import features_for
-from .source import SousaSource, nested_labels, read_media, resolve_data_dir
+from .compat import writing_tables
+from .features import features_for, label_features
+from .source import SousaSource, nested_labels, read_media_array, resolve_data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,9 @@ _DESCRIPTION = (
     "levels (strokes, measures, exercise scores)."
 )
 _LICENSE = "mit"
+# Rows per table handed to the writer: the row group sizes datasets itself uses for media columns and for the rest.
+MEDIA_ROWS_PER_BATCH = 100
+LABEL_ROWS_PER_BATCH = 1000
 
 
 @dataclass
@@ -31,11 +35,12 @@ class SousaConfig(datasets.BuilderConfig):
 
     with_midi: bool = False
     with_audio: bool = False
-    # Samples per gen_kwargs shard: the unit `num_proc` distributes over processes.
-    samples_per_shard: int = 256
+    # Samples per gen_kwargs shard: the unit `num_proc` distributes over processes. Small, so that each
+    # process gets about the same number of samples (output files are per process, not per shard).
+    samples_per_shard: int = 32
 
 
-class Sousa(datasets.GeneratorBasedBuilder):
+class Sousa(datasets.ArrowBasedBuilder):
     """SOUSA from a local generator output directory (`data_dir`, else $SOUSA_DATA_DIR, else ./output/dataset)."""
 
     BUILDER_CONFIG_CLASS = SousaConfig
@@ -71,30 +76,48 @@ class Sousa(datasets.GeneratorBasedBuilder):
         generators = []
         for split in source.split_names:
             rows = source.split_rows(split)
-            shards = [rows.slice(start, size) for start in range(0, rows.num_rows, size)]
+            # `take` copies each shard into buffers of its own: a slice would pickle the whole split for `num_proc`.
+            shards = [
+                rows.take(np.arange(start, min(start + size, rows.num_rows))) for start in range(0, rows.num_rows, size)
+            ]
             generators.append(
                 datasets.SplitGenerator(name=split, gen_kwargs={"shards": shards, "root": str(source.root)})
             )
         return generators
 
-    def _generate_examples(self, shards: list[pa.Table], root: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        # The label tables of this job's samples are held; media are read one example at a time.
-        rows = pa.concat_tables(shards).drop_columns(["split"])
+    def _generate_tables(self, shards: list[pa.Table], root: str) -> Iterator[tuple[str, pa.Table]]:
+        # Rows are built as Arrow tables, column by column: the labels straight from the label tables,
+        # the media as binary arrays read one batch of rows at a time (the memory held is one batch).
+        rows = pa.concat_tables(shards)
         strokes, measures = nested_labels(Path(root), rows["sample_id"].combine_chunks())
         rows = rows.append_column("strokes", strokes).append_column("measures", measures)
-        for batch in rows.to_batches(max_chunksize=64):
-            for row in batch.to_pylist():
-                audio_path, midi_path = row.pop("audio_path"), row.pop("midi_path")
-                if self.config.with_midi:
-                    row["midi"] = read_media(Path(root), midi_path, row["sample_id"])
-                if self.config.with_audio:
-                    audio = read_media(Path(root), audio_path, row["sample_id"])
-                    row["audio"] = {"bytes": audio, "path": PurePosixPath(audio_path).name}
-                yield row["sample_id"], row
+        labels = list(label_features())
+        with_media = self.config.with_midi or self.config.with_audio
+        size = self._writer_batch_size or (MEDIA_ROWS_PER_BATCH if with_media else LABEL_ROWS_PER_BATCH)
+        for start in range(0, rows.num_rows, size):
+            batch = rows.slice(start, size)
+            table = batch.select(labels)
+            ids = batch["sample_id"].to_pylist()
+            if self.config.with_midi:
+                table = table.append_column("midi", read_media_array(Path(root), batch["midi_path"].to_pylist(), ids))
+            if self.config.with_audio:
+                paths = batch["audio_path"].to_pylist()
+                table = table.append_column("audio", _audio_column(read_media_array(Path(root), paths, ids), paths))
+            yield ids[0], table
 
     def _prepare_split(self, split_generator: datasets.SplitGenerator, **kwargs: Any) -> None:
-        with writing_examples(self.info.features):
+        with writing_tables():
             super()._prepare_split(split_generator, **kwargs)
+
+
+def _audio_column(data: pa.ChunkedArray, paths: list[str]) -> pa.ChunkedArray:
+    """The storage of an `Audio` column: each file's bytes, and its file name as the path."""
+    names = pa.array([PurePosixPath(path).name for path in paths], pa.string())
+    chunks, offset = [], 0
+    for chunk in data.chunks:
+        chunks.append(pa.StructArray.from_arrays([chunk, names.slice(offset, len(chunk))], ["bytes", "path"]))
+        offset += len(chunk)
+    return pa.chunked_array(chunks)
 
 
 def config_names() -> list[str]:

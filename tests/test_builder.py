@@ -112,7 +112,7 @@ def test_interrupted_run_keeps_previous_output(
     out = tmp_path / "out"
     prepare(sample_dir, out, configs=["midi_only"])
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    real_read_media, calls = sousa_builder.builder.read_media, []
+    real_read_media, calls = sousa_builder.builder.read_media_array, []
 
     def interrupted_read_media(*args):
         calls.append(args)
@@ -120,7 +120,7 @@ def test_interrupted_run_keeps_previous_output(
             raise KeyboardInterrupt  # Ctrl-C in the middle of writing the audio config
         return real_read_media(*args)
 
-    monkeypatch.setattr(sousa_builder.builder, "read_media", interrupted_read_media)
+    monkeypatch.setattr(sousa_builder.builder, "read_media_array", interrupted_read_media)
     with pytest.raises(KeyboardInterrupt):
         prepare(sample_dir, out, configs=["audio"])
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

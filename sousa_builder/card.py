@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import yaml
 from datasets import Audio, DatasetInfo
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCard, DatasetCardData
+from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 from .builder import Sousa, config_names
 from .features import MEASURE_FIELDS, STROKE_FIELDS, column_descriptions
@@ -43,6 +45,25 @@ def size_category(num_rows: int) -> str:
 
 def dataset_card(infos: Mapping[str, DatasetInfo], pretty_name: str = "SOUSA") -> DatasetCard:
     """The card of a dataset holding the configs in `infos` (config name -> info with features and splits)."""
+    return DatasetCard(dataset_card_text(infos, pretty_name))
+
+
+def card_infos(text: str, ignore_metadata_errors: bool = False) -> dict[str, DatasetInfo]:
+    """Config name -> info (features, splits, sizes) from the YAML of a card's text.
+
+    As `DatasetCard(text).data` reads it, but with libyaml where PyYAML has it: the YAML carries the
+    features of every config, and the pure-Python parser takes a noticeable part of a re-publish.
+    """
+    match = REGEX_YAML_BLOCK.search(text)
+    data = yaml.load(match.group(2), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) if match else None
+    if not isinstance(data, dict):
+        return {}
+    card_data = DatasetCardData(**data, ignore_metadata_errors=ignore_metadata_errors)
+    return dict(DatasetInfosDict.from_dataset_card_data(card_data))
+
+
+def dataset_card_text(infos: Mapping[str, DatasetInfo], pretty_name: str = "SOUSA") -> str:
+    """`dataset_card(infos, pretty_name)` as text (what README.md holds), without parsing it back."""
     ordered = [name for name in config_names() if name in infos]
     unknown = sorted(set(infos) - set(ordered))
     if unknown or not ordered:
@@ -70,7 +91,7 @@ def dataset_card(infos: Mapping[str, DatasetInfo], pretty_name: str = "SOUSA") -
             for name in ordered
         }
     ).to_dataset_card_data(card_data)
-    return DatasetCard(f"---\n{card_data.to_yaml()}\n---\n\n{_body(infos, ordered, pretty_name)}")
+    return f"---\n{card_data.to_yaml()}\n---\n\n{_body(infos, ordered, pretty_name)}"
 
 
 def _megabytes(num_bytes: int | None) -> str:

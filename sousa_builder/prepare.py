@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from datasets import DatasetInfo
 
 from .builder import Sousa, config_names
-from .card import dataset_card
+from .card import dataset_card_text
 from .errors import OutputExistsError
 from .source import LABEL_FILES, MEASURES_SCHEMA, STROKES_SCHEMA, SousaSource, read_label_table
 
@@ -85,7 +85,7 @@ def prepare(
                 source, name, staging, num_proc, max_shard_size, samples_per_shard
             )
         _write_auxiliary(source, staging / AUXILIARY_DIR)
-        dataset_card(infos).save(staging / "README.md")
+        (staging / "README.md").write_bytes(dataset_card_text(infos).encode("utf-8"))
         shutil.rmtree(staging / ".cache")
         _replace(out, staging)
     except BaseException:

@@ -1,8 +1,8 @@
 """Publish a prepared SOUSA folder to the Hub: one atomic commit, resumable, idempotent.
 
 How it stays safe:
-- The prepared folder is validated first (the prepared checks of `sousa-builder validate`); a folder
-  that fails them is refused before anything is sent.
+- The prepared folder is validated before anything is sent (the prepared checks of `sousa-builder
+  validate`); a folder that fails them is refused.
 - Nothing is purged first. LFS content is uploaded before any commit (`preupload_lfs_files`);
   then a single `create_commit` adds the new shards and card and deletes the stale files, with
   `parent_commit` pinned to the revision the plan was made against. A reader of the branch sees the
@@ -10,7 +10,8 @@ How it stays safe:
 - Resumable: an interrupted upload changes no branch; a rerun asks the server which objects it
   already has and sends only the others.
 - Idempotent: `prepare` output is byte-for-byte deterministic, files equal to the remote ones are
-  left out of the commit, and when nothing differs no commit is made.
+  left out of the commit, and when nothing differs no commit is made. File hashes are remembered
+  (under HF_HOME) with the file's size, times and inode, so publishing again reads no unchanged file.
 
     python -m sousa_builder.publish user/sousa --data-dir output/dataset
     python -m sousa_builder.publish user/sousa --prepared build/sousa
@@ -20,29 +21,31 @@ How it stays safe:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import yaml
 from datasets import DatasetInfo
-from datasets.info import DatasetInfosDict
 from huggingface_hub import (
     CommitOperationAdd,
     CommitOperationDelete,
-    DatasetCard,
     HfApi,
     get_token,
 )
+from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import EntryNotFoundError
 
 from .builder import config_names
-from .card import dataset_card
+from .card import card_infos, dataset_card_text
 from .errors import HubAccessError, HubRevisionError, PreparedFolderError, PublishConflictError
 from .prepare import AUXILIARY_DIR
 from .validate_prepared import validate_prepared
@@ -57,6 +60,9 @@ LEGACY_SUFFIXES = (".flac", ".mid", ".wav")
 PREUPLOAD_BATCH = 50
 # Rows per split that the pre-publish validation loads with `datasets` (the footers are checked in full).
 VALIDATION_ROWS = 100
+# Under HF_HOME: sha256 of prepared files already hashed, so that a re-publish reads no unchanged file.
+HASH_CACHE = "sousa-builder/sha256-cache.json"
+HASH_THREADS = min(4, os.cpu_count() or 1)
 
 
 @dataclass
@@ -123,14 +129,16 @@ def publish(
 ) -> PublishResult:
     """Push the prepared folder's configs (all, or `configs`), auxiliary tables and card to `repo_id`.
 
-    The folder must pass the prepared checks of `sousa-builder validate` (`PreparedFolderError` if not).
+    The folder must pass the prepared checks of `sousa-builder validate` (`PreparedFolderError` if not)
+    before anything is sent or written; when the branch already holds exactly these files, nothing is
+    sent and the checks are not run.
     Configs already on the Hub but not pushed are kept, with their entries in the card.
     With `dry_run_dir`, nothing is sent: the tree that would be pushed is written there instead.
     `confirm` sees the plan before anything is uploaded; returning False stops there.
     """
     prepared = Path(prepared)
     local_infos = read_prepared_infos(prepared)
-    check_prepared(prepared)
+    local_card = (_git_sha1((prepared / README).read_bytes()), dict(local_infos))
     if configs:
         missing = sorted(set(configs) - set(local_infos))
         if missing:
@@ -139,23 +147,25 @@ def publish(
     api = HfApi(endpoint=endpoint, token=token or get_token())
     if dry_run_dir is None:
         _check_write_access(api, repo_id)
-    remote = _remote_state(api, repo_id, revision)
+    remote = _remote_state(api, repo_id, revision, local_card)
     kept_infos = {name: info for name, info in remote.infos.items() if name not in local_infos}
-    card = dataset_card({**kept_infos, **local_infos}).content.encode("utf-8")
+    card = dataset_card_text({**kept_infos, **local_infos}).encode("utf-8")
     local = _local_files(prepared, card, local_infos)
     plan = _plan(repo_id, remote, local, pushed_configs=set(local_infos))
+    if plan.is_empty and dry_run_dir is None:
+        # The branch holds exactly these files already: nothing would be sent, so there is nothing to check.
+        logger.info("nothing to publish: %s@%s already holds these files", repo_id, plan.revision)
+        return PublishResult(plan)
 
+    check_prepared(prepared)
     if dry_run_dir is not None:
         _write_tree(local, Path(dry_run_dir))
-        return PublishResult(plan)
-    if plan.is_empty:
-        logger.info("nothing to publish: %s@%s already holds these files", repo_id, plan.revision)
         return PublishResult(plan)
     if confirm is not None and not confirm(plan):
         return PublishResult(plan, cancelled=True)
     _create_repo(api, repo_id, private)
 
-    additions = [CommitOperationAdd(f.path, _fileobj(f.source)) for f in local if f.path in {*plan.add, *plan.replace}]
+    additions = [_addition(f) for f in local if f.path in {*plan.add, *plan.replace}]
     for start in range(0, len(additions), PREUPLOAD_BATCH):
         api.preupload_lfs_files(
             repo_id, additions[start : start + PREUPLOAD_BATCH], repo_type="dataset", revision=plan.revision
@@ -185,7 +195,7 @@ def read_prepared_infos(prepared: Path) -> dict[str, DatasetInfo]:
     readme = prepared / README
     if not readme.is_file():
         raise PreparedFolderError(f"{readme}: missing; run `sousa-builder prepare` to make a prepared folder")
-    infos = dict(DatasetInfosDict.from_dataset_card_data(DatasetCard.load(readme).data))
+    infos = card_infos(readme.read_text(encoding="utf-8"))
     unknown = sorted(set(infos) - set(config_names()))
     if not infos or unknown:
         raise PreparedFolderError(f"{readme}: dataset_info lists {unknown or 'no'} config(s) that this tool makes")
@@ -217,8 +227,14 @@ class _RemoteState:
     infos: dict[str, DatasetInfo]
 
 
-def _remote_state(api: HfApi, repo_id: str, revision: str | None) -> _RemoteState:
-    """The branch's commit, files (with content hashes) and card infos; empty for a repo not created yet."""
+def _remote_state(
+    api: HfApi, repo_id: str, revision: str | None, local_card: tuple[str, dict[str, DatasetInfo]]
+) -> _RemoteState:
+    """The branch's commit, files (with content hashes) and card infos; empty for a repo not created yet.
+
+    `local_card` is the git sha1 of the prepared folder's README and its infos: a remote card with that
+    sha1 is that card, and is not downloaded.
+    """
     try:
         info = api.repo_info(repo_id, repo_type="dataset", revision=revision)
     except RevisionNotFoundError as err:
@@ -232,40 +248,87 @@ def _remote_state(api: HfApi, repo_id: str, revision: str | None) -> _RemoteStat
         if isinstance(entry, RepoFile):
             files[entry.path] = (entry.lfs.sha256 if entry.lfs else entry.blob_id, entry.size)
     infos = {}
-    if README in files:
+    if README in files and files[README][0] == local_card[0]:
+        infos = local_card[1]
+    elif README in files:
         try:
-            card = DatasetCard.load(
-                api.hf_hub_download(repo_id, README, repo_type="dataset", revision=info.sha),
-                ignore_metadata_errors=True,
-            )
-            infos = dict(DatasetInfosDict.from_dataset_card_data(card.data))
-        except (EntryNotFoundError, ValueError) as err:
+            card = Path(api.hf_hub_download(repo_id, README, repo_type="dataset", revision=info.sha))
+            infos = card_infos(card.read_text(encoding="utf-8"), ignore_metadata_errors=True)
+        except (EntryNotFoundError, ValueError, UnicodeDecodeError, yaml.YAMLError) as err:
             logger.warning("ignoring the card of %s: %s", repo_id, err)
     return _RemoteState(revision or "main", info.sha, files, infos)
 
 
 def _local_files(prepared: Path, card: bytes, infos: dict[str, DatasetInfo]) -> list[_LocalFile]:
     """The files to push: the shards of the configs in `infos`, the auxiliary tables, and the card."""
-    local = [_describe(README, card)]
-    for folder in (*infos, AUXILIARY_DIR):
-        for path in sorted((prepared / folder).glob("*.parquet")):
-            local.append(_describe(path.relative_to(prepared).as_posix(), path))
+    local = [_LocalFile(README, card, len(card), hashlib.sha256(card).hexdigest(), _git_sha1(card))]
+    paths = [path for folder in (*infos, AUXILIARY_DIR) for path in sorted((prepared / folder).glob("*.parquet"))]
+    hashes = _HashCache.load()
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:  # hashlib lets go of the GIL: files in parallel
+        for path, (sha256, size) in zip(paths, pool.map(hashes.sha256, paths)):
+            local.append(_LocalFile(path.relative_to(prepared).as_posix(), path, size, sha256, ""))
+    hashes.save()
     return local
 
 
-def _describe(path: str, source: Path | bytes) -> _LocalFile:
-    sha256, size = hashlib.sha256(), 0
-    git = None
-    if isinstance(source, bytes):
-        sha256.update(source)
-        size = len(source)
-        git = hashlib.sha1(f"blob {size}\0".encode() + source).hexdigest()
-    else:
-        with open(source, "rb") as stream:
-            while chunk := stream.read(1 << 20):
-                sha256.update(chunk)
-                size += len(chunk)
-    return _LocalFile(path, source, size, sha256.hexdigest(), git or "")
+def _git_sha1(data: bytes) -> str:
+    """The git blob id of `data` (what the Hub reports for a file that is not in LFS)."""
+    return hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
+
+
+class _HashCache:
+    """sha256 of local files, remembered with what `stat` said of the file when it was hashed.
+
+    Publishing an unchanged folder again then reads none of it (git's index does the same). A file
+    that `prepare` rewrote is a new file (new inode and times) and is hashed again.
+    """
+
+    def __init__(self, path: Path, entries: dict[str, list]):
+        self.path, self.entries, self.changed = path, entries, False
+
+    @classmethod
+    def load(cls) -> _HashCache:
+        path = Path(hf_constants.HF_HOME) / HASH_CACHE
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            entries = {}
+        return cls(path, entries if isinstance(entries, dict) else {})
+
+    def sha256(self, file: Path) -> tuple[str, int]:
+        """The file's sha256 (hex) and size."""
+        key, info = str(file.absolute()), file.stat()
+        stamp = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev]
+        entry = self.entries.get(key)
+        if isinstance(entry, list) and entry[:1] == [stamp]:
+            return entry[1], info.st_size
+        digest, buffer = hashlib.sha256(), memoryview(bytearray(4 << 20))
+        with open(file, "rb", buffering=0) as stream:
+            while count := stream.readinto(buffer):
+                digest.update(buffer[:count])
+        self.entries[key] = [stamp, digest.hexdigest()]
+        self.changed = True
+        return digest.hexdigest(), info.st_size
+
+    def save(self) -> None:
+        """Write the cache (entries of files that are gone are dropped); a failure only costs a rehash later."""
+        if not self.changed:
+            return
+        kept = {key: entry for key, entry in self.entries.items() if os.path.exists(key)}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")
+            partial.write_text(json.dumps(kept), encoding="utf-8")
+            partial.replace(self.path)
+        except OSError as err:
+            logger.warning("could not save the file hash cache %s: %s", self.path, err)
+
+
+def _addition(f: _LocalFile) -> CommitOperationAdd:
+    """The commit operation adding `f`, with the sha256 already computed (the client would read the file again)."""
+    operation = CommitOperationAdd(f.path, _fileobj(f.source))
+    operation.upload_info.sha256 = bytes.fromhex(f.sha256)
+    return operation
 
 
 def _plan(repo_id: str, remote: _RemoteState, local: list[_LocalFile], pushed_configs: set[str]) -> PublishPlan:

@@ -251,3 +251,15 @@ def test_refuses_a_folder_that_fails_validation(hub: FakeHub, prepared_dir: Path
     assert main(["publish", REPO, "--prepared", str(broken), "--yes"]) == 1
     assert not (tmp_path / "plan").exists()
     assert not hub.requests_for("create_repo", "preupload", "lfs_batch", "commit")
+
+
+def test_shard_rewritten_in_place_is_hashed_again(hub: FakeHub, prepared_dir: Path, tmp_path: Path) -> None:
+    folder = Path(shutil.copytree(prepared_dir, tmp_path / "copy"))
+    publish(REPO, folder)  # remembers the hash of every file with its stat
+    shard = next((folder / "labels_only").glob("train-*.parquet"))
+    pq.write_table(pq.read_table(shard), shard, compression="zstd")  # same path and rows, other bytes
+    uploads = len(hub.lfs_uploads)
+    result = publish(REPO, folder)
+    path = shard.relative_to(folder).as_posix()
+    assert result.plan.replace == [path] and hub.files(REPO)[path] == shard.read_bytes()
+    assert [u.oid for u in hub.lfs_uploads[uploads:]] == [sha256(shard.read_bytes())]

@@ -44,6 +44,7 @@ PRESETS = (
     ("arachno", "practiceroom"),
 )
 SNARE_NOTE = 38
+TEMPOS = range(90, 181, 2)
 TAIL_SEC = 0.5  # real output lasts duration_sec + 0.5 s
 # `pitched` renders: harmonics (1/k amplitudes) of the note's pitch, slightly stretched as a piano
 # string's are (f_k = k f0 sqrt(1 + B k^2)), decaying slowly.
@@ -161,8 +162,8 @@ def make_sample(
         raise ValueError(f"rudiments must be 1-{len(RUDIMENTS)}, got {rudiments}")
     if not 1 <= augmentations <= len(PRESETS):
         raise ValueError(f"augmentations must be 1-{len(PRESETS)}, got {augmentations}")
-    if profiles < 1 or tempos < 1:
-        raise ValueError("profiles and tempos must be at least 1")
+    if profiles < 1 or not 1 <= tempos <= len(TEMPOS):
+        raise ValueError(f"profiles must be at least 1 and tempos 1-{len(TEMPOS)}, got {profiles} and {tempos}")
 
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
@@ -172,8 +173,12 @@ def make_sample(
         tier = TIERS[p % len(TIERS)]
         hand = "left" if p % 5 == 4 else "right"
         for rudiment in RUDIMENTS[:rudiments]:
+            drawn: set[int] = set()
             for _ in range(tempos):
-                tempo = rng.randrange(90, 181, 2)
+                tempo = rng.choice(TEMPOS)
+                while tempo in drawn:  # the tempo is part of the sample_id: one rudiment, distinct tempos
+                    tempo = rng.choice(TEMPOS)
+                drawn.add(tempo)
                 group_id = f"{tier[:3]}{p:03d}_{rudiment.slug}_{tempo}bpm"
                 strokes = _perform(rudiment, tempo, tier, hand, rng)
                 measures = _measures(strokes, tempo, rudiment)

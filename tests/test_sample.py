@@ -13,6 +13,8 @@ import pytest
 import soundfile as sf
 
 from sousa_builder.cli import main
+from sousa_builder.sample import make_sample
+from sousa_builder.source import SousaSource
 
 
 def test_labels_are_consistent(sample_dir: Path) -> None:
@@ -81,3 +83,14 @@ def test_cli_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert keep.read_text() == "precious"
     assert main(["sample", str(keep.parent), "--rudiments", "1", "--overwrite"]) == 0
     assert not keep.exists() and (keep.parent / "splits.json").is_file()
+
+
+def test_several_tempos_give_distinct_samples(tmp_path: Path) -> None:
+    # 1 profile x 6 rudiments x 5 tempos x 1 augmentation = 30 samples; drawn with replacement, seed 0
+    # repeats a tempo within a rudiment, and the sample_id (which holds the tempo) with it.
+    out = make_sample(tmp_path / "data", profiles=1, rudiments=6, tempos=5, augmentations=1, seed=0)
+    ids = pq.read_table(out / "labels" / "samples.parquet")["sample_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 30
+    assert SousaSource.open(out).rows.num_rows == 30
+    with pytest.raises(ValueError, match="tempos 1-46"):
+        make_sample(tmp_path / "more", tempos=47)

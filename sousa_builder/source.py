@@ -309,29 +309,19 @@ def _real_directory(folder: str) -> str:
     return os.path.realpath(folder)
 
 
-def read_media(root: Path, relative: str, sample_id: str) -> bytes:
-    """The bytes of one media file, with an error naming the sample and file if it fails."""
-    problem = media_problem(root, relative)
-    if problem is None:
-        try:
-            return (root / relative).read_bytes()
-        except OSError as err:
-            problem = f"unreadable ({err.strerror})"
-    raise SourceFormatError(f"{root / relative} (sample {sample_id}): {problem}")
-
-
 def read_media_array(root: Path, relatives: Sequence[str], sample_ids: Sequence[str]) -> pa.ChunkedArray:
     """The bytes of several media files as a binary array, each file read straight into the Arrow buffer.
 
     One chunk, unless the files hold more than a binary array can (2 GiB): then as many as needed.
+    The paths must have passed `SousaSource.check_media` (inside the root, regular, readable): the
+    builder checks them all before it reads any, so they are not resolved again here.
     """
-    paths = []
-    for relative, sample_id in zip(relatives, sample_ids):
-        problem = media_problem(root, relative)
-        if problem is not None:
-            raise SourceFormatError(f"{root / relative} (sample {sample_id}): {problem}")
-        paths.append(root / relative)
-    sizes = [os.stat(path).st_size for path in paths]
+    paths, sizes = [root / relative for relative in relatives], []
+    for path, sample_id in zip(paths, sample_ids):
+        try:
+            sizes.append(os.stat(path).st_size)
+        except OSError as err:
+            raise SourceFormatError(f"{path} (sample {sample_id}): unreadable ({err.strerror})") from err
     if sum(sizes) >= 2**31:
         if len(paths) == 1:
             raise SourceFormatError(f"{paths[0]} (sample {sample_ids[0]}): larger than 2 GiB, too large for one row")

@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sousa_builder.validate import TIERS, validate_source
+from sousa_builder.features import TIERS
+from sousa_builder.validate import validate_source
 
 PRESETS = ("blackpea_marchingfield", "generaluser_studio", "marching_garage", "fluidr3_concerthall", "arachno_room")
 SCORES = (

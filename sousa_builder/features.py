@@ -1,7 +1,7 @@
 """The schema of every SOUSA config, declared once.
 
-The builder, the prepared folder's README and (later) validation and the dataset card all read
-their column types and descriptions from here.
+The builder, the prepared folder's README, validation, the sample maker and the dataset card all
+read their column types, descriptions and documented values from here.
 """
 
 from __future__ import annotations
@@ -12,6 +12,13 @@ import datasets
 from datasets import Features, Value
 
 SAMPLING_RATE = 44_100
+# Real generator output lasts duration_sec + this.
+AUDIO_TAIL_SEC = 0.5
+# The documented values of the categorical columns.
+TIERS = ("beginner", "intermediate", "advanced", "professional")
+BINARY_TIER = {"beginner": "novice", "intermediate": "novice", "advanced": "skilled", "professional": "skilled"}
+DOMINANT_HANDS = ("right", "left")
+HANDS = ("L", "R")
 
 _str, _int, _float, _bool = Value("string"), Value("int64"), Value("float64"), Value("bool")
 

@@ -31,6 +31,7 @@ from .source import LABEL_FILES, MEASURES_SCHEMA, STROKES_SCHEMA, SousaSource, r
 logger = logging.getLogger(__name__)
 
 AUXILIARY_DIR = "auxiliary"
+README = "README.md"  # the dataset card, with the YAML that configures loading
 AUXILIARY_TABLES = {"strokes": STROKES_SCHEMA, "measures": MEASURES_SCHEMA}
 
 
@@ -85,7 +86,7 @@ def prepare(
                 source, name, staging, num_proc, max_shard_size, samples_per_shard
             )
         _write_auxiliary(source, staging / AUXILIARY_DIR)
-        (staging / "README.md").write_bytes(dataset_card_text(infos).encode("utf-8"))
+        (staging / README).write_bytes(dataset_card_text(infos).encode("utf-8"))
         shutil.rmtree(staging / ".cache")
         _replace(out, staging)
     except BaseException:

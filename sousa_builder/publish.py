@@ -47,12 +47,11 @@ from huggingface_hub.utils import EntryNotFoundError
 from .builder import config_names
 from .card import card_infos, dataset_card_text
 from .errors import HubAccessError, HubRevisionError, PreparedFolderError, PublishConflictError
-from .prepare import AUXILIARY_DIR
+from .prepare import AUXILIARY_DIR, README
 from .validate_prepared import validate_prepared
 
 logger = logging.getLogger(__name__)
 
-README = "README.md"
 # Where earlier versions of the dataset kept files: stale wherever they are found.
 LEGACY_FOLDERS = ("data", "midi", "labels")
 LEGACY_SUFFIXES = (".flac", ".mid", ".wav")

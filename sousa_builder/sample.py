@@ -27,11 +27,10 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from .errors import OutputExistsError
-from .features import SAMPLING_RATE, SCORE_COLUMNS
+from .features import AUDIO_TAIL_SEC, BINARY_TIER, SAMPLING_RATE, SCORE_COLUMNS, TIERS
 
 logger = logging.getLogger(__name__)
 
-TIERS = ("beginner", "intermediate", "advanced", "professional")
 # Timing spread (ms) and velocity spread per tier, and the centre of its exercise scores.
 TIER_TIMING_SD = {"beginner": 18.0, "intermediate": 11.0, "advanced": 6.0, "professional": 3.0}
 TIER_VELOCITY_SD = {"beginner": 14.0, "intermediate": 9.0, "advanced": 6.0, "professional": 3.0}
@@ -45,7 +44,6 @@ PRESETS = (
 )
 SNARE_NOTE = 38
 TEMPOS = range(90, 181, 2)
-TAIL_SEC = 0.5  # real output lasts duration_sec + 0.5 s
 # `pitched` renders: harmonics (1/k amplitudes) of the note's pitch, slightly stretched as a piano
 # string's are (f_k = k f0 sqrt(1 + B k^2)), decaying slowly.
 PITCHED_HARMONICS = 20
@@ -201,7 +199,7 @@ def make_sample(
                             duration_sec=duration,
                             num_cycles=8 // rudiment.beats_per_cycle,
                             skill_tier=tier,
-                            skill_tier_binary="novice" if tier in TIERS[:2] else "skilled",
+                            skill_tier_binary=BINARY_TIER[tier],
                             dominant_hand=hand,
                             midi_path=midi_path,
                             audio_path=audio_path,
@@ -358,7 +356,7 @@ def _write_flac(
     `pitched`: as harmonic tones at the pitch of MIDI note `SNARE_NOTE` instead. `shift_ms`: every
     hit that much later (the start of a hit moved before 0 is cut).
     """
-    frames = int(round((duration + TAIL_SEC) * SAMPLING_RATE))
+    frames = int(round((duration + AUDIO_TAIL_SEC) * SAMPLING_RATE))
     if pitched:
         hit = _pitched_tone(SNARE_NOTE, PITCHED_DECAY_SEC * (1.0 + 0.2 * variant))
     else:

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import SourceNotFoundError
-from .features import NULLABLE_INT_FIELDS, SCORE_COLUMNS
+from .features import BINARY_TIER, DOMINANT_HANDS, HANDS, NULLABLE_INT_FIELDS, SCORE_COLUMNS, TIERS
 from .source import (
     EXERCISES_SCHEMA,
     LABEL_FILES,
@@ -37,7 +37,7 @@ from .source import (
 )
 from .validate_audio import AudioSettings, skipped_audio_checks, source_audio_checks
 from .validate_media import MEDIA_CHECKS, MEDIA_COLUMNS, MediaRefs, sampled_rows, source_media_checks
-from .validate_report import KEPT, CheckResult, Report, listing, skipped, verdict
+from .validate_report import KEPT, CheckResult, Report, first_line, listing, skipped, verdict
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +57,11 @@ DICTIONARY_COLUMNS = ("sample_id", "hand")
 # Declared int, written by upstream as an all-null column of Arrow type null.
 ALL_NULL_COLUMNS = ("aug_bit_depth", "aug_sample_rate")
 
-# Documented values of the categorical columns (docs: sousa-source-format.md).
-TIERS = ("beginner", "intermediate", "advanced", "professional")
-BINARY_TIER = {"beginner": "novice", "intermediate": "novice", "advanced": "skilled", "professional": "skilled"}
 CATEGORIES = {
     ("samples", "skill_tier"): TIERS,
-    ("samples", "skill_tier_binary"): ("novice", "skilled"),
-    ("samples", "dominant_hand"): ("right", "left"),
-    ("strokes", "hand"): ("L", "R"),
+    ("samples", "skill_tier_binary"): tuple(dict.fromkeys(BINARY_TIER.values())),
+    ("samples", "dominant_hand"): DOMINANT_HANDS,
+    ("strokes", "hand"): HANDS,
 }
 SCORES = tuple(name for name, _, _ in SCORE_COLUMNS)
 UNIT_SCORES = ("groove_feel_proxy", "tier_confidence")  # 0-1; every other score is 0-100
@@ -188,10 +185,6 @@ def _needs_converting(found: pa.DataType, declared: pa.Field) -> bool:
     return lossy or found not in _documented_types(declared)
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
 def _read_label_file(root: Path, name: str) -> tuple[pa.Table | None, str | None, list[str], list[str]]:
     """(usable columns, why the file is unusable, column failures, column warnings) of one label file."""
     relative, schema = LABEL_FILES[name], SCHEMAS[name]
@@ -201,7 +194,7 @@ def _read_label_file(root: Path, name: str) -> tuple[pa.Table | None, str | None
     try:
         present = pq.read_schema(path)
     except (OSError, pa.ArrowException) as err:
-        return None, f"{relative}: does not parse as Parquet ({_first_line(err)})", [], []
+        return None, f"{relative}: does not parse as Parquet ({first_line(err)})", [], []
     keep = READ_ONLY.get(name, schema.names)
     fails, warns, wanted = [], [], []
     for field_ in schema:
@@ -217,7 +210,7 @@ def _read_label_file(root: Path, name: str) -> tuple[pa.Table | None, str | None
     try:
         table = pq.read_table(path, columns=wanted, read_dictionary=dictionary or None)
     except (OSError, pa.ArrowException) as err:
-        return None, f"{relative}: does not read ({_first_line(err)})", fails, warns
+        return None, f"{relative}: does not read ({first_line(err)})", fails, warns
     columns = {}
     for column_name in wanted:
         found, declared = present.field(column_name).type, schema.field(column_name)
@@ -229,7 +222,7 @@ def _read_label_file(root: Path, name: str) -> tuple[pa.Table | None, str | None
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
             fails.append(
                 f"{relative}: column {column_name} has type {found}, which does not convert to {declared.type} "
-                f"({_first_line(err)})"
+                f"({first_line(err)})"
             )
             continue
         if found not in _documented_types(declared):

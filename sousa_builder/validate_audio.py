@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from .validate_media import MediaRefs, chunks, run_tasks
-from .validate_report import CheckResult, share_verdict, skipped
+from .validate_report import CheckResult, first_line, share_verdict, skipped
 
 AUDIO_CHECKS = ("audio_timbre", "audio_alignment")
 
@@ -289,8 +289,9 @@ def analyse_embedded(out: str, shard: str, row_group: int, wanted: Sequence[str]
     try:
         table = pq.ParquetFile(Path(out) / shard).read_row_group(row_group, columns=["sample_id", "audio", "midi"])
     except (OSError, pa.ArrowException) as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        found = {sample_id: {"problem": f"row group {row_group} does not read ({reason})"} for sample_id in wanted}
+        found = {
+            sample_id: {"problem": f"row group {row_group} does not read ({first_line(err)})"} for sample_id in wanted
+        }
     else:
         for sample_id, audio, midi in zip(*(table[column].to_pylist() for column in ("sample_id", "audio", "midi"))):
             if sample_id not in chosen:

@@ -23,16 +23,15 @@ import pyarrow.parquet as pq
 import soundfile as sf
 from datasets.utils.tqdm import tqdm
 
-from .features import SAMPLING_RATE
+from .features import AUDIO_TAIL_SEC, SAMPLING_RATE
 from .source import media_problem
-from .validate_report import CheckResult, verdict
+from .validate_report import CheckResult, first_line, verdict
 
 logger = logging.getLogger(__name__)
 
 # Real generator output lasts duration_sec + 0.5 s. The tolerance absorbs rounding and an encoder
 # padding to a block (a 1024-frame FLAC block is 23 ms at 44.1 kHz) yet is far below one beat at
 # 300 bpm (200 ms), so a cut or wrongly rendered file is still caught.
-AUDIO_TAIL_SEC = 0.5
 AUDIO_LENGTH_TOLERANCE_SEC = 0.05
 # Files (or row groups) per task handed to a worker.
 TASK_SIZE = 32
@@ -119,7 +118,7 @@ def compare_embedded(
         columns = [name for name in ("sample_id", "audio", "midi") if name in parquet.schema_arrow.names]
         table = parquet.read_row_group(row_group, columns=columns)
     except (pa.ArrowException, OSError) as err:  # a corrupt page: the footer and sample_id may still read
-        return [f"{shard}: row group {row_group} does not read ({str(err).strip().splitlines()[0]})"]
+        return [f"{shard}: row group {row_group} does not read ({first_line(err)})"]
     found = []
     for row in table.to_pylist():
         sample_id = row["sample_id"]

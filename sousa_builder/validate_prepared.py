@@ -29,15 +29,14 @@ import yaml
 from .builder import Sousa, config_names
 from .errors import SousaError
 from .features import features_for
+from .prepare import AUXILIARY_DIR, README
 from .source import MEDIA_PATH_COLUMNS, SousaSource
 from .validate_audio import AudioSettings, embedded_audio_checks, skipped_audio_checks
 from .validate_media import compare_embedded, run_tasks, sampled_rows
-from .validate_report import KEPT, CheckResult, Report, skipped, verdict
+from .validate_report import KEPT, CheckResult, Report, first_line, skipped, verdict
 
 logger = logging.getLogger(__name__)
 
-README = "README.md"
-AUXILIARY_DIR = "auxiliary"
 # Columns that exist only inside the builder and must not reach the output.
 INTERNAL_COLUMNS = (*MEDIA_PATH_COLUMNS, "split")
 # Not uploaded: git metadata and huggingface_hub's local download cache.
@@ -148,10 +147,6 @@ def validate_prepared(
 # --- reading -------------------------------------------------------------------------------------
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
 def _gist(error: BaseException, limit: int = 300) -> str:
     """First and last line of an error (datasets' cast errors put the schemas in between)."""
     lines = [line for line in str(error).strip().splitlines() if line.strip()] or [type(error).__name__]
@@ -187,7 +182,7 @@ def _scan(out: Path) -> _Prepared:
                 columns = [c for c in ("sample_id", "profile_id") if c in shard.schema.names]
                 shard.ids = parquet.read(columns=columns) if columns else None
             except (OSError, pa.ArrowException) as err:
-                shard.problem = f"does not read as Parquet ({_first_line(err)})"
+                shard.problem = f"does not read as Parquet ({first_line(err)})"
             shards.append(shard)
     readme, problem = _read_readme(out / README)
     configs = _readme_configs(readme) if readme is not None else {}
@@ -415,7 +410,7 @@ def _no_path_columns(prepared: _Prepared) -> CheckResult:
         try:
             table = _audio_paths(prepared.out / shard.path)
         except (OSError, pa.ArrowException, KeyError) as err:
-            offenders.append(f"{shard.path}: audio paths unreadable ({_first_line(err)})")
+            offenders.append(f"{shard.path}: audio paths unreadable ({first_line(err)})")
             count += 1
             continue
         leaky = pc.or_(pc.match_substring_regex(table["path"], r"[/\\]"), pc.starts_with(table["path"], "~"))

@@ -19,6 +19,11 @@ KEPT = 10
 SHOWN = 5
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty), for a report."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def listing(offenders: Sequence[str], count: int, shown: int = SHOWN) -> str:
     """'a, b, c and 4 more', where `count` is the number of offenders, `offenders` only the first few."""
     head = ", ".join(offenders[:shown])

@@ -206,16 +206,19 @@ def test_refuses_a_folder_that_is_not_prepared(hub: FakeHub, prepared_dir: Path,
     assert not hub.commits
 
 
-def test_python_dash_m_entry_point(hub: FakeHub, prepared_dir: Path) -> None:
+def test_python_dash_m_entry_point(hub: FakeHub, prepared_dir: Path, tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    run = subprocess.run(
-        [sys.executable, "-m", "sousa_builder.publish", "--help"], capture_output=True, text=True, check=True
-    )
-    assert "--prepared" in run.stdout and "HF_TOKEN" in run.stdout
-    assert pq.read_schema(next((prepared_dir / "audio").glob("*.parquet"))).names[-1] == "audio"
-    assert DEFAULT_TOKEN not in run.stdout
+    # The fixture puts a valid token in HF_TOKEN; the dry run asks the server but must never echo the token.
+    plan = tmp_path / "plan"
+    command = [sys.executable, "-m", "sousa_builder.publish", REPO, "--prepared", str(prepared_dir), "--dry-run"]
+    run = subprocess.run([*command, str(plan)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "add: 21 file(s)" in run.stdout and "nothing was sent" in run.stdout
+    assert DEFAULT_TOKEN not in run.stdout + run.stderr
+    assert (plan / "README.md").is_file() and not hub.commits
+    assert hub.requests_for("repo_info")  # the child process talked to this server
 
 
 def test_branch_moved_while_publishing(hub: FakeHub, prepared_dir: Path) -> None:

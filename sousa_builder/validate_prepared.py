@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from .builder import Sousa, config_names
+from .card import load_yaml, metadata_infos
 from .errors import SousaError
 from .features import features_for
 from .prepare import AUXILIARY_DIR, README
@@ -200,7 +201,7 @@ def _read_readme(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     if not match:
         return None, f"{README}: no YAML front matter (a block between '---' lines at the top)"
     try:
-        document = yaml.safe_load(match["yaml"])
+        document = load_yaml(match["yaml"])
     except yaml.YAMLError as err:
         return None, f"{README}: the YAML does not parse ({' '.join(str(err).split())})"
     if not isinstance(document, dict):
@@ -340,18 +341,20 @@ def _feature_entries(features: datasets.Features) -> dict[str, Any]:
 def _features(prepared: _Prepared) -> CheckResult:
     """The README features of each config, and the schema of each shard, are the builder's declared ones."""
     offenders = []
+    try:  # the README was parsed once by `_scan`; datasets reads its `dataset_info` the same way
+        readme_infos, unreadable = metadata_infos(prepared.readme or {}), None
+    except Exception as err:  # reported, whatever datasets raises
+        readme_infos, unreadable = {}, type(err).__name__
     for name in sorted({s.config for s in prepared.shards} | set(prepared.configs)):
         declared = _declared(name)
         if declared is None:
             offenders.append(f"config {name}: no declared features (not a builder config)")
             continue
         if name in prepared.configs:
-            try:
-                found = datasets.load_dataset_builder(str(prepared.out), name).info.features
-            except Exception as err:  # reported, whatever datasets raises
-                offenders.append(f"config {name}: the README features do not load ({type(err).__name__})")
-                found = None
-            if found is None:
+            found = readme_infos[name].features if name in readme_infos else None
+            if unreadable:
+                offenders.append(f"config {name}: the README features do not load ({unreadable})")
+            elif found is None:
                 offenders.append(f"config {name}: the README declares no features (dataset_info)")
             else:
                 offenders += [f"{README} config {name}: {d}" for d in _differences(declared, found)]
@@ -391,7 +394,8 @@ def _schema_differences(expected: pa.Schema, schema: pa.Schema) -> list[str]:
 
 def _audio_paths(path: Path) -> pa.Table:
     """sample_id and the `path` field of the audio struct (read alone, without the bytes)."""
-    table = pq.read_table(path, columns=["sample_id", "audio.path"])
+    # ParquetFile.read reads the one leaf; pq.read_table would read the whole struct, FLAC bytes included.
+    table = pq.ParquetFile(path).read(columns=["sample_id", "audio.path"])
     column = table.column(1)
     if pa.types.is_struct(column.type):
         column = pc.struct_field(column, "path")

@@ -528,6 +528,16 @@ def readme_yaml_broken(p: Path) -> tuple[str, str, set[str]]:
     return "readme", "README.md: the YAML does not parse", set()
 
 
+def readme_declares_another_type(p: Path) -> tuple[str, str, set[str]]:
+    readme = p / "README.md"
+    text = readme.read_text()
+    midi_only = text.index("- config_name: midi_only")  # the first one is in dataset_info
+    declared = "  - name: tempo_bpm\n    dtype: int64\n"
+    assert declared in text[midi_only:]
+    readme.write_text(text[:midi_only] + text[midi_only:].replace(declared, declared.replace("int64", "float64"), 1))
+    return "features", "README.md config midi_only: column tempo_bpm is", set()
+
+
 def shard_column_renamed(p: Path) -> tuple[str, str, set[str]]:
     rewrite(
         shard(p, "labels_only"),
@@ -599,7 +609,8 @@ def audio_pages_corrupt(p: Path) -> tuple[str, str, set[str]]:
     data = bytearray(path.read_bytes())
     data[offset : offset + 16] = b"\xff" * 16
     path.write_bytes(bytes(data))
-    return "media_bytes", "audio/train-00000-of-00002.parquet: row group 0 does not read", {"load", "no_path_columns"}
+    # no_path_columns reads only the audio.path leaf, which is intact.
+    return "media_bytes", "audio/train-00000-of-00002.parquet: row group 0 does not read", {"load"}
 
 
 def profile_in_two_prepared_splits(p: Path) -> tuple[str, str, set[str]]:
@@ -613,7 +624,7 @@ def profile_in_two_prepared_splits(p: Path) -> tuple[str, str, set[str]]:
 
 
 PREPARED_BREAKAGES = [
-    readme_drops_a_split, readme_yaml_broken, shard_column_renamed, shard_type_changed, audio_path_leaks,
+    readme_drops_a_split, readme_yaml_broken, readme_declares_another_type, shard_column_renamed, shard_type_changed, audio_path_leaks,
     internal_column_left, row_dropped, midi_bytes_changed, audio_bytes_changed, audio_pages_corrupt,
     profile_in_two_prepared_splits,
 ]  # fmt: skip

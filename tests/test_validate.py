@@ -624,8 +624,8 @@ def profile_in_two_prepared_splits(p: Path) -> tuple[str, str, set[str]]:
 
 
 PREPARED_BREAKAGES = [
-    readme_drops_a_split, readme_yaml_broken, readme_declares_another_type, shard_column_renamed, shard_type_changed, audio_path_leaks,
-    internal_column_left, row_dropped, midi_bytes_changed, audio_bytes_changed, audio_pages_corrupt,
+    readme_drops_a_split, readme_yaml_broken, readme_declares_another_type, shard_column_renamed, shard_type_changed,
+    audio_path_leaks, internal_column_left, row_dropped, midi_bytes_changed, audio_bytes_changed, audio_pages_corrupt,
     profile_in_two_prepared_splits,
 ]  # fmt: skip
 

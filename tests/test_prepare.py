@@ -166,6 +166,15 @@ def test_media_stored_as_given(prepared_dir: Path) -> None:
         assert_media_stored_as_given(shard)
 
 
+@pytest.mark.skipif(int(datasets.__version__.split(".")[0]) < 4, reason="datasets 3.x writes no content-defined chunks")
+def test_flac_shards_without_content_defined_chunking(prepared_dir: Path) -> None:
+    # FLAC bytes stored as they are dedup on the Hub's Xet storage without CDC (benchmarks/dedup.py);
+    # the compressed label columns keep datasets' default, CDC.
+    for config in config_names():
+        metadata = pq.ParquetFile(next((prepared_dir / config).glob("train-*.parquet"))).metadata.metadata
+        assert (b"content_defined_chunking" in metadata) == (config != "audio"), config
+
+
 def test_auxiliary_tables(prepared_dir: Path, sample_dir: Path) -> None:
     strokes = pq.read_table(prepared_dir / "auxiliary/strokes.parquet")
     source = pq.read_table(sample_dir / "labels/strokes.parquet")

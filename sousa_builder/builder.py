@@ -18,6 +18,12 @@ from .source import SousaSource, nested_labels, read_media_array, resolve_data_d
 
 logger = logging.getLogger(__name__)
 
+# datasets (3.6 to 5.2, `extend_module_for_streaming`) patches the module of every builder it makes for
+# streaming remote files: `open`, `pathlib.Path`, `os.path.*`, and the pandas and scipy readers. This
+# builder reads local files only; patched, each `Path / name` parsed a URL and every process imported
+# scipy.io (0.2 s). A module that says it is already patched is left as it is.
+_patched_for_streaming = True
+
 _DESCRIPTION = (
     "SOUSA (Synthetic Open Unified Snare Assessment): synthetic performances of the 40 PAS drum "
     "rudiments by simulated players in four skill tiers, with FLAC audio, MIDI and labels at three "

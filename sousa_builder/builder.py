@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -11,10 +15,12 @@ from typing import Any
 import datasets
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .compat import writing_tables
 from .features import features_for, label_features
-from .source import SousaSource, nested_labels, read_media_array, resolve_data_dir
+from .labels import LabelBuckets, runs
+from .source import SousaSource, read_media_array, resolve_data_dir
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +68,15 @@ class Sousa(datasets.ArrowBasedBuilder):
     ]
     DEFAULT_CONFIG_NAME = "audio"
 
-    def __init__(self, *args: Any, data_dir: str | None = None, **kwargs: Any):
+    def __init__(
+        self, *args: Any, data_dir: str | None = None, label_buckets: LabelBuckets | None = None, **kwargs: Any
+    ):
+        """`label_buckets`: the labels of `data_dir` already split by `LabelBuckets.write` (prepare makes
+        them once for every config); by default the builder splits them itself, in a temporary folder."""
         # Resolve the default here so the cache fingerprint names the directory actually read.
         self._data_dir = resolve_data_dir(data_dir)
+        self._label_buckets = label_buckets
+        self._label_folders: list[str] = []
         kwargs.setdefault("dataset_name", "sousa")
         super().__init__(*args, data_dir=str(self._data_dir.path), **kwargs)
 
@@ -78,38 +90,62 @@ class Sousa(datasets.ArrowBasedBuilder):
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         source = SousaSource.open(self._data_dir)
         source.check_media(with_midi=self.config.with_midi, with_audio=self.config.with_audio)
+        ids = source.rows["sample_id"].combine_chunks()
+        labels = self._label_buckets or LabelBuckets.write(source.root, ids, self._label_folder())
         size = self.config.samples_per_shard
         generators = []
         for split in source.split_names:
-            rows = source.split_rows(split)
-            # `take` copies each shard into buffers of its own: a slice would pickle the whole split for `num_proc`.
-            shards = [
-                rows.take(np.arange(start, min(start + size, rows.num_rows))) for start in range(0, rows.num_rows, size)
-            ]
-            generators.append(
-                datasets.SplitGenerator(name=split, gen_kwargs={"shards": shards, "root": str(source.root)})
-            )
+            in_split = np.flatnonzero(pc.equal(source.rows["split"], split).to_numpy(zero_copy_only=False))
+            # Shards of `size` rows that each lie in one label bucket. `take` copies each shard into buffers
+            # of its own: a slice would pickle the whole split for `num_proc`.
+            shards, buckets = [], []
+            for bucket, first, end in runs(labels.bucket_of(in_split)):
+                for start in range(first, end, size):
+                    shards.append(source.rows.take(in_split[start : min(start + size, end)]))
+                    buckets.append(bucket)
+            gen_kwargs = {"shards": shards, "buckets": buckets, "root": str(source.root), "labels": labels}
+            generators.append(datasets.SplitGenerator(name=split, gen_kwargs=gen_kwargs))
         return generators
 
-    def _generate_tables(self, shards: list[pa.Table], root: str) -> Iterator[tuple[str, pa.Table]]:
-        # Rows are built as Arrow tables, column by column: the labels straight from the label tables,
-        # the media as binary arrays read one batch of rows at a time (the memory held is one batch).
-        rows = pa.concat_tables(shards)
-        strokes, measures = nested_labels(Path(root), rows["sample_id"].combine_chunks())
-        rows = rows.append_column("strokes", strokes).append_column("measures", measures)
-        labels = list(label_features())
+    def _generate_tables(
+        self, shards: list[pa.Table], buckets: list[int], root: str, labels: LabelBuckets
+    ) -> Iterator[tuple[str, pa.Table]]:
+        # Rows are built as Arrow tables, column by column, one label bucket at a time: the labels nested
+        # from the bucket's rows, the media as binary arrays read one batch of rows at a time.
         with_media = self.config.with_midi or self.config.with_audio
         size = self._writer_batch_size or (MEDIA_ROWS_PER_BATCH if with_media else LABEL_ROWS_PER_BATCH)
-        for start in range(0, rows.num_rows, size):
-            batch = rows.slice(start, size)
-            table = batch.select(labels)
-            ids = batch["sample_id"].to_pylist()
-            if self.config.with_midi:
-                table = table.append_column("midi", read_media_array(Path(root), batch["midi_path"].to_pylist(), ids))
-            if self.config.with_audio:
-                paths = batch["audio_path"].to_pylist()
-                table = table.append_column("audio", _audio_column(read_media_array(Path(root), paths, ids), paths))
-            yield ids[0], table
+        for bucket, first, end in runs(np.asarray(buckets)):
+            rows = pa.concat_tables(shards[first:end])
+            strokes, measures = labels.nested(bucket, rows["sample_id"].combine_chunks())
+            rows = rows.append_column("strokes", strokes).append_column("measures", measures)
+            for start in range(0, rows.num_rows, size):
+                yield self._table(rows.slice(start, size), Path(root))
+
+    def _table(self, batch: pa.Table, root: Path) -> tuple[str, pa.Table]:
+        """(key, table) of one batch of rows: the label columns, then the media read from `root`."""
+        table = batch.select(list(label_features()))
+        ids = batch["sample_id"].to_pylist()
+        if self.config.with_midi:
+            table = table.append_column("midi", read_media_array(root, batch["midi_path"].to_pylist(), ids))
+        if self.config.with_audio:
+            paths = batch["audio_path"].to_pylist()
+            table = table.append_column("audio", _audio_column(read_media_array(root, paths, ids), paths))
+        return ids[0], table
+
+    def _label_folder(self) -> Path:
+        """A new folder for the label buckets, removed after `download_and_prepare` (or with the builder)."""
+        os.makedirs(self._cache_dir_root, exist_ok=True)
+        folder = tempfile.mkdtemp(prefix=".sousa-labels-", dir=self._cache_dir_root)
+        weakref.finalize(self, shutil.rmtree, folder, True)
+        self._label_folders.append(folder)
+        return Path(folder)
+
+    def _download_and_prepare(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super()._download_and_prepare(*args, **kwargs)
+        finally:
+            while self._label_folders:
+                shutil.rmtree(self._label_folders.pop(), ignore_errors=True)
 
     def _prepare_split(self, split_generator: datasets.SplitGenerator, **kwargs: Any) -> None:
         with writing_tables():

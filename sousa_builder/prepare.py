@@ -26,13 +26,13 @@ from datasets import DatasetInfo
 from .builder import Sousa, config_names
 from .card import dataset_card_text
 from .errors import OutputExistsError
-from .source import LABEL_FILES, MEASURES_SCHEMA, STROKES_SCHEMA, SousaSource, read_label_table
+from .labels import LABEL_TABLES, LabelBuckets
+from .source import SousaSource
 
 logger = logging.getLogger(__name__)
 
 AUXILIARY_DIR = "auxiliary"
 README = "README.md"  # the dataset card, with the YAML that configures loading
-AUXILIARY_TABLES = {"strokes": STROKES_SCHEMA, "measures": MEASURES_SCHEMA}
 
 
 @dataclass
@@ -80,12 +80,14 @@ def prepare(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     result = PrepareResult(out=out, replaced_previous=previous)
     try:
+        # The stroke and measure rows, split once into buckets of samples for every config and the auxiliary tables.
+        labels = LabelBuckets.write(source.root, source.rows["sample_id"].combine_chunks(), staging / ".cache/labels")
         infos = {}
         for name in names:
             infos[name], result.configs[name] = _prepare_config(
-                source, name, staging, num_proc, max_shard_size, samples_per_shard
+                source, labels, name, staging, num_proc, max_shard_size, samples_per_shard
             )
-        _write_auxiliary(source, staging / AUXILIARY_DIR)
+        _write_auxiliary(labels, staging / AUXILIARY_DIR)
         (staging / README).write_bytes(dataset_card_text(infos).encode("utf-8"))
         shutil.rmtree(staging / ".cache")
         _replace(out, staging)
@@ -124,6 +126,7 @@ def _previous_output(out: Path) -> bool:
 
 def _prepare_config(
     source: SousaSource,
+    labels: LabelBuckets,
     name: str,
     staging: Path,
     num_proc: int | None,
@@ -133,7 +136,9 @@ def _prepare_config(
     """Run `download_and_prepare(file_format="parquet")` for one config; move its shards into the Hub layout."""
     build_dir = staging / ".cache" / f"{name}-parquet"
     options = {"samples_per_shard": samples_per_shard} if samples_per_shard else {}
-    builder = Sousa(config_name=name, data_dir=str(source.root), cache_dir=str(staging / ".cache"), **options)
+    builder = Sousa(
+        config_name=name, data_dir=str(source.root), cache_dir=str(staging / ".cache"), label_buckets=labels, **options
+    )
     builder.download_and_prepare(
         output_dir=str(build_dir), file_format="parquet", num_proc=num_proc, max_shard_size=max_shard_size
     )
@@ -159,14 +164,16 @@ def _prepare_config(
     return info, splits
 
 
-def _write_auxiliary(source: SousaSource, folder: Path) -> None:
-    """The flat stroke and measure tables of the prepared samples, sorted by (sample_id, index)."""
+def _write_auxiliary(labels: LabelBuckets, folder: Path) -> None:
+    """The flat stroke and measure tables of the prepared samples, sorted by (sample_id, index).
+
+    Written a bucket of samples at a time, so that memory does not grow with the dataset.
+    """
     folder.mkdir()
-    sample_ids = source.rows["sample_id"].combine_chunks()
-    for name, schema in AUXILIARY_TABLES.items():
-        table = read_label_table(source.root / LABEL_FILES[name], schema, sample_ids)
-        table = table.sort_by([("sample_id", "ascending"), ("index", "ascending")])
-        pq.write_table(table, folder / f"{name}.parquet")
+    for name, schema in LABEL_TABLES.items():
+        with pq.ParquetWriter(folder / f"{name}.parquet", schema) as writer:
+            for bucket in range(labels.num_buckets):
+                writer.write_table(labels.rows(name, bucket))
 
 
 def _replace(out: Path, staging: Path) -> None:

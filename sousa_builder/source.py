@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,29 +107,52 @@ def read_label_table(
     `filter_ids` keeps only rows of those sample ids. Columns in `optional` may be absent
     (they are then all null); any other missing column is an error naming the file.
     """
+    present = _label_columns(path, schema, optional)
+    try:
+        filters = pc.field("sample_id").isin(filter_ids) if filter_ids is not None else None
+        table = pq.read_table(path, columns=[name for name in schema.names if name in present], filters=filters)
+    except (OSError, pa.ArrowException) as err:
+        raise SourceFormatError(f"{path}: cannot read it as Parquet ({err})") from err
+    return _normalized(table, schema, path)
+
+
+def read_label_batches(path: Path, schema: pa.Schema, rows: int = 1 << 20) -> Iterator[pa.Table]:
+    """`read_label_table(path, schema)` in tables of up to `rows` rows, holding one at a time."""
+    present = _label_columns(path, schema, ())
+    try:
+        batches = pq.ParquetFile(path).iter_batches(rows, columns=[name for name in schema.names if name in present])
+        for batch in batches:
+            yield _normalized(pa.Table.from_batches([batch]), schema, path)
+    except (OSError, pa.ArrowException) as err:
+        raise SourceFormatError(f"{path}: cannot read it as Parquet ({err})") from err
+
+
+def _label_columns(path: Path, schema: pa.Schema, optional: Sequence[str]) -> list[str]:
+    """The columns of the label file; refuse it if it does not read or lacks a column that is not optional."""
     try:
         present = pq.read_schema(path).names
-        columns = [name for name in schema.names if name in present]
-        filters = pc.field("sample_id").isin(filter_ids) if filter_ids is not None else None
-        table = pq.read_table(path, columns=columns, filters=filters)
     except (OSError, pa.ArrowException) as err:
         raise SourceFormatError(f"{path}: cannot read it as Parquet ({err})") from err
     missing = [name for name in schema.names if name not in present and name not in optional]
     if missing:
         raise SourceFormatError(f"{path}: missing column(s) {', '.join(missing)}")
-    normalized = []
+    return present
+
+
+def _normalized(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
+    columns = []
     for field in schema:
-        if field.name not in present:
-            normalized.append(pa.nulls(table.num_rows, field.type))
+        if field.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, field.type))
             continue
         try:
-            normalized.append(_normalize_column(table[field.name], field.type))
+            columns.append(_normalize_column(table[field.name], field.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
             raise SourceFormatError(
                 f"{path}: column {field.name!r} has type {table.schema.field(field.name).type}, "
                 f"which does not convert to {field.type} ({err})"
             ) from err
-    return pa.Table.from_arrays(normalized, schema=schema)
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _duplicates(column: pa.ChunkedArray) -> list[str]:
@@ -347,26 +370,3 @@ def read_media_array(root: Path, relatives: Sequence[str], sample_ids: Sequence[
             raise SourceFormatError(f"{path} (sample {sample_id}): changed size while it was read")
     buffers = [None, pa.py_buffer(offsets.astype(np.int32)), data]
     return pa.chunked_array([pa.BinaryArray.from_buffers(pa.binary(), len(paths), buffers)], pa.binary())
-
-
-def nested_labels(root: Path, sample_ids: pa.Array) -> tuple[pa.ListArray, pa.ListArray]:
-    """Strokes and measures of `sample_ids` as list-of-struct arrays aligned with them."""
-    return (
-        _nest(read_label_table(root / LABEL_FILES["strokes"], STROKES_SCHEMA, sample_ids), sample_ids),
-        _nest(read_label_table(root / LABEL_FILES["measures"], MEASURES_SCHEMA, sample_ids), sample_ids),
-    )
-
-
-def _nest(table: pa.Table, sample_ids: pa.Array) -> pa.ListArray:
-    """Group per-sample label rows into one list of structs per sample id, ordered by index."""
-    position = pc.index_in(table["sample_id"], value_set=sample_ids)
-    order = pc.sort_indices(
-        pa.table({"position": position, "index": table["index"]}),
-        sort_keys=[("position", "ascending"), ("index", "ascending")],
-    )
-    table = table.take(order)
-    counts = np.bincount(pc.take(position, order).to_numpy(), minlength=len(sample_ids))
-    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]), pa.int32())
-    fields = table.schema.names[1:]  # all but sample_id
-    items = pa.StructArray.from_arrays([table[name].combine_chunks() for name in fields], names=fields)
-    return pa.ListArray.from_arrays(offsets, items)

@@ -18,7 +18,9 @@ import sousa_builder.builder
 from sousa_builder import Sousa
 from sousa_builder.errors import SourceNotFoundError
 from sousa_builder.features import features_for
+from sousa_builder.labels import LabelBuckets
 from sousa_builder.prepare import prepare
+from sousa_builder.source import SousaSource
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "sousa.py"
@@ -28,6 +30,7 @@ DATASETS_4 = Version(datasets.__version__) >= Version("4")
 def test_builder_class_as_dataset(sample_dir: Path, tmp_path: Path) -> None:
     builder = Sousa(config_name="audio", data_dir=str(sample_dir), cache_dir=str(tmp_path / "cache"))
     builder.download_and_prepare()
+    assert not list((tmp_path / "cache").glob(".sousa-labels-*"))  # its label buckets, gone once prepared
     ds = builder.as_dataset()
     assert {split: d.num_rows for split, d in ds.items()} == SAMPLE_SPLIT_ROWS
     assert type(ds["train"].features["audio"]) is datasets.Audio  # the torch-free stand-in never leaks out
@@ -136,10 +139,30 @@ def test_num_proc_gives_the_same_rows(sample_dir: Path, prepared_dir: Path, tmp_
     assert parallel == single.to_pylist()
 
 
+def test_labels_nested_a_bucket_at_a_time(sample_dir: Path, prepared_dir: Path, tmp_path: Path) -> None:
+    # Buckets of 3 samples, shards of 2, over 2 processes: the rows prepare made with one bucket a split.
+    ids = SousaSource.open(sample_dir).rows["sample_id"].combine_chunks()
+    labels = LabelBuckets.write(sample_dir, ids, tmp_path / "buckets", samples_per_bucket=3)
+    assert labels.num_buckets == 8
+    builder = Sousa(
+        config_name="labels_only",
+        data_dir=str(sample_dir),
+        cache_dir=str(tmp_path / "cache"),
+        samples_per_shard=2,
+        label_buckets=labels,
+    )
+    builder.download_and_prepare(num_proc=2)
+    rows = builder.as_dataset(split="train").with_format("arrow")[:].to_pylist()
+    parts = sorted((prepared_dir / "labels_only").glob("train-*.parquet"))
+    assert rows == [row for part in parts for row in pq.read_table(part).to_pylist()]
+    assert all(row["strokes"] and row["measures"] for row in rows)
+
+
 OTHER_PYTHON = os.environ.get("SOUSA_OTHER_PYTHON")
 CROSS_VERSION_CODE = """
 import sys
 from sousa_builder.prepare import prepare
+from sousa_builder.source import SousaSource
 prepare(sys.argv[1], sys.argv[2], configs=["audio", "labels_only"])
 """
 

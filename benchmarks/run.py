@@ -1,6 +1,6 @@
 """Benchmark `prepare` and `publish` against the floor, the usual approach and the targets of issue 5.
 
-    python benchmarks/run.py --samples 400 --repeat 3          # writes benchmarks/RESULTS.md
+    python benchmarks/run.py --samples 1000 --repeat 3         # writes benchmarks/RESULTS.md
     python benchmarks/run.py --samples 8 --repeat 1 --out /tmp/bench --label-profiles 4
 
 Makes a sample dataset of about N samples (and one of 4N) with `sousa_builder.sample.make_sample`,
@@ -603,7 +603,8 @@ def report(measured: dict, summary: dict, args: argparse.Namespace, command: str
         "- The floor reads the labels with pyarrow, nests strokes and measures, reads every FLAC and MIDI file "
         "straight into an Arrow buffer and writes one Parquet file per split: binary columns, media uncompressed, "
         "the rest snappy, 100-row row groups, no page index and no content-defined chunking (datasets 4+ writes "
-        "both, and so does `prepare`).",
+        "both; `prepare` writes the page index, and no content-defined chunking for the `audio` config: see "
+        "`benchmarks/dedup.py`).",
         "- The usual approach loads the label tables with pandas, nests strokes and measures with a groupby, builds "
         '`Dataset.from_dict` per split with the audio file paths, `cast_column("audio", Audio())`, the MIDI bytes '
         "in a list, and `DatasetDict.push_to_hub` (which embeds the files). It runs in the same environment as ours: "

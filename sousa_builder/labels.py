@@ -21,10 +21,10 @@ from .source import LABEL_FILES, MEASURES_SCHEMA, STROKES_SCHEMA, read_label_bat
 LABEL_TABLES = {"strokes": STROKES_SCHEMA, "measures": MEASURES_SCHEMA}
 
 
-# Samples per bucket: the labels nested at once, so the memory they take (~45 MB of stroke rows).
-SAMPLES_PER_BUCKET = 4000
-# Label rows read from a source file at a time while bucketing (~30 MB of strokes).
-ROWS_PER_READ = 1 << 18
+# Samples per bucket: the labels nested at once, so the memory they take (~100k stroke rows, ~11 MB).
+SAMPLES_PER_BUCKET = 1000
+# Label rows read from a source file at a time while bucketing (~7 MB of strokes).
+ROWS_PER_READ = 1 << 16
 
 
 @dataclass(frozen=True)

@@ -210,6 +210,19 @@ def _tree_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
 
 
+def _warm(folder: Path) -> None:
+    """Read every file under `folder` once, so that the step after it finds them in the page cache.
+
+    Without this, the first step of a pair read its input from the disk and the second found it
+    cached, which favoured whichever side ran second.
+    """
+    buffer = bytearray(1 << 20)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        with open(path, "rb", buffering=0) as stream:
+            while stream.readinto(buffer):
+                pass
+
+
 def _disk_io() -> tuple[int, int]:
     """Bytes this process caused to be (read from, written to) storage (Linux /proc/self/io); 0 where unavailable.
 
@@ -270,6 +283,7 @@ class Harness:
     def run(self, key: str, step: str, **arguments: object) -> dict:
         """Run one step in a fresh process (or in this one, with `in_process`); record and return its result."""
         os.sync()  # the step starts with no dirty pages left by the one before: its writes are its own
+        _warm(Path(str(arguments.get("data") or arguments["out"])))  # its input in the page cache, as far as it fits
         if self.in_process:
             result = measure(step, arguments)
         else:
@@ -602,10 +616,11 @@ def report(measured: dict, summary: dict, args: argparse.Namespace, command: str
         "`--num-proc 2` the worker processes are not included: their largest `ru_maxrss` was "
         f"{_median(_series(runs, 'prepare_audio_4n_np2', 'peak_rss_children')) / MiB:.0f} MiB), disk written is its "
         "`write_bytes` in /proc/self/io (temporary files included).",
-        "- Disk read is what the step fetched from the block device (`read_bytes`; reads the page cache served "
-        "are not counted; with `--num-proc 2` the workers' reads are not included). This VM keeps little in its page "
-        "cache (about 3 GB of 24 GiB, whatever is free), so most source files are read from the disk at 4N, and "
-        "often at N: such steps, `--num-proc 2` among them, are bound by the disk, not by the work done on the data.",
+        "- Before each step the harness reads its input folder once, so that the step finds it in the page cache "
+        "(without this the first step of a pair read from the disk and the second did not). Disk read is what the "
+        "step still fetched from the block device (`read_bytes`; with `--num-proc 2` the workers' reads are not "
+        "included): this VM keeps only a few GB in its page cache, so at 4N part of the input can be read from the "
+        "disk again, and such steps are bound by the disk, not by the work done on the data.",
         "- The floor reads the labels with pyarrow, nests strokes and measures, reads every FLAC and MIDI file "
         "straight into an Arrow buffer and writes one Parquet file per split: binary columns, media uncompressed, "
         "the rest snappy, 100-row row groups, no page index and no content-defined chunking (datasets 4+ writes "

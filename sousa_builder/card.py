@@ -15,7 +15,7 @@ import yaml
 from datasets import Audio, DatasetInfo
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
-from huggingface_hub import DatasetCard, DatasetCardData
+from huggingface_hub import DatasetCardData
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 from .builder import Sousa, config_names
@@ -44,11 +44,6 @@ def size_category(num_rows: int) -> str:
     return next((label for limit, label in SIZE_CATEGORIES if num_rows < limit), "n>1M")
 
 
-def dataset_card(infos: Mapping[str, DatasetInfo], pretty_name: str = "SOUSA") -> DatasetCard:
-    """The card of a dataset holding the configs in `infos` (config name -> info with features and splits)."""
-    return DatasetCard(dataset_card_text(infos, pretty_name))
-
-
 def load_yaml(text: str) -> Any:
     """`yaml.safe_load`, with libyaml where PyYAML has it: a card's YAML carries the features of every
     config, and the pure-Python parser takes about 0.1 s per read of it."""
@@ -72,7 +67,8 @@ def metadata_infos(metadata: Mapping[str, Any], ignore_metadata_errors: bool = F
 
 
 def dataset_card_text(infos: Mapping[str, DatasetInfo], pretty_name: str = "SOUSA") -> str:
-    """`dataset_card(infos, pretty_name)` as text (what README.md holds), without parsing it back."""
+    """The card (README.md text) of a dataset holding the configs in `infos` (config name -> info with features
+    and splits), built with `DatasetCardData` and datasets' `configs` / `dataset_info` writers."""
     ordered = [name for name in config_names() if name in infos]
     unknown = sorted(set(infos) - set(ordered))
     if unknown or not ordered:

@@ -99,52 +99,43 @@ def convert_column(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedAr
     return _normalize_column(column, target)
 
 
-def read_label_table(
-    path: Path, schema: pa.Schema, filter_ids: pa.Array | None = None, optional: Sequence[str] = ()
-) -> pa.Table:
+def read_label_table(path: Path, schema: pa.Schema) -> pa.Table:
     """Read a label file as `schema`: declared columns only, declared types, NaN as null.
 
-    `filter_ids` keeps only rows of those sample ids. Columns in `optional` may be absent
-    (they are then all null); any other missing column is an error naming the file.
+    A missing column is an error naming the file.
     """
-    present = _label_columns(path, schema, optional)
+    _refuse_missing_columns(path, schema)
     try:
-        filters = pc.field("sample_id").isin(filter_ids) if filter_ids is not None else None
-        table = pq.read_table(path, columns=[name for name in schema.names if name in present], filters=filters)
+        table = pq.read_table(path, columns=schema.names)
     except (OSError, pa.ArrowException) as err:
         raise SourceFormatError(f"{path}: cannot read it as Parquet ({err})") from err
     return _normalized(table, schema, path)
 
 
-def read_label_batches(path: Path, schema: pa.Schema, rows: int = 1 << 20) -> Iterator[pa.Table]:
+def read_label_batches(path: Path, schema: pa.Schema, rows: int) -> Iterator[pa.Table]:
     """`read_label_table(path, schema)` in tables of up to `rows` rows, holding one at a time."""
-    present = _label_columns(path, schema, ())
+    _refuse_missing_columns(path, schema)
     try:
-        batches = pq.ParquetFile(path).iter_batches(rows, columns=[name for name in schema.names if name in present])
-        for batch in batches:
+        for batch in pq.ParquetFile(path).iter_batches(rows, columns=schema.names):
             yield _normalized(pa.Table.from_batches([batch]), schema, path)
     except (OSError, pa.ArrowException) as err:
         raise SourceFormatError(f"{path}: cannot read it as Parquet ({err})") from err
 
 
-def _label_columns(path: Path, schema: pa.Schema, optional: Sequence[str]) -> list[str]:
-    """The columns of the label file; refuse it if it does not read or lacks a column that is not optional."""
+def _refuse_missing_columns(path: Path, schema: pa.Schema) -> None:
+    """Refuse a label file whose schema does not read or lacks a declared column."""
     try:
         present = pq.read_schema(path).names
     except (OSError, pa.ArrowException) as err:
         raise SourceFormatError(f"{path}: cannot read it as Parquet ({err})") from err
-    missing = [name for name in schema.names if name not in present and name not in optional]
+    missing = [name for name in schema.names if name not in present]
     if missing:
         raise SourceFormatError(f"{path}: missing column(s) {', '.join(missing)}")
-    return present
 
 
 def _normalized(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
     columns = []
     for field in schema:
-        if field.name not in table.column_names:
-            columns.append(pa.nulls(table.num_rows, field.type))
-            continue
         try:
             columns.append(_normalize_column(table[field.name], field.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:

@@ -96,31 +96,27 @@ class Sousa(datasets.ArrowBasedBuilder):
         generators = []
         for split in source.split_names:
             in_split = np.flatnonzero(pc.equal(source.rows["split"], split).to_numpy(zero_copy_only=False))
-            # Shards are (start, stop) ranges of the split's rows, of `size` rows, each in one label bucket.
+            # Shards are (label bucket, start, stop): ranges of `size` of the split's rows, each in one bucket.
             # num_proc pickles gen_kwargs with dill: one table is fast, thousands of small ones took 10 s per job.
-            shards, buckets = [], []
-            for bucket, first, end in runs(labels.bucket_of(in_split)):
-                shards += [(start, min(start + size, end)) for start in range(first, end, size)]
-                buckets += [bucket] * len(range(first, end, size))
-            gen_kwargs = {
-                "shards": shards,
-                "buckets": buckets,
-                "rows": source.rows.take(in_split),
-                "root": str(source.root),
-                "labels": labels,
-            }
+            shards = [
+                (bucket, start, min(start + size, end))
+                for bucket, first, end in runs(labels.bucket_of(in_split))
+                for start in range(first, end, size)
+            ]
+            rows = source.rows.take(in_split)
+            gen_kwargs = {"shards": shards, "rows": rows, "root": str(source.root), "labels": labels}
             generators.append(datasets.SplitGenerator(name=split, gen_kwargs=gen_kwargs))
         return generators
 
     def _generate_tables(
-        self, shards: list[tuple[int, int]], buckets: list[int], rows: pa.Table, root: str, labels: LabelBuckets
+        self, shards: list[tuple[int, int, int]], rows: pa.Table, root: str, labels: LabelBuckets
     ) -> Iterator[tuple[str, pa.Table]]:
         # Rows are built as Arrow tables, column by column, one label bucket at a time: the labels nested
         # from the bucket's rows, the media as binary arrays read one batch of rows at a time.
         with_media = self.config.with_midi or self.config.with_audio
         size = self._writer_batch_size or (MEDIA_ROWS_PER_BATCH if with_media else LABEL_ROWS_PER_BATCH)
-        for bucket, first, end in runs(np.asarray(buckets)):
-            start, stop = shards[first][0], shards[end - 1][1]  # a job's shards are consecutive
+        for bucket, first, end in runs(np.array([shard[0] for shard in shards])):
+            start, stop = shards[first][1], shards[end - 1][2]  # a job's shards are consecutive
             group = rows.slice(start, stop - start)
             strokes, measures = labels.nested(bucket, group["sample_id"].combine_chunks())
             group = group.append_column("strokes", strokes).append_column("measures", measures)

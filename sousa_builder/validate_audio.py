@@ -27,6 +27,7 @@ from typing import Any
 import mido
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import soundfile as sf
 
@@ -151,8 +152,10 @@ def harmonic_salience(signal: np.ndarray, rate: int) -> tuple[float, float]:
     """(score in dB, best-fit fundamental in Hz): how strongly the long-term spectrum holds a harmonic series."""
     from scipy.ndimage import median_filter
 
-    blocks = list(_magnitudes(signal, TIMBRE_FFT, TIMBRE_FFT // 2))
-    spectrum = sum(block.sum(axis=0) for block in blocks) / sum(len(block) for block in blocks)
+    total, frames = 0.0, 0
+    for block in _magnitudes(signal, TIMBRE_FFT, TIMBRE_FFT // 2):  # one block held at a time
+        total, frames = total + block.sum(axis=0), frames + len(block)
+    spectrum = total / frames
     level = 20 * np.log10(spectrum + 1e-12 * spectrum.max())
     bin_hz = rate / TIMBRE_FFT
     width = int(round(MEDIAN_HZ / bin_hz)) | 1
@@ -285,7 +288,7 @@ def analyse_source_files(root: str, items: Sequence[tuple[str, str, str | None]]
 
 def analyse_embedded(out: str, shard: str, row_group: int, wanted: Sequence[str]) -> list[dict[str, Any]]:
     """Worker: the embedded audio and MIDI bytes of the `wanted` samples in one row group of a prepared shard."""
-    chosen, found = set(wanted), {}  # sample id -> its result
+    found = {}  # sample id -> its result
     try:
         table = pq.ParquetFile(Path(out) / shard).read_row_group(row_group, columns=["sample_id", "audio", "midi"])
     except (OSError, pa.ArrowException) as err:
@@ -293,9 +296,8 @@ def analyse_embedded(out: str, shard: str, row_group: int, wanted: Sequence[str]
             sample_id: {"problem": f"row group {row_group} does not read ({first_line(err)})"} for sample_id in wanted
         }
     else:
+        table = table.filter(pc.is_in(table["sample_id"], value_set=pa.array(wanted, pa.string())))
         for sample_id, audio, midi in zip(*(table[column].to_pylist() for column in ("sample_id", "audio", "midi"))):
-            if sample_id not in chosen:
-                continue
             flac = (audio or {}).get("bytes")
             found[sample_id] = analyse(flac, midi) if flac is not None else {"problem": "no audio bytes"}
             if flac is not None and midi is None:
@@ -320,10 +322,6 @@ def _pitch_text(hz: float, notes: Sequence[int]) -> str:
     if note in notes:
         return f"{hz:.1f} Hz ({name} = MIDI note {note}, which it plays: drum notes on a melodic instrument?)"
     return f"{hz:.1f} Hz ({name})"
-
-
-def _rounded(value: Any, digits: int) -> Any:
-    return round(value, digits) if isinstance(value, float) else value
 
 
 def _shown(value: float | None, spec: str) -> str:
@@ -388,7 +386,7 @@ def alignment_check(
             continue
         lag, correlation = result["lag_ms"], result["correlation"]
         late, weak = abs(lag) > settings.max_lag_ms, correlation < settings.min_correlation
-        measured = {key: _rounded(result[key], 3) for key in _ALIGNMENT_KEYS}
+        measured = {key: round(result[key], 3) for key in _ALIGNMENT_KEYS}
         files.append({**entry, "flagged": late or weak, **measured})
         if late or weak:
             why = [f"best lag {lag:+.1f} ms" + (f" (limit +/-{settings.max_lag_ms:g})" if late else "")]

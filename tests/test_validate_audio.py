@@ -93,7 +93,7 @@ def test_clean_source_passes(sample_dir: Path) -> None:
     # The second augmentation has no MIDI of its own: it is checked against its group's.
     second = next(r for r in rows(sample_dir) if r["midi_path"] is None)
     assert aligned[second["sample_id"]]["midi"].startswith("midi/")
-    assert "audio_timbre" not in statuses(validate_source(sample_dir, media=False))  # only with --audio
+    assert "audio_timbre" not in statuses(validate_source(sample_dir))  # only with --audio
 
 
 def test_pitched_renders_fail_timbre(pitched_dir: Path, sample_dir: Path) -> None:
@@ -192,12 +192,14 @@ def test_unreadable_inputs_are_reported_per_file(source_copy: Path) -> None:
 
 
 def test_sample_limits_the_audio_checks(source_copy: Path, pitched_dir: Path) -> None:
-    one_pitched_file(source_copy, pitched_dir)
-    report = validate_source(source_copy, audio=AUDIO, sample=4, seed=3, num_proc=2)
+    pitched = one_pitched_file(source_copy, pitched_dir)  # row 5: seed 2 draws rows 1, 2, 5, 11; seed 3 does not
+    report = validate_source(source_copy, audio=AUDIO, sample=4, seed=2, num_proc=2)
     for name in ("audio_decode", "audio_timbre", "audio_alignment"):
         details = report[name].details
-        assert (details["sampled"], details["sample"], details["seed"], details["checked"]) == (True, 4, 3, 4)
-    assert report.to_dict()["checks"] == validate_source(source_copy, audio=AUDIO, sample=4, seed=3).to_dict()["checks"]
+        assert (details["sampled"], details["sample"], details["seed"], details["checked"]) == (True, 4, 2, 4)
+    assert report["audio_timbre"].count == 1 and pitched["audio_path"] in report["audio_timbre"].offenders[0]
+    assert report.to_dict()["checks"] == validate_source(source_copy, audio=AUDIO, sample=4, seed=2).to_dict()["checks"]
+    assert validate_source(source_copy, audio=AUDIO, sample=4, seed=3)["audio_timbre"].status == "pass"
 
 
 # --- a prepared folder: the bytes embedded in the audio config ----------------------------------

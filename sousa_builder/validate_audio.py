@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import soundfile as sf
 
-from .validate_media import MediaRefs, chunks, run_tasks
+from .validate_media import MediaRefs, run_chunked, run_tasks
 from .validate_report import CheckResult, first_line, share_verdict, skipped
 
 AUDIO_CHECKS = ("audio_timbre", "audio_alignment")
@@ -447,9 +447,7 @@ def source_audio_checks(
             continue  # media_files reports it
         midi = next((path for path in refs.group_midi.get(refs.groups[row], ()) if refs.usable(path)), None)
         items.append((refs.ids[row], refs.audio[row], midi))
-    pieces = chunks(items, AUDIO_TASK_SIZE)
-    tasks = [(str(root), piece) for piece in pieces]
-    results = run_tasks(analyse_source_files, tasks, [len(p) for p in pieces], num_proc, "Listening to audio")
+    results = run_chunked(analyse_source_files, root, items, num_proc, "Listening to audio", size=AUDIO_TASK_SIZE)
     return audio_checks(results, settings, details)
 
 

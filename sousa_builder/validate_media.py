@@ -199,9 +199,7 @@ class MediaRefs:
     def read(cls, root: Path, samples: pa.Table, num_proc: int | None) -> MediaRefs:
         ids, audio, midi, groups, durations = (samples[column].to_pylist() for column in MEDIA_COLUMNS)
         paths = [path for path in dict.fromkeys([*audio, *midi]) if path is not None]
-        pieces = chunks(paths, 1024)
-        tasks = [(str(root), piece) for piece in pieces]
-        problems = dict(run_tasks(path_problems, tasks, [len(p) for p in pieces], num_proc, "Finding media"))
+        problems = dict(run_chunked(path_problems, root, paths, num_proc, "Finding media", size=1024))
         group_midi: dict[str | None, list[str]] = {}
         for group, path in zip(groups, midi):
             if path is not None:
@@ -231,18 +229,22 @@ def source_media_checks(
     owner = {path: sid for sid, path in zip(refs.ids, refs.midi) if path is not None}
     chosen_midi = dict.fromkeys(path for r in rows for path in refs.group_midi.get(refs.groups[r], ()))
     midi = [(owner[path], path) for path in chosen_midi if refs.usable(path)]
+    undecoded = run_chunked(check_audio_files, root, audio, num_proc, "Decoding FLAC")
+    unparsed = run_chunked(check_midi_files, root, midi, num_proc, "Parsing MIDI")
     return [
         _media_files(refs),
         verdict(
             "audio_decode",
-            *_run_chunked(check_audio_files, root, audio, num_proc, "Decoding FLAC"),
+            len(undecoded),
+            undecoded,
             "audio file(s) that do not decode, are not 44.1 kHz FLAC, or do not last duration_sec + 0.5 s",
             f"{len(audio):,} FLAC file(s) decode in full at 44.1 kHz and last duration_sec + 0.5 s",
             details={**details, "checked": len(audio)},
         ),
         verdict(
             "midi_parse",
-            *_run_chunked(check_midi_files, root, midi, num_proc, "Parsing MIDI"),
+            len(unparsed),
+            unparsed,
             "MIDI file(s) that do not parse or hold no notes",
             f"{len(midi):,} MIDI file(s) parse and hold note events",
             details={**details, "checked": len(midi)},
@@ -251,12 +253,12 @@ def source_media_checks(
     ]
 
 
-def _run_chunked(
-    worker: Callable[..., list[str]], root: Path, items: Sequence[tuple], num_proc: int | None, desc: str
-) -> tuple[int, list[str]]:
-    pieces = chunks(items)
-    found = run_tasks(worker, [(str(root), piece) for piece in pieces], [len(p) for p in pieces], num_proc, desc)
-    return len(found), found
+def run_chunked(
+    worker: Callable[..., list], root: Path, items: Sequence, num_proc: int | None, desc: str, size: int = TASK_SIZE
+) -> list:
+    """`worker(root, piece)` over `items` in pieces of `size`, in `num_proc` processes; their results, in order."""
+    pieces = chunks(items, size)
+    return run_tasks(worker, [(str(root), piece) for piece in pieces], [len(p) for p in pieces], num_proc, desc)
 
 
 def _media_files(refs: MediaRefs) -> CheckResult:

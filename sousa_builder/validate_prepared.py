@@ -499,29 +499,15 @@ def _media_bytes(
     prepared: _Prepared, source: SousaSource, num_proc: int | None, sample: int | None, seed: int | None
 ) -> CheckResult:
     """Embedded audio and MIDI bytes are the source files, byte for byte."""
-    rows = source.rows
-    expected_all = dict(
-        zip(rows["sample_id"].to_pylist(), zip(rows["audio_path"].to_pylist(), rows["midi_path"].to_pylist()))
-    )
-    details: dict[str, Any] = {"sampled": sample is not None}
-    chosen = set(expected_all)
-    if sample is not None:
-        seed = random.randrange(2**32) if seed is None else seed
-        chosen = set(random.Random(seed).sample(sorted(expected_all), min(sample, len(expected_all))))
-        details.update(sample=sample, seed=seed)
+    media = (source.rows[column].to_pylist() for column in ("sample_id", "audio_path", "midi_path"))
+    expected_all = {sample_id: (audio, midi) for sample_id, audio, midi in zip(*media)}
+    ids = sorted(expected_all)
+    rows, details = sampled_rows(len(ids), sample, seed)
+    shards = [s for s in prepared.readable if {"audio", "midi"} & set(s.schema.names) and s.ids is not None]
     tasks, weights = [], []
-    for shard in prepared.readable:
-        if not {"audio", "midi"} & set(shard.schema.names) or shard.ids is None:
-            continue
-        ids = shard.ids["sample_id"].to_pylist()
-        offset = 0
-        for group in range(shard.metadata.num_row_groups):
-            size = shard.metadata.row_group(group).num_rows
-            wanted = {sid: expected_all[sid] for sid in ids[offset : offset + size] if sid in chosen}
-            offset += size
-            if wanted:
-                tasks.append((str(prepared.out), shard.path, group, str(source.root), wanted))
-                weights.append(len(wanted))
+    for shard, group, wanted in _row_groups_holding(shards, {ids[row] for row in rows}):
+        tasks.append((str(prepared.out), shard.path, group, str(source.root), {s: expected_all[s] for s in wanted}))
+        weights.append(len(wanted))
     found = run_tasks(compare_embedded, tasks, weights, num_proc, "Comparing media", unit="row")
     return verdict(
         "media_bytes",
@@ -543,17 +529,22 @@ def _audio(
         return skipped_audio_checks("no readable audio config shard with audio and midi columns")
     ids = sorted(sid for shard in shards for sid in shard.ids["sample_id"].to_pylist())
     rows, details = sampled_rows(len(ids), sample, seed)
-    chosen = {ids[row] for row in rows}
-    row_groups = []
+    row_groups = [
+        (shard.path, group, wanted) for shard, group, wanted in _row_groups_holding(shards, {ids[r] for r in rows})
+    ]
+    return embedded_audio_checks(prepared.out, row_groups, details, num_proc, settings)
+
+
+def _row_groups_holding(shards: Sequence[_Shard], chosen: set[str]) -> Iterator[tuple[_Shard, int, list[str]]]:
+    """(shard, row group, the `chosen` sample ids in it) for every row group of `shards` holding any of them."""
     for shard in shards:
-        shard_ids, offset = shard.ids["sample_id"].to_pylist(), 0
+        ids, offset = shard.ids["sample_id"].to_pylist(), 0
         for group in range(shard.metadata.num_row_groups):
             size = shard.metadata.row_group(group).num_rows
-            wanted = [sid for sid in shard_ids[offset : offset + size] if sid in chosen]
+            wanted = [sid for sid in ids[offset : offset + size] if sid in chosen]
             offset += size
             if wanted:
-                row_groups.append((shard.path, group, wanted))
-    return embedded_audio_checks(prepared.out, row_groups, details, num_proc, settings)
+                yield shard, group, wanted
 
 
 def _split_profiles(prepared: _Prepared) -> CheckResult:

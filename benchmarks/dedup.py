@@ -4,9 +4,9 @@
     python benchmarks/dedup.py --samples 400                      # prepares its own sample in a temporary folder
 
 Takes the `audio` config's train shards (DIR/audio/train-*.parquet, concatenated, in sample_id order) as the new
-table and, for each scenario, an old table it derives from it. Both are written as `prepare` writes them, with
-datasets' `ParquetWriter` (100-row row groups, FLAC uncompressed and PLAIN), once with pyarrow's content-defined
-chunking (datasets' default options) and once without. Each file is cut into chunks as Xet cuts it: a gear hash
+table and, for each scenario, an old table it derives from it. Both are written with `prepare`'s own writer
+(100-row row groups, FLAC uncompressed and PLAIN), once with pyarrow's content-defined chunking (datasets'
+default options) and once without. Each file is cut into chunks as Xet cuts it: a gear hash
 over a 64-byte window, 64 KiB target, 8 KiB min, 128 KiB max; each chunk is hashed with sha256. Dedup is the share
 of the new file's bytes whose chunks appear in the old file (or earlier in the new one); the rest is uploaded.
 
@@ -32,9 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets import Features
-from datasets.arrow_writer import ParquetWriter
 
-ROWS = 100  # rows per row group, as `prepare` writes the audio config
+from sousa_builder.builder import MEDIA_ROWS_PER_BATCH
+from sousa_builder.compat import RowsParquetWriter
+
 MIN_CHUNK, MAX_CHUNK, WINDOW = 8 * 1024, 128 * 1024, 64
 MASK = np.uint64(0xFFFF_0000_0000_0000)  # 16 bits must be zero: a cut every 64 KiB on average
 GEAR = np.random.default_rng(12345).integers(0, 2**64, size=256, dtype=np.uint64)
@@ -91,16 +92,15 @@ def dedup(old: list[tuple[bytes, int]], new: list[tuple[bytes, int]]) -> tuple[i
 
 
 def write(table: pa.Table, path: Path, cdc: bool) -> float:
-    """Write `table` as `prepare` does (datasets' writer on a native file, 100-row row groups); return seconds."""
+    """Write `table` with `prepare`'s own writer and row groups, with or without CDC; return seconds."""
     started = time.perf_counter()
-    writer = ParquetWriter(
+    writer = RowsParquetWriter(
         features=Features.from_arrow_schema(table.schema),
-        stream=pa.OSFile(str(path), "wb"),
-        embed_local_files=False,
+        path=str(path),
         use_content_defined_chunking=datasets.config.DEFAULT_CDC_OPTIONS if cdc else False,
     )
-    for start in range(0, table.num_rows, ROWS):
-        writer.write_table(table.slice(start, ROWS), ROWS)
+    for start in range(0, table.num_rows, MEDIA_ROWS_PER_BATCH):
+        writer.write_table(table.slice(start, MEDIA_ROWS_PER_BATCH))
     writer.finalize()
     return time.perf_counter() - started
 
@@ -126,15 +126,11 @@ def scenarios(new: pa.Table) -> dict[str, pa.Table]:
 
 def make_prepared(work: Path, samples: int) -> Path:
     """Make a sample of about `samples` samples and prepare its `audio` config in `work`."""
-    from run import sample_shape  # benchmarks/run.py
+    from run import make_data, sample_shape  # benchmarks/run.py
 
     from sousa_builder.prepare import prepare
-    from sousa_builder.sample import make_sample
 
-    profiles, rudiments, augmentations = sample_shape(samples)
-    source = make_sample(
-        work / "source", profiles=profiles, rudiments=rudiments, augmentations=augmentations, overwrite=True
-    )
+    source = make_data(work / "source", *sample_shape(samples))
     prepare(source, work / "prepared", configs=["audio"])
     shutil.rmtree(source)
     return work / "prepared"
@@ -164,13 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     seconds, sizes, stored = {}, {}, {}
     try:
         new = load(args.prepared or make_prepared(work, args.samples))
+        olds = scenarios(new)
         for cdc in (True, False):
             print(f"writing and chunking, {'with' if cdc else 'without'} CDC", file=sys.stderr, flush=True)
             path = work / "new.parquet"
             seconds[cdc] = statistics.median([write(new, path, cdc) for _ in range(args.repeat)])
             sizes[cdc] = path.stat().st_size
             new_chunks = chunks(path)
-            for name, old in scenarios(new).items():
+            for name, old in olds.items():
                 write(old, work / "old.parquet", cdc)
                 stored[name, cdc] = dedup(chunks(work / "old.parquet"), new_chunks)
     finally:
@@ -182,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"| scenario ({new.num_rows} rows) | CDC: dedup % (MB to upload) | no CDC: dedup % (MB to upload) |")
     print("|---|---|---|")
-    for name in scenarios(new):
+    for name in olds:
         print(f"| {name} | {cell(name, True)} | {cell(name, False)} |")
     print(
         f"\nNew file: {sizes[True] / 1e6:.1f} MB with CDC, {sizes[False] / 1e6:.1f} MB without; written in "

@@ -37,7 +37,7 @@ class _MediaAwareParquetWriter(pq.ParquetWriter):
         super().__init__(where, schema, **options)
 
 
-class _RowsParquetWriter(ParquetWriter):
+class RowsParquetWriter(ParquetWriter):
     """datasets' `ParquetWriter` for rows that already carry the media bytes, writing them as they are.
 
     The builder puts each file's bytes in its row, so there is nothing to embed; datasets would
@@ -74,9 +74,9 @@ def _embeds_audio(features: datasets.Features | None) -> bool:
 
 @contextlib.contextmanager
 def writing_tables() -> Iterator[None]:
-    """While a split is written, datasets' builder writes Parquet with `_RowsParquetWriter`."""
+    """While a split is written, datasets' builder writes Parquet with `RowsParquetWriter`."""
     writer_class = datasets.builder.ParquetWriter
-    datasets.builder.ParquetWriter = _RowsParquetWriter
+    datasets.builder.ParquetWriter = RowsParquetWriter
     try:
         yield
     finally:

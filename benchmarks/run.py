@@ -276,7 +276,6 @@ def worker(name: str, arguments: str) -> None:
 class Harness:
     work: Path
     env: dict[str, str]
-    hub: object
     in_process: bool = False
     runs: dict[str, list[dict]] = field(default_factory=dict)
 
@@ -297,6 +296,11 @@ class Harness:
         self.runs.setdefault(key, []).append(result)
         print(f"  {key:<22} {result['seconds']:8.2f} s  peak RSS {result['peak_rss'] / MiB:7.0f} MiB", flush=True)
         return result
+
+    def pair(self, repeat: int, *sides: tuple[str, str, dict]) -> None:
+        """Run the (key, step, arguments) sides back to back, in the other order on odd repeats: drift hits both."""
+        for key, step, arguments in sides if repeat % 2 == 0 else sides[::-1]:
+            self.run(key, step, **arguments)
 
     def fresh(self, name: str) -> str:
         """A path under the work folder that does not exist (removed if it did)."""
@@ -359,7 +363,7 @@ def forget_repo(hub, repo: str) -> None:
 def bench(args: argparse.Namespace, work: Path) -> dict:
     started = time.perf_counter()
     hub = start_hub()
-    harness = Harness(work, hub_env(hub, work / "hf-home"), hub, in_process=args.in_process)
+    harness = Harness(work, hub_env(hub, work / "hf-home"), in_process=args.in_process)
     if args.in_process:  # before anything imports huggingface_hub or datasets: they read it at import
         os.environ.clear()
         os.environ.update(harness.env)
@@ -384,22 +388,16 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
     republish_sent, republish_commits = [], []
     for repeat in range(args.repeat):
         print(f"repeat {repeat + 1}/{args.repeat}")
-        pair = [
-            lambda: harness.run("floor", "floor", data=str(small), out=harness.fresh("floor")),
-            lambda: harness.run(
-                "prepare_audio_n", "prepare", data=str(small), out=harness.fresh("p-n"), configs=["audio"]
-            ),
-        ]
-        for run in pair if repeat % 2 == 0 else pair[::-1]:  # alternate the order: drift hits both sides
-            run()
-        pair = [
-            lambda: harness.run("floor_4n", "floor", data=str(large), out=harness.fresh("floor")),
-            lambda: harness.run(
-                "prepare_audio_4n", "prepare", data=str(large), out=harness.fresh("p-4n"), configs=["audio"]
-            ),
-        ]
-        for run in pair if repeat % 2 == 0 else pair[::-1]:
-            run()
+        harness.pair(
+            repeat,
+            ("floor", "floor", {"data": str(small), "out": harness.fresh("floor")}),
+            ("prepare_audio_n", "prepare", {"data": str(small), "out": harness.fresh("p-n"), "configs": ["audio"]}),
+        )
+        harness.pair(
+            repeat,
+            ("floor_4n", "floor", {"data": str(large), "out": harness.fresh("floor-4n")}),
+            ("prepare_audio_4n", "prepare", {"data": str(large), "out": harness.fresh("p-4n"), "configs": ["audio"]}),
+        )
         harness.run(
             "prepare_audio_4n_np2",
             "prepare",
@@ -409,12 +407,11 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
             num_proc=2,
         )
         usual_repo, ours_repo = f"{HUB_USER}/usual-{repeat}", f"{HUB_USER}/ours-{repeat}"
-        pair = [
-            lambda: harness.run("usual", "usual", data=str(small), repo=usual_repo),  # noqa: B023 - called at once
-            lambda: harness.run("ours", "ours", data=str(small), out=harness.fresh("ours"), repo=ours_repo),  # noqa: B023
-        ]
-        for run in pair if repeat % 2 == 0 else pair[::-1]:
-            run()
+        harness.pair(
+            repeat,
+            ("usual", "usual", {"data": str(small), "repo": usual_repo}),
+            ("ours", "ours", {"data": str(small), "out": harness.fresh("ours"), "repo": ours_repo}),
+        )
         before = uploaded(hub, ours_repo)
         harness.run("republish", "publish", out=str(work / "ours"), repo=ours_repo)
         after = uploaded(hub, ours_repo)
@@ -424,12 +421,11 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
         harness.runs.setdefault("ours_lfs", []).append({"bytes": before[0]})
         forget_repo(hub, usual_repo)
         forget_repo(hub, ours_repo)
-        pair = [
-            lambda: harness.run("usual_4n", "usual", data=str(large), repo=usual_repo),  # noqa: B023
-            lambda: harness.run("ours_4n", "ours", data=str(large), out=harness.fresh("ours"), repo=ours_repo),  # noqa: B023
-        ]
-        for run in pair if repeat % 2 == 0 else pair[::-1]:
-            run()
+        harness.pair(
+            repeat,
+            ("usual_4n", "usual", {"data": str(large), "repo": usual_repo}),
+            ("ours_4n", "ours", {"data": str(large), "out": harness.fresh("ours"), "repo": ours_repo}),
+        )
         forget_repo(hub, usual_repo)
         forget_repo(hub, ours_repo)
         if repeat < args.label_repeat:

@@ -202,7 +202,7 @@ STEPS: dict[str, tuple[Callable[..., dict], tuple[str, ...]]] = {
     "usual": (step_usual, ("pandas", "datasets")),
     "ours": (step_ours, ("sousa_builder.prepare", "sousa_builder.publish")),
     "publish": (step_publish, ("sousa_builder.publish",)),
-    "validate_labels": (step_validate_labels, ("sousa_builder.validate",)),
+    "validate_labels": (step_validate_labels, ("sousa_builder.validate.source",)),
 }
 
 

@@ -16,9 +16,8 @@ from .errors import PublishNotConfirmedError, SousaError
 from .prepare import PrepareResult, prepare
 from .publish import PublishPlan, publish
 from .sample import make_sample
-from .validate import validate_source
-from .validate_audio import MAX_FLAGGED_SHARE, MAX_LAG_MS, MIN_CORRELATION, TIMBRE_THRESHOLD_DB, AudioSettings
-from .validate_prepared import validate_prepared
+from .validate import validate_prepared, validate_source
+from .validate.audio import MAX_FLAGGED_SHARE, MAX_LAG_MS, MIN_CORRELATION, TIMBRE_THRESHOLD_DB, AudioSettings
 
 logger = logging.getLogger("sousa_builder")
 # validate options that set `AudioSettings` fields of the same name.

@@ -48,7 +48,7 @@ from .builder import config_names
 from .card import card_infos, dataset_card_text
 from .errors import HubAccessError, HubRevisionError, PreparedFolderError, PublishConflictError
 from .prepare import AUXILIARY_DIR, README
-from .validate_prepared import validate_prepared
+from .validate import validate_prepared
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,7 @@ import pytest
 import soundfile as sf
 
 from sousa_builder.cli import main
-from sousa_builder.validate import validate_source
-from sousa_builder.validate_prepared import HubLimits, validate_prepared
-from sousa_builder.validate_report import Report
+from sousa_builder.validate import HubLimits, Report, validate_prepared, validate_source
 
 SOURCE_CHECKS = [
     "label_files", "splits_file", "columns", "unique_sample_ids", "known_samples", "one_exercise_row",

@@ -16,10 +16,8 @@ import pytest
 from sousa_builder.cli import main
 from sousa_builder.prepare import prepare
 from sousa_builder.sample import make_sample
-from sousa_builder.validate import validate_source
-from sousa_builder.validate_audio import AudioSettings, alignment, harmonic_salience
-from sousa_builder.validate_prepared import validate_prepared
-from sousa_builder.validate_report import Report
+from sousa_builder.validate import Report, validate_prepared, validate_source
+from sousa_builder.validate.audio import AudioSettings, alignment, harmonic_salience
 
 AUDIO = AudioSettings()
 # 2 profiles x 2 rudiments x 2 augmentations: 8 FLAC files, 4 MIDI files (one per augmentation group).

@@ -4,7 +4,7 @@ Checks: the README YAML lists what is on disk; every config loads with `datasets
 features are the declared ones; no internal path columns; rows per split agree across configs, with
 the README and (given `source`) with the SOUSA source; embedded audio and MIDI equal the source
 files; splits are disjoint by profile; the folder stays within the Hub's limits. With `audio`, the
-embedded audio sounds like a drum and follows its MIDI (`validate_audio`).
+embedded audio sounds like a drum and follows its MIDI (`validate.audio`).
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-from .builder import Sousa, config_names
-from .card import load_yaml, metadata_infos
-from .errors import SousaError
-from .features import features_for
-from .prepare import AUXILIARY_DIR, README
-from .source import MEDIA_PATH_COLUMNS, SousaSource
-from .validate_audio import AudioSettings, embedded_audio_checks, skipped_audio_checks
-from .validate_media import compare_embedded, run_tasks, sampled_rows
-from .validate_report import KEPT, CheckResult, Report, first_line, skipped, verdict
+from ..builder import Sousa, config_names
+from ..card import load_yaml, metadata_infos
+from ..errors import SousaError
+from ..features import features_for
+from ..prepare import AUXILIARY_DIR, README
+from ..source import MEDIA_PATH_COLUMNS, SousaSource
+from .audio import AudioSettings, embedded_audio_checks, skipped_audio_checks
+from .media import compare_embedded, run_tasks, sampled_rows
+from .report import KEPT, CheckResult, Report, first_line, skipped, verdict
 
 logger = logging.getLogger(__name__)
 

@@ -23,9 +23,9 @@ import pyarrow.parquet as pq
 import soundfile as sf
 from datasets.utils.tqdm import tqdm
 
-from .features import AUDIO_TAIL_SEC, SAMPLING_RATE
-from .source import media_problem
-from .validate_report import CheckResult, first_line, verdict
+from ..features import AUDIO_TAIL_SEC, SAMPLING_RATE
+from ..source import media_problem
+from .report import CheckResult, first_line, verdict
 
 logger = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 `SousaSource.open` stops at the first problem, which is what the builder needs. Validation reads the
 same files with pyarrow and checks each property on whole columns at once (numpy and pyarrow
 compute, no Python loop over label rows), so a 100k-sample source with 10M stroke rows takes
-seconds. Media are then checked file by file, in parallel (`validate_media`), and with `audio` what
-the audio sounds like (`validate_audio`). A prepared folder is validated by `validate_prepared`.
+seconds. Media are then checked file by file, in parallel (`validate.media`), and with `audio` what
+the audio sounds like (`validate.audio`). A prepared folder is validated by `validate.prepared`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import SourceNotFoundError
-from .features import BINARY_TIER, DOMINANT_HANDS, HANDS, NULLABLE_INT_FIELDS, SCORE_COLUMNS, TIERS
-from .source import (
+from ..errors import SourceNotFoundError
+from ..features import BINARY_TIER, DOMINANT_HANDS, HANDS, NULLABLE_INT_FIELDS, SCORE_COLUMNS, TIERS
+from ..source import (
     EXERCISES_SCHEMA,
     LABEL_FILES,
     MEASURES_SCHEMA,
@@ -35,9 +35,9 @@ from .source import (
     STROKES_SCHEMA,
     convert_column,
 )
-from .validate_audio import AudioSettings, skipped_audio_checks, source_audio_checks
-from .validate_media import MEDIA_CHECKS, MEDIA_COLUMNS, MediaRefs, sampled_rows, source_media_checks
-from .validate_report import KEPT, CheckResult, Report, first_line, listing, skipped, verdict
+from .audio import AudioSettings, skipped_audio_checks, source_audio_checks
+from .media import MEDIA_CHECKS, MEDIA_COLUMNS, MediaRefs, sampled_rows, source_media_checks
+from .report import KEPT, CheckResult, Report, first_line, listing, skipped, verdict
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def validate_source(
     Media are decoded and parsed in `num_proc` processes; with `sample`, only the media of that
     many random samples (drawn with `seed`, reported in the details) are decoded and parsed; their
     presence is checked for all. `media=False` runs the label and split checks only. With `audio`
-    (its thresholds), the audio checks (`validate_audio`) run too, on the same files.
+    (its thresholds), the audio checks (`validate.audio`) run too, on the same files.
     """
     started = time.perf_counter()
     root = Path(data_dir).expanduser().absolute()

@@ -12,7 +12,7 @@
   onset peaks is reported, not gated (reverb and buzz strokes a few ms apart make it a poor test).
 
 Workers take plain data and return one plain dict per file, so they run in processes through
-`validate_media.run_tasks`. Thresholds are applied afterwards, in `audio_checks`.
+`validate.media.run_tasks`. Thresholds are applied afterwards, in `audio_checks`.
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import soundfile as sf
 
-from .validate_media import MediaRefs, run_chunked, run_tasks
-from .validate_report import CheckResult, first_line, share_verdict, skipped
+from .media import MediaRefs, run_chunked, run_tasks
+from .report import CheckResult, first_line, share_verdict, skipped
 
 AUDIO_CHECKS = ("audio_timbre", "audio_alignment")
 

@@ -33,8 +33,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets import Features
 
-from sousa_builder.builder import MEDIA_ROWS_PER_BATCH
-from sousa_builder.compat import RowsParquetWriter
+from sousa_builder.builder import Sousa
+from sousa_builder.shards import write_parquet
 
 MIN_CHUNK, MAX_CHUNK, WINDOW = 8 * 1024, 128 * 1024, 64
 MASK = np.uint64(0xFFFF_0000_0000_0000)  # 16 bits must be zero: a cut every 64 KiB on average
@@ -94,14 +94,9 @@ def dedup(old: list[tuple[bytes, int]], new: list[tuple[bytes, int]]) -> tuple[i
 def write(table: pa.Table, path: Path, cdc: bool) -> float:
     """Write `table` with `prepare`'s own writer and row groups, with or without CDC; return seconds."""
     started = time.perf_counter()
-    writer = RowsParquetWriter(
-        features=Features.from_arrow_schema(table.schema),
-        path=str(path),
-        use_content_defined_chunking=datasets.config.DEFAULT_CDC_OPTIONS if cdc else False,
-    )
-    for start in range(0, table.num_rows, MEDIA_ROWS_PER_BATCH):
-        writer.write_table(table.slice(start, MEDIA_ROWS_PER_BATCH))
-    writer.finalize()
+    batch = Sousa.builder_configs["audio"].rows_per_batch
+    batches = (table.slice(start, batch) for start in range(0, table.num_rows, batch))
+    write_parquet(path, batches, Features.from_arrow_schema(table.schema), cdc=cdc)
     return time.perf_counter() - started
 
 

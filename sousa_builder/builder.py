@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import weakref
@@ -13,13 +12,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import datasets
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from .compat import writing_tables
-from .features import features_for, label_features
-from .labels import LabelBuckets, runs
+from .features import FLAT_COLUMNS, features_for
+from .labels import LabelBuckets, LabelReader
 from .source import SousaSource, read_media_array, resolve_data_dir
 
 logger = logging.getLogger(__name__)
@@ -36,19 +32,18 @@ _DESCRIPTION = (
     "levels (strokes, measures, exercise scores)."
 )
 _LICENSE = "mit"
-# Rows per table handed to the writer: the row group sizes datasets itself uses for media columns and for the rest.
-MEDIA_ROWS_PER_BATCH = 100
-LABEL_ROWS_PER_BATCH = 1000
 
 
 @dataclass
 class SousaConfig(datasets.BuilderConfig):
-    """A SOUSA config: which media ride along with the labels, and how rows are sharded."""
+    """A SOUSA config: which media ride along with the labels, and how rows are batched and sharded."""
 
     with_midi: bool = False
     with_audio: bool = False
-    # Samples per gen_kwargs shard: the unit `num_proc` distributes over processes. Small, so that each
-    # process gets about the same number of samples (output files are per process, not per shard).
+    # Rows per Arrow table, so per Parquet row group: the sizes datasets itself uses for media columns and the rest.
+    rows_per_batch: int = 1000
+    # Samples per gen_kwargs shard: the unit `num_proc` distributes over processes in `download_and_prepare`.
+    # Small, so that each process gets about the same number of samples.
     samples_per_shard: int = 32
 
 
@@ -61,9 +56,10 @@ class Sousa(datasets.ArrowBasedBuilder):
             name="audio",
             with_midi=True,
             with_audio=True,
+            rows_per_batch=100,
             description="Labels + the FLAC recording (Audio) + the MIDI file bytes.",
         ),
-        SousaConfig(name="midi_only", with_midi=True, description="Labels + the MIDI file bytes."),
+        SousaConfig(name="midi_only", with_midi=True, rows_per_batch=100, description="Labels + the MIDI file bytes."),
         SousaConfig(name="labels_only", description="Metadata, exercise scores, stroke and measure labels."),
     ]
     DEFAULT_CONFIG_NAME = "audio"
@@ -76,7 +72,6 @@ class Sousa(datasets.ArrowBasedBuilder):
         # Resolve the default here so the cache fingerprint names the directory actually read.
         self._data_dir = resolve_data_dir(data_dir)
         self._label_buckets = label_buckets
-        self._label_folders: list[str] = []
         kwargs.setdefault("dataset_name", "sousa")
         super().__init__(*args, data_dir=str(self._data_dir.path), **kwargs)
 
@@ -90,68 +85,53 @@ class Sousa(datasets.ArrowBasedBuilder):
     def _split_generators(self, dl_manager: datasets.DownloadManager) -> list[datasets.SplitGenerator]:
         source = SousaSource.open(self._data_dir)
         source.check_media(with_midi=self.config.with_midi, with_audio=self.config.with_audio)
-        ids = source.rows["sample_id"].combine_chunks()
-        labels = self._label_buckets or LabelBuckets.write(source.root, ids, self._label_folder())
+        labels = self._label_buckets or LabelBuckets.write(
+            source.root, source.rows["sample_id"].combine_chunks(), self._label_folder()
+        )
         size = self.config.samples_per_shard
         generators = []
         for split in source.split_names:
-            in_split = np.flatnonzero(pc.equal(source.rows["split"], split).to_numpy(zero_copy_only=False))
-            # Shards are (label bucket, start, stop): ranges of `size` of the split's rows, each in one bucket.
-            # num_proc pickles gen_kwargs with dill: one table is fast, thousands of small ones took 10 s per job.
-            shards = [
-                (bucket, start, min(start + size, end))
-                for bucket, first, end in runs(labels.bucket_of(in_split))
-                for start in range(first, end, size)
-            ]
-            rows = source.rows.take(in_split)
+            rows = source.split_rows(split)
+            # One table and row ranges of it: num_proc pickles gen_kwargs with dill, and thousands of small
+            # tables took 10 s per job at 100k samples.
+            shards = [(start, min(start + size, rows.num_rows)) for start in range(0, rows.num_rows, size)]
             gen_kwargs = {"shards": shards, "rows": rows, "root": str(source.root), "labels": labels}
             generators.append(datasets.SplitGenerator(name=split, gen_kwargs=gen_kwargs))
         return generators
 
     def _generate_tables(
-        self, shards: list[tuple[int, int, int]], rows: pa.Table, root: str, labels: LabelBuckets
+        self, shards: list[tuple[int, int]], rows: pa.Table, root: str, labels: LabelBuckets
     ) -> Iterator[tuple[str, pa.Table]]:
-        # Rows are built as Arrow tables, column by column, one label bucket at a time: the labels nested
-        # from the bucket's rows, the media as binary arrays read one batch of rows at a time.
-        with_media = self.config.with_midi or self.config.with_audio
-        size = self._writer_batch_size or (MEDIA_ROWS_PER_BATCH if with_media else LABEL_ROWS_PER_BATCH)
-        for bucket, first, end in runs(np.array([shard[0] for shard in shards])):
-            start, stop = shards[first][1], shards[end - 1][2]  # a job's shards are consecutive
-            group = rows.slice(start, stop - start)
-            strokes, measures = labels.nested(bucket, group["sample_id"].combine_chunks())
-            group = group.append_column("strokes", strokes).append_column("measures", measures)
-            for offset in range(0, group.num_rows, size):
-                yield self._table(group.slice(offset, size), Path(root))
-
-    def _table(self, batch: pa.Table, root: Path) -> tuple[str, pa.Table]:
-        """(key, table) of one batch of rows: the label columns, then the media read from `root`."""
-        table = batch.select(list(label_features()))
-        ids = batch["sample_id"].to_pylist()
-        if self.config.with_midi:
-            table = table.append_column("midi", read_media_array(root, batch["midi_path"].to_pylist(), ids))
-        if self.config.with_audio:
-            paths = batch["audio_path"].to_pylist()
-            table = table.append_column("audio", _audio_column(read_media_array(root, paths, ids), paths))
-        return ids[0], table
+        reader = labels.reader()
+        for start, stop in shards:
+            for table in build_tables(self.config, rows.slice(start, stop - start), Path(root), labels, reader):
+                yield table["sample_id"][0].as_py(), table  # the key: the batch's first sample_id
 
     def _label_folder(self) -> Path:
-        """A new folder for the label buckets, removed after `download_and_prepare` (or with the builder)."""
-        os.makedirs(self._cache_dir_root, exist_ok=True)
-        folder = tempfile.mkdtemp(prefix=".sousa-labels-", dir=self._cache_dir_root)
+        """A new temporary folder for the label buckets, removed with the builder."""
+        folder = tempfile.mkdtemp(prefix="sousa-labels-")
         weakref.finalize(self, shutil.rmtree, folder, True)
-        self._label_folders.append(folder)
         return Path(folder)
 
-    def _download_and_prepare(self, *args: Any, **kwargs: Any) -> None:
-        try:
-            super()._download_and_prepare(*args, **kwargs)
-        finally:
-            while self._label_folders:
-                shutil.rmtree(self._label_folders.pop(), ignore_errors=True)
 
-    def _prepare_split(self, split_generator: datasets.SplitGenerator, **kwargs: Any) -> None:
-        with writing_tables():
-            super()._prepare_split(split_generator, **kwargs)
+def build_tables(
+    config: SousaConfig, rows: pa.Table, root: Path, labels: LabelBuckets, reader: LabelReader | None = None
+) -> Iterator[pa.Table]:
+    """The rows of `config` for `rows` (consecutive sample rows, sorted by sample_id), as tables of
+    `config.rows_per_batch` rows: the label columns, the strokes and measures nested from `labels`, then
+    the media read from `root`. The same rows give the same tables, whoever calls."""
+    reader = reader or labels.reader()
+    for offset in range(0, rows.num_rows, config.rows_per_batch):
+        batch = rows.slice(offset, config.rows_per_batch)
+        strokes, measures = reader.nested(batch["sample_id"].combine_chunks())
+        table = batch.select(FLAT_COLUMNS).append_column("strokes", strokes).append_column("measures", measures)
+        ids = batch["sample_id"].to_pylist()
+        if config.with_midi:
+            table = table.append_column("midi", read_media_array(root, batch["midi_path"].to_pylist(), ids))
+        if config.with_audio:
+            paths = batch["audio_path"].to_pylist()
+            table = table.append_column("audio", _audio_column(read_media_array(root, paths, ids), paths))
+        yield table
 
 
 def _audio_column(data: pa.ChunkedArray, paths: list[str]) -> pa.ChunkedArray:

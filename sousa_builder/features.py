@@ -99,6 +99,9 @@ MEASURE_FIELDS: tuple[tuple[str, Value, str], ...] = (
     ("lr_timing_diff_ms", _float, "Left/right timing difference (null when one-handed)."),
 )
 
+# The label columns of a row before its nested strokes and measures: sample metadata, then exercise scores.
+FLAT_COLUMNS = tuple(name for name, _, _ in SAMPLE_COLUMNS + SCORE_COLUMNS)
+
 # Columns the source stores as float-with-NaN although they hold whole numbers.
 NULLABLE_INT_FIELDS = ("diddle_position", "parent_stroke_index", "buzz_count")
 

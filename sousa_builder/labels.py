@@ -32,12 +32,18 @@ class LabelBuckets:
     """The stroke and measure rows of a SOUSA directory, in one Arrow file per bucket and table under `folder`.
 
     Bucket k holds the samples at positions [k * samples_per_bucket, (k + 1) * samples_per_bucket) of
-    the sample ids it was written for (sorted), whatever their split.
+    the sample ids it was written for (sorted), whatever their split; `first_ids` are their first ids.
+    `row_bytes` is the mean Arrow size of a row of each table, for estimating the size of a shard.
     """
 
     folder: str
     samples_per_bucket: int
-    num_buckets: int
+    first_ids: tuple[str, ...]
+    row_bytes: dict[str, float]
+
+    @property
+    def num_buckets(self) -> int:
+        return len(self.first_ids)
 
     @classmethod
     def write(
@@ -45,8 +51,10 @@ class LabelBuckets:
     ) -> LabelBuckets:
         """Split the label rows of `sample_ids` (sorted) into buckets; rows of other samples are left out."""
         folder.mkdir(parents=True, exist_ok=True)
+        row_bytes = {}
         for name, schema in LABEL_TABLES.items():
             writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+            rows = num_bytes = 0
             try:
                 for table in read_label_batches(root / LABEL_FILES[name], schema, ROWS_PER_READ):
                     position = pc.index_in(table["sample_id"], value_set=sample_ids)
@@ -55,6 +63,7 @@ class LabelBuckets:
                     buckets = position.to_numpy() // samples_per_bucket
                     order = np.argsort(buckets, kind="stable")
                     table = table.take(order)
+                    rows, num_bytes = rows + table.num_rows, num_bytes + table.nbytes
                     for bucket, start, end in runs(buckets[order]):
                         if bucket not in writers:
                             writers[bucket] = pa.ipc.new_file(_path(folder, name, bucket), schema)
@@ -62,11 +71,18 @@ class LabelBuckets:
             finally:
                 for writer in writers.values():
                     writer.close()
-        return cls(str(folder), samples_per_bucket, -(-len(sample_ids) // samples_per_bucket))
+            row_bytes[name] = num_bytes / max(rows, 1)
+        first_ids = tuple(sample_ids[::samples_per_bucket].to_pylist())
+        return cls(str(folder), samples_per_bucket, first_ids, row_bytes)
 
-    def bucket_of(self, positions: np.ndarray) -> np.ndarray:
-        """The bucket of the samples at these positions of the sorted sample ids."""
-        return np.asarray(positions) // self.samples_per_bucket
+    def reader(self) -> LabelReader:
+        """A reader that nests the labels of runs of consecutive samples, one bucket in memory at a time."""
+        return LabelReader(self)
+
+    def bucket_of(self, sample_ids: pa.Array) -> np.ndarray:
+        """The bucket of each of these sample ids."""
+        first = np.array(self.first_ids, dtype=object)
+        return np.searchsorted(first, np.array(sample_ids.to_pylist(), dtype=object), side="right") - 1
 
     def rows(self, name: str, bucket: int, sample_ids: pa.Array | None = None) -> pa.Table:
         """The `name` rows of one bucket (of `sample_ids` only, if given), sorted by (sample_id, index)."""
@@ -79,10 +95,38 @@ class LabelBuckets:
             table = table.filter(pc.is_in(table["sample_id"], value_set=sample_ids))
         return table.sort_by([("sample_id", "ascending"), ("index", "ascending")])
 
-    def nested(self, bucket: int, sample_ids: pa.Array) -> tuple[pa.ListArray, pa.ListArray]:
-        """Strokes and measures of `sample_ids` (all in `bucket`) as list-of-struct arrays aligned with them."""
-        strokes, measures = (_nest(self.rows(name, bucket, sample_ids), sample_ids) for name in LABEL_TABLES)
+
+class LabelReader:
+    """Nests the strokes and measures of sample ids, keeping the last bucket read (callers go in id order)."""
+
+    def __init__(self, labels: LabelBuckets):
+        self.labels = labels
+        self._bucket: int | None = None
+        self._tables: dict[str, pa.Table] = {}
+
+    def nested(self, sample_ids: pa.Array) -> tuple[pa.ListArray, pa.ListArray]:
+        """Strokes and measures of `sample_ids` (sorted) as list-of-struct arrays aligned with them."""
+        parts: dict[str, list[pa.ListArray]] = {name: [] for name in LABEL_TABLES}
+        for bucket, start, end in runs(self.labels.bucket_of(sample_ids)):
+            ids = sample_ids.slice(start, end - start)
+            for name in LABEL_TABLES:
+                table = self._rows(name, bucket)
+                parts[name].append(_nest(table.filter(pc.is_in(table["sample_id"], value_set=ids)), ids))
+        strokes, measures = (_concat(parts[name], LABEL_TABLES[name]) for name in LABEL_TABLES)
         return strokes, measures
+
+    def _rows(self, name: str, bucket: int) -> pa.Table:
+        if bucket != self._bucket:
+            self._bucket, self._tables = bucket, {n: self.labels.rows(n, bucket) for n in LABEL_TABLES}
+        return self._tables[name]
+
+
+def _concat(arrays: list[pa.ListArray], schema: pa.Schema) -> pa.ListArray:
+    if len(arrays) == 1:
+        return arrays[0]
+    if not arrays:
+        return _nest(schema.empty_table(), pa.array([], pa.string()))
+    return pa.concat_arrays(arrays)
 
 
 def _path(folder: Path, name: str, bucket: int) -> Path:

@@ -20,13 +20,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from datasets import DatasetInfo
+from datasets import DatasetInfo, SplitDict, SplitInfo
 
-from .builder import Sousa, config_names
+from .builder import Sousa, SousaConfig, config_names
 from .card import dataset_card_text
 from .errors import OutputExistsError
+from .features import FLAT_COLUMNS, features_for
 from .labels import LABEL_TABLES, LabelBuckets
+from .shards import ShardTask, ShardWriters, count_shards, shard_ranges
 from .source import SousaSource
 
 logger = logging.getLogger(__name__)
@@ -61,12 +65,14 @@ def prepare(
     configs: Sequence[str] | None = None,
     num_proc: int | None = None,
     max_shard_size: int | str | None = None,
-    samples_per_shard: int | None = None,
+    num_shards: int | None = None,
 ) -> PrepareResult:
     """Build the chosen configs (default: all) of the SOUSA directory `data_dir` into `out`.
 
-    The source is checked first; nothing is written when it is refused. An existing `out` is
-    replaced only if it is an earlier output of this command (or empty).
+    Each split of a config is cut into shards of at most `max_shard_size` (bytes, or "500MB"; the
+    default), or into exactly `num_shards`; they are written in `num_proc` processes. The output is
+    the same byte for byte whatever `num_proc`. The source is checked first; nothing is written when
+    it is refused. An existing `out` is replaced only if it is an earlier output of this command (or empty).
     """
     started = time.perf_counter()
     names = _checked_config_names(configs)
@@ -80,16 +86,18 @@ def prepare(
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     result = PrepareResult(out=out, replaced_previous=previous)
     try:
+        cache = staging / ".cache"
         # The stroke and measure rows, split once into buckets of samples for every config and the auxiliary tables.
-        labels = LabelBuckets.write(source.root, source.rows["sample_id"].combine_chunks(), staging / ".cache/labels")
+        labels = LabelBuckets.write(source.root, source.rows["sample_id"].combine_chunks(), cache / "labels")
+        splits = _write_split_rows(source, cache)
         infos = {}
-        for name in names:
-            infos[name], result.configs[name] = _prepare_config(
-                source, labels, name, staging, num_proc, max_shard_size, samples_per_shard
-            )
+        with ShardWriters(num_proc) as writers:
+            for spec in specs:
+                plan = _shard_plan(spec, splits, source, labels, staging, max_shard_size, num_shards)
+                infos[spec.name], result.configs[spec.name] = _prepare_config(spec, plan, staging, writers)
         _write_auxiliary(labels, staging / AUXILIARY_DIR)
         (staging / README).write_bytes(dataset_card_text(infos).encode("utf-8"))
-        shutil.rmtree(staging / ".cache")
+        shutil.rmtree(cache)
         _replace(out, staging)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -124,40 +132,65 @@ def _previous_output(out: Path) -> bool:
     return any(out.iterdir())
 
 
-def _prepare_config(
+def _write_split_rows(source: SousaSource, cache: Path) -> dict[str, tuple[Path, pa.Table]]:
+    """Each split's sample rows, in an Arrow file that the shard writers map (sent to no process whole)."""
+    splits = {}
+    for split in source.split_names:
+        rows, path = source.split_rows(split), cache / f"rows-{split}.arrow"
+        with pa.ipc.new_file(path, rows.schema) as writer:
+            writer.write_table(rows)
+        splits[split] = path, rows
+    return splits
+
+
+def _shard_plan(
+    spec: SousaConfig,
+    splits: dict[str, tuple[Path, pa.Table]],
     source: SousaSource,
     labels: LabelBuckets,
-    name: str,
     staging: Path,
-    num_proc: int | None,
     max_shard_size: int | str | None,
-    samples_per_shard: int | None,
+    num_shards: int | None,
+) -> dict[str, list[ShardTask]]:
+    """split -> the shards of one config: ranges of the split's rows and the files they go to."""
+    plan = {}
+    for split, (rows_file, rows) in splits.items():
+        count = num_shards or count_shards(_estimated_bytes(spec, rows, source.root, labels), max_shard_size)
+        ranges = shard_ranges(rows.num_rows, count)
+        plan[split] = [
+            ShardTask(spec.name, str(rows_file), start, stop, str(source.root), labels,
+                      str(staging / spec.name / f"{split}-{index:05d}-of-{len(ranges):05d}.parquet"))
+            for index, (start, stop) in enumerate(ranges)
+        ]  # fmt: skip
+    return plan
+
+
+def _estimated_bytes(spec: SousaConfig, rows: pa.Table, root: Path, labels: LabelBuckets) -> int:
+    """The Arrow size of a config's split (what `max_shard_size` bounds, as in `datasets`): its label columns,
+    its strokes and measures at their mean row size, and its media files."""
+    total = rows.select(FLAT_COLUMNS).nbytes
+    for name, count in (("strokes", "num_strokes"), ("measures", "num_measures")):
+        total += labels.row_bytes[name] * (pc.sum(rows[count]).as_py() or 0)
+    for column in ["midi_path"] * spec.with_midi + ["audio_path"] * spec.with_audio:
+        total += sum(os.path.getsize(root / path) for path in rows[column].to_pylist())
+    return int(total)
+
+
+def _prepare_config(
+    spec: SousaConfig, plan: dict[str, list[ShardTask]], staging: Path, writers: ShardWriters
 ) -> tuple[DatasetInfo, dict[str, SplitOutput]]:
-    """Run `download_and_prepare(file_format="parquet")` for one config; move its shards into the Hub layout."""
-    build_dir = staging / ".cache" / f"{name}-parquet"
-    options = {"samples_per_shard": samples_per_shard} if samples_per_shard else {}
-    builder = Sousa(
-        config_name=name, data_dir=str(source.root), cache_dir=str(staging / ".cache"), label_buckets=labels, **options
-    )
-    builder.download_and_prepare(
-        output_dir=str(build_dir), file_format="parquet", num_proc=num_proc, max_shard_size=max_shard_size
-    )
-    (staging / name).mkdir()
-    splits = {}
-    for split, split_info in builder.info.splits.items():
-        shards = sorted(build_dir.glob(f"{builder.dataset_name}-{split}.parquet")) or sorted(
-            build_dir.glob(f"{builder.dataset_name}-{split}-*-of-*.parquet")
-        )
-        files = []
-        for index, shard in enumerate(shards):
-            relative = f"{name}/{split}-{index:05d}-of-{len(shards):05d}.parquet"
-            shard.rename(staging / relative)
-            files.append(relative)
-        file_bytes = sum((staging / f).stat().st_size for f in files)
-        splits[split] = SplitOutput(split_info.num_examples, split_info.num_bytes, files, file_bytes)
+    """Write the shards of one config; its info (features, splits, sizes) for the card."""
+    (staging / spec.name).mkdir()
+    splits, split_infos = {}, SplitDict(dataset_name="sousa")
+    for split, tasks in plan.items():
+        shards = writers.write(tasks, desc=f"Preparing {spec.name}/{split}")
+        files = [Path(shard.path).relative_to(staging).as_posix() for shard in shards]
+        num_examples, num_bytes = sum(s.num_examples for s in shards), sum(s.num_bytes for s in shards)
+        splits[split] = SplitOutput(num_examples, num_bytes, files, sum(s.file_bytes for s in shards))
+        split_infos.add(SplitInfo(name=split, num_bytes=num_bytes, num_examples=num_examples, dataset_name="sousa"))
     info = DatasetInfo(
-        features=builder.info.features,
-        splits=builder.info.splits,
+        features=features_for(spec.with_midi, spec.with_audio),
+        splits=split_infos,
         download_size=sum(s.file_bytes for s in splits.values()),
         dataset_size=sum(s.num_bytes for s in splits.values()),
     )

@@ -35,7 +35,7 @@ def source_copy(sample_dir: Path, tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def prepared_dir(sample_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample source prepared with every config; 2 processes write 2 shard files per split."""
+    """The sample source prepared with every config; 2 shards per split, written by 2 processes."""
     out = tmp_path_factory.mktemp("prepared") / "sousa"
-    prepare(sample_dir, out, num_proc=2, samples_per_shard=5)
+    prepare(sample_dir, out, num_proc=2, num_shards=2)
     return out

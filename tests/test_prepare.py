@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import datasets
@@ -13,6 +15,7 @@ from conftest import SAMPLE_SPLIT_ROWS
 
 from sousa_builder.builder import config_names
 from sousa_builder.features import features_for
+from sousa_builder.shards import PYARROW_HAS_CDC
 from sousa_builder.source import SPLIT_KEYS
 
 CONFIGS = {"audio": (True, True), "midi_only": (True, False), "labels_only": (False, False)}
@@ -33,7 +36,7 @@ def source_rows(source: Path) -> dict[str, dict]:
 
 def test_hub_layout(prepared_dir: Path) -> None:
     files = sorted(str(p.relative_to(prepared_dir)) for p in prepared_dir.rglob("*") if p.is_file())
-    # 2 processes x 3 gen_kwargs shards of <= 5 samples: train (12) -> 2 files, validation/test (6) -> 2 files.
+    # num_shards=2: every split in 2 files, whatever its size.
     expected = [f"{c}/{s}-0000{i}-of-00002.parquet" for c in CONFIGS for s in SPLIT_KEYS for i in range(2)]
     assert files == sorted(["README.md", "auxiliary/measures.parquet", "auxiliary/strokes.parquet", *expected])
     assert not [p for p in prepared_dir.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
@@ -166,7 +169,7 @@ def test_media_stored_as_given(prepared_dir: Path) -> None:
         assert_media_stored_as_given(shard)
 
 
-@pytest.mark.skipif(int(datasets.__version__.split(".")[0]) < 4, reason="datasets 3.x writes no content-defined chunks")
+@pytest.mark.skipif(not PYARROW_HAS_CDC, reason="pyarrow < 21 writes no content-defined chunks")
 def test_flac_shards_without_content_defined_chunking(prepared_dir: Path) -> None:
     # FLAC bytes stored as they are dedup on the Hub's Xet storage without CDC (benchmarks/dedup.py);
     # the compressed label columns keep datasets' default, CDC.
@@ -197,13 +200,30 @@ def test_empty_split_left_out(tmp_path: Path) -> None:
     assert {s: d.num_rows for s, d in ds.items()} == {"train": 2, "test": 1}
 
 
-def test_prepare_is_deterministic(sample_dir: Path, prepared_dir: Path, tmp_path: Path) -> None:
-    """The same source gives byte-identical shards and README (what makes re-publishing a no-op)."""
-    from sousa_builder.prepare import prepare
+# prepare in a fresh interpreter with one multiprocessing start method: the user's choice, or the platform default
+# (spawn on macOS; Python 3.14 makes forkserver the default on Linux).
+PREPARE_WITH_START_METHOD = """
+import multiprocessing, sys
+multiprocessing.set_start_method(sys.argv[1])
+from sousa_builder.prepare import prepare
+prepare(sys.argv[2], sys.argv[3], num_proc=int(sys.argv[4]), num_shards=2)
+"""
 
+
+def tree_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(("start_method", "num_proc"), [("fork", 2), ("spawn", 2), ("forkserver", 2), ("spawn", 1)])
+def test_prepare_is_deterministic(
+    sample_dir: Path, prepared_dir: Path, tmp_path: Path, start_method: str, num_proc: int
+) -> None:
+    """The same source gives byte-identical shards and README (what makes re-publishing a no-op), whatever the
+    number of processes and however they are started."""
     again = tmp_path / "again"
-    prepare(sample_dir, again, num_proc=2, samples_per_shard=5)
-    files = sorted(p.relative_to(prepared_dir) for p in prepared_dir.rglob("*") if p.is_file())
-    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
-    for relative in files:
-        assert (again / relative).read_bytes() == (prepared_dir / relative).read_bytes(), relative
+    code = [sys.executable, "-c", PREPARE_WITH_START_METHOD, start_method, str(sample_dir), str(again), str(num_proc)]
+    subprocess.run(code, check=True, capture_output=True)
+    expected = tree_bytes(prepared_dir)
+    found = tree_bytes(again)
+    assert list(found) == list(expected)
+    assert [name for name in expected if found[name] != expected[name]] == []

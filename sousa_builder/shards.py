@@ -1,0 +1,180 @@
+"""Parquet shards: cut a split's rows into shards, and write each shard with a writer this package owns.
+
+A shard is a range of a split's rows (sorted by sample_id), fixed before anything is written: the
+number of shards comes from the split's size and `max_shard_size` (or is given), as in `datasets`'
+`push_to_hub`. Each shard is written on its own, from the rows alone, so the files are the same
+byte for byte whichever process writes them, however many processes there are, and under any
+multiprocessing start method (fork, spawn, forkserver).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets.utils.py_utils import convert_file_size_to_int
+from datasets.utils.tqdm import tqdm
+from packaging.version import Version
+
+from .builder import Sousa, SousaConfig, build_tables
+from .features import features_for
+from .labels import LabelBuckets
+
+DEFAULT_MAX_SHARD_SIZE = "500MB"  # as `datasets.config.MAX_SHARD_SIZE`
+# Content-defined chunking, as datasets 4+ writes it (`datasets.config.DEFAULT_CDC_OPTIONS`), where pyarrow has it:
+# pages cut by content, so that a changed row changes few pages and the Hub's Xet storage deduplicates the rest.
+CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
+PYARROW_HAS_CDC = Version(pa.__version__) >= Version("21")  # pyarrow 21 added content-defined chunking
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard to write: rows [start, stop) of the split rows stored at `rows_file`, into `path`."""
+
+    config: str
+    rows_file: str
+    start: int
+    stop: int
+    root: str
+    labels: LabelBuckets
+    path: str
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """What a shard holds: rows, their Arrow size (`num_bytes` in the card) and the file's size."""
+
+    path: str
+    num_examples: int
+    num_bytes: int
+    file_bytes: int
+
+
+def shard_ranges(num_rows: int, num_shards: int) -> list[tuple[int, int]]:
+    """`num_rows` cut into `num_shards` contiguous ranges whose sizes differ by one row at most."""
+    num_shards = max(1, min(num_shards, num_rows))
+    bounds = [num_rows * index // num_shards for index in range(num_shards + 1)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
+def count_shards(estimated_bytes: int, max_shard_size: int | str | None) -> int:
+    """How many shards keep each under `max_shard_size` (bytes or "500MB"), as `push_to_hub` counts them."""
+    limit = convert_file_size_to_int(max_shard_size or DEFAULT_MAX_SHARD_SIZE)
+    return int(estimated_bytes / limit) + 1
+
+
+def parquet_options(features: datasets.Features, schema: pa.Schema, cdc: bool | None = None) -> dict:
+    """`pq.ParquetWriter` options: embedded FLAC stored as it is (PLAIN, uncompressed), the rest snappy +
+    dictionary, as datasets 4+ writes media; page checksums and index; content-defined chunking (`cdc`,
+    by default for configs without audio) where pyarrow has it."""
+    compression, use_dictionary, encoding = {}, [], {}
+    for field in schema:
+        embedded = isinstance(features[field.name], datasets.Audio)
+        for leaf in _leaf_paths(field.name, field.type):
+            compression[leaf] = "none" if embedded else "snappy"
+            if embedded:
+                encoding[leaf] = "PLAIN"
+            else:
+                use_dictionary.append(leaf)
+    options = {
+        "compression": compression,
+        "use_dictionary": use_dictionary,
+        "column_encoding": encoding,
+        "write_page_index": True,
+        "write_page_checksum": True,
+    }
+    if PYARROW_HAS_CDC:
+        # Embedded FLAC is stored PLAIN and uncompressed, so Xet deduplicates its bytes as they are: chunking by
+        # content would cut it into ~1 MB pages with a header between files, which dedups worse (83% against 95%
+        # of a 400 MB shard after 3% of rows are inserted, benchmarks/dedup.py) and costs 0.3 s CPU per 400 MB.
+        options["use_content_defined_chunking"] = CDC_OPTIONS if (not encoding if cdc is None else cdc) else False
+    return options
+
+
+def _leaf_paths(path: str, pa_type: pa.DataType) -> list[str]:
+    """Parquet's leaf column paths of a field ("strokes.list.element.hand"): per-column options name these."""
+    if pa.types.is_struct(pa_type):
+        return [leaf for field in pa_type for leaf in _leaf_paths(f"{path}.{field.name}", field.type)]
+    if pa.types.is_list(pa_type) or pa.types.is_large_list(pa_type):
+        return _leaf_paths(f"{path}.list.element", pa_type.value_type)
+    return [path]
+
+
+def write_parquet(
+    path: str | os.PathLike, tables: Iterable[pa.Table], features: datasets.Features, cdc: bool | None = None
+) -> tuple[int, int]:
+    """Write `tables` (one row group each) as one Parquet file with the schema of `features` and
+    `parquet_options` (`cdc` overrides whether pages are cut by content).
+
+    Returns (rows, Arrow bytes) written. The file goes through a native Arrow file: through a Python
+    file object pyarrow hands every page to Python, which copies it (+0.2 s CPU per 400 MB of FLAC).
+    """
+    schema = features.arrow_schema
+    options = parquet_options(features, schema, cdc)
+    rows = num_bytes = 0
+    with pa.OSFile(str(path), "wb") as sink, pq.ParquetWriter(sink, schema, **options) as writer:
+        if options.get("use_content_defined_chunking"):
+            writer.add_key_value_metadata({"content_defined_chunking": json.dumps(CDC_OPTIONS)})
+        for table in tables:
+            table = table.cast(schema)
+            writer.write_table(table, row_group_size=max(table.num_rows, 1))
+            rows, num_bytes = rows + table.num_rows, num_bytes + table.nbytes
+    return rows, num_bytes
+
+
+def write_shard(task: ShardTask) -> ShardResult:
+    """Build the rows of one shard and write them (runs in a worker process)."""
+    config: SousaConfig = Sousa.builder_configs[task.config]
+    with pa.memory_map(task.rows_file) as source:
+        rows = pa.ipc.open_file(source).read_all().slice(task.start, task.stop - task.start)
+        tables = build_tables(config, rows, Path(task.root), task.labels)
+        num_examples, num_bytes = write_parquet(task.path, tables, features_for(config.with_midi, config.with_audio))
+    return ShardResult(task.path, num_examples, num_bytes, os.path.getsize(task.path))
+
+
+class ShardWriters:
+    """Writes shards in `num_proc` worker processes (in this one if `num_proc` is None or 1).
+
+    One pool serves every config and split of a prepare: workers started with spawn or forkserver
+    import `datasets` first, about a second each.
+    """
+
+    def __init__(self, num_proc: int | None = None):
+        self.num_proc = num_proc or 1
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> ShardWriters:
+        if self.num_proc > 1:
+            # The start method is the user's (multiprocessing's default, or set_start_method): the output is the same.
+            self._pool = ProcessPoolExecutor(self.num_proc, mp_context=multiprocessing.get_context())
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def write(self, tasks: Sequence[ShardTask], desc: str) -> list[ShardResult]:
+        """Write `tasks`; their results in task order. Progress in rows, under `desc`."""
+        results: dict[int, ShardResult] = {}
+        with tqdm(total=sum(t.stop - t.start for t in tasks), desc=desc, unit=" rows") as bar:
+            for position, result in self._results(tasks):
+                results[position] = result
+                bar.update(result.num_examples)
+        return [results[position] for position in range(len(tasks))]
+
+    def _results(self, tasks: Sequence[ShardTask]) -> Iterator[tuple[int, ShardResult]]:
+        if self._pool is None or len(tasks) <= 1:
+            for position, task in enumerate(tasks):
+                yield position, write_shard(task)
+            return
+        futures = {self._pool.submit(write_shard, task): position for position, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()

@@ -8,6 +8,7 @@ version's files with the declared types. Every number in the body comes from the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,12 +17,13 @@ from datasets import Audio, DatasetInfo
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
-from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 from .builder import Sousa, config_names
 from .features import MEASURE_FIELDS, STROKE_FIELDS, column_descriptions
 
 SPLIT_ORDER = ("train", "validation", "test")
+# The front matter of a card, as the Hub reads it: YAML between a first line '---' and the next '---' line.
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?P<yaml>.*?)\r?\n---[ \t]*(\r?\n|\Z)", re.DOTALL)
 TASK_CATEGORIES = ["audio-classification", "tabular-classification", "tabular-regression"]
 TAGS = [
     "audio", "music", "drum-rudiments", "synthetic", "snare-drum", "midi", "percussion", "music-information-retrieval",
@@ -50,14 +52,35 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
-def card_infos(text: str, ignore_metadata_errors: bool = False) -> dict[str, DatasetInfo]:
-    """Config name -> info (features, splits, sizes) from the YAML of a card's text.
+class CardMetadataError(ValueError):
+    """A card whose YAML front matter is missing, does not parse, or is not a mapping."""
 
-    As `DatasetCard(text).data` reads it, with `load_yaml`.
+
+def card_metadata(text: str) -> dict[str, Any]:
+    """The YAML front matter of a card's text (the block between '---' lines at its top), parsed.
+
+    As `DatasetCard(text).data` finds it, parsed with `load_yaml`. Raises `CardMetadataError` saying
+    what is wrong.
     """
-    match = REGEX_YAML_BLOCK.search(text)
-    data = load_yaml(match.group(2)) if match else None
-    return metadata_infos(data, ignore_metadata_errors) if isinstance(data, dict) else {}
+    match = _FRONT_MATTER.match(text)
+    if not match:
+        raise CardMetadataError("no YAML front matter (a block between '---' lines at the top)")
+    try:
+        document = load_yaml(match["yaml"])
+    except yaml.YAMLError as err:
+        raise CardMetadataError(f"the YAML does not parse ({' '.join(str(err).split())})") from None
+    if not isinstance(document, dict):
+        raise CardMetadataError("the YAML is not a mapping")
+    return document
+
+
+def card_infos(text: str, ignore_metadata_errors: bool = False) -> dict[str, DatasetInfo]:
+    """Config name -> info (features, splits, sizes) from the YAML of a card's text."""
+    try:
+        metadata = card_metadata(text)
+    except CardMetadataError:
+        return {}
+    return metadata_infos(metadata, ignore_metadata_errors)
 
 
 def metadata_infos(metadata: Mapping[str, Any], ignore_metadata_errors: bool = False) -> dict[str, DatasetInfo]:

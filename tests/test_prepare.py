@@ -14,7 +14,7 @@ import yaml
 from conftest import SAMPLE_SPLIT_ROWS
 
 from sousa_builder.builder import config_names
-from sousa_builder.features import features_for
+from sousa_builder.features import FLAT_COLUMNS, features_for
 from sousa_builder.shards import PYARROW_HAS_CDC
 from sousa_builder.source import SPLIT_KEYS
 
@@ -59,10 +59,21 @@ def test_readme_configs_and_dataset_info(prepared_dir: Path) -> None:
     assert card["task_categories"] == ["audio-classification", "tabular-classification", "tabular-regression"]
     assert {"drum-rudiments", "midi", "synthetic"} <= set(card["tags"])
     infos = {i["config_name"]: i for i in card["dataset_info"]}
-    for name, (with_midi, with_audio) in CONFIGS.items():
-        assert infos[name]["features"] == features_for(with_midi, with_audio)._to_yaml_list()
+    for name in CONFIGS:
         assert {s["name"]: s["num_examples"] for s in infos[name]["splits"]} == SAMPLE_SPLIT_ROWS
         assert infos[name]["download_size"] == sum(f.stat().st_size for f in (prepared_dir / name).iterdir())
+    features = {name: {f["name"]: f for f in info["features"]} for name, info in infos.items()}
+    assert set(features["labels_only"]) == {*FLAT_COLUMNS, "strokes", "measures"}
+    assert features["labels_only"]["tempo_bpm"] == {"name": "tempo_bpm", "dtype": "int64"}
+    assert features["midi_only"]["midi"] == {"name": "midi", "dtype": "binary"}
+    assert features["audio"]["audio"] == {"name": "audio", "dtype": {"audio": {"sampling_rate": 44100}}}
+    strokes = features["labels_only"]["strokes"]
+    # datasets 4+ writes a list of structs as `list:`, 3.x as `sequence:`.
+    assert {"name": "hand", "dtype": "string"} in strokes.get("list", strokes.get("sequence"))
+    # And datasets reads back exactly the declared features of each config.
+    for name, (with_midi, with_audio) in CONFIGS.items():
+        builder = datasets.load_dataset_builder(str(prepared_dir), name)
+        assert builder.info.features == features_for(with_midi, with_audio), name
 
 
 def test_card_body_numbers_come_from_the_data(prepared_dir: Path) -> None:

@@ -24,10 +24,9 @@ import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import yaml
 
 from ..builder import Sousa, config_names
-from ..card import load_yaml, metadata_infos
+from ..card import CardMetadataError, card_metadata, metadata_infos
 from ..errors import SousaError
 from ..features import features_for
 from ..prepare import AUXILIARY_DIR, README
@@ -43,7 +42,6 @@ INTERNAL_COLUMNS = (*MEDIA_PATH_COLUMNS, "split")
 # Not uploaded: git metadata and huggingface_hub's local download cache.
 IGNORED = (".git", ".cache")
 _SHARD_NAME = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}\.parquet$")
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(?P<yaml>.*?)\r?\n---[ \t]*(\r?\n|\Z)", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -197,16 +195,10 @@ def _read_readme(path: Path) -> tuple[dict[str, Any] | None, str | None]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         return None, f"{README}: unreadable ({err})"
-    match = _FRONT_MATTER.match(text)
-    if not match:
-        return None, f"{README}: no YAML front matter (a block between '---' lines at the top)"
     try:
-        document = load_yaml(match["yaml"])
-    except yaml.YAMLError as err:
-        return None, f"{README}: the YAML does not parse ({' '.join(str(err).split())})"
-    if not isinstance(document, dict):
-        return None, f"{README}: the YAML is not a mapping"
-    return document, None
+        return card_metadata(text), None
+    except CardMetadataError as err:
+        return None, f"{README}: {err}"
 
 
 def _readme_configs(readme: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
@@ -333,11 +325,6 @@ def _declared(config: str) -> datasets.Features | None:
     return features_for(spec.with_midi, spec.with_audio) if spec is not None else None
 
 
-def _feature_entries(features: datasets.Features) -> dict[str, Any]:
-    """column -> its YAML entry: comparable across datasets versions (3.6 `Sequence` and 4+ `List` alike)."""
-    return {entry["name"]: entry for entry in features._to_yaml_list()}
-
-
 def _features(prepared: _Prepared) -> CheckResult:
     """The README features of each config, and the schema of each shard, are the builder's declared ones."""
     offenders = []
@@ -374,11 +361,13 @@ def _features(prepared: _Prepared) -> CheckResult:
 
 
 def _differences(declared: datasets.Features, found: datasets.Features) -> list[str]:
-    want, have = _feature_entries(declared), _feature_entries(found)
-    found_list = [f"column {c} missing" for c in want if c not in have]
-    found_list += [f"column {c} not declared" for c in have if c not in want]
-    found_list += [f"column {c} is {have[c]}, declared {want[c]}" for c in want if c in have and have[c] != want[c]]
-    return found_list
+    """Columns missing, undeclared or of another type; `found` is read by this datasets version, as `declared`."""
+    differences = [f"column {c} missing" for c in declared if c not in found]
+    differences += [f"column {c} not declared" for c in found if c not in declared]
+    differences += [
+        f"column {c} is {found[c]}, declared {declared[c]}" for c in declared if c in found and found[c] != declared[c]
+    ]
+    return differences
 
 
 def _schema_differences(expected: pa.Schema, schema: pa.Schema) -> list[str]:

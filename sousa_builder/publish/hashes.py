@@ -1,0 +1,76 @@
+"""sha256 of the files to publish, computed once and remembered by `stat` under HF_HOME."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from huggingface_hub import constants as hf_constants
+
+logger = logging.getLogger(__name__)
+
+# Under HF_HOME: sha256 of prepared files already hashed, so that a re-publish reads no unchanged file.
+HASH_CACHE = "sousa-builder/sha256-cache.json"
+HASH_THREADS = min(4, os.cpu_count() or 1)
+
+
+def file_sha256s(paths: Sequence[Path]) -> list[tuple[str, int]]:
+    """(sha256 hex, size) of each file, in threads (hashlib lets go of the GIL), through the hash cache."""
+    hashes = HashCache.load()
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+        found = list(pool.map(hashes.sha256, paths))
+    hashes.save()
+    return found
+
+
+class HashCache:
+    """sha256 of local files, remembered with what `stat` said of the file when it was hashed.
+
+    Publishing an unchanged folder again then reads none of it (git's index does the same). A file
+    that `prepare` rewrote is a new file (new inode and times) and is hashed again.
+    """
+
+    def __init__(self, path: Path, entries: dict[str, list]):
+        self.path, self.entries, self.changed = path, entries, False
+
+    @classmethod
+    def load(cls) -> HashCache:
+        path = Path(hf_constants.HF_HOME) / HASH_CACHE
+        try:
+            entries = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            entries = {}
+        return cls(path, entries if isinstance(entries, dict) else {})
+
+    def sha256(self, file: Path) -> tuple[str, int]:
+        """The file's sha256 (hex) and size."""
+        key, info = str(file.absolute()), file.stat()
+        stamp = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev]
+        entry = self.entries.get(key)
+        if isinstance(entry, list) and entry[:1] == [stamp]:
+            return entry[1], info.st_size
+        digest, buffer = hashlib.sha256(), memoryview(bytearray(4 << 20))
+        with open(file, "rb", buffering=0) as stream:
+            while count := stream.readinto(buffer):
+                digest.update(buffer[:count])
+        self.entries[key] = [stamp, digest.hexdigest()]
+        self.changed = True
+        return digest.hexdigest(), info.st_size
+
+    def save(self) -> None:
+        """Write the cache (entries of files that are gone are dropped); a failure only costs a rehash later."""
+        if not self.changed:
+            return
+        kept = {key: entry for key, entry in self.entries.items() if os.path.exists(key)}
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")
+            partial.write_text(json.dumps(kept), encoding="utf-8")
+            partial.replace(self.path)
+        except OSError as err:
+            logger.warning("could not save the file hash cache %s: %s", self.path, err)

@@ -151,27 +151,44 @@ def _duplicates(column: pa.ChunkedArray) -> list[str]:
     return sorted(counts.field("values").filter(pc.greater(counts.field("counts"), 1)).to_pylist())
 
 
-def read_splits(root: Path) -> dict[str, str]:
-    """profile_id -> split name, from splits.json; refuses a profile listed in two splits."""
+def read_splits_file(root: Path) -> tuple[dict[str, list[str]] | None, list[str]]:
+    """split -> the profile ids splits.json lists for it, and every problem with the file (None if any)."""
     path = root / SPLITS_FILE
     if not path.is_file():
-        raise SourceFormatError(f"{path}: missing; it maps each profile_id to train/validation/test")
+        return None, [f"{SPLITS_FILE}: missing; it maps each profile_id to train/validation/test"]
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SourceFormatError(f"{path}: not valid JSON ({err})") from err
+        return None, [f"{SPLITS_FILE}: not valid JSON ({err})"]
     if not isinstance(document, dict):
-        raise SourceFormatError(f"{path}: expected a JSON object with {', '.join(SPLIT_KEYS.values())}")
-    split_of: dict[str, str] = {}
+        return None, [f"{SPLITS_FILE}: expected a JSON object with {', '.join(SPLIT_KEYS.values())}"]
+    splits, problems = {}, []
     for split, key in SPLIT_KEYS.items():
         profiles = document.get(key)
-        if not isinstance(profiles, list) or not all(isinstance(p, str) for p in profiles):
-            found = "missing" if key not in document else f"a {type(profiles).__name__}"
-            raise SourceFormatError(f"{path}: {key!r} must be a list of profile id strings, found {found}")
+        if isinstance(profiles, list) and all(isinstance(profile, str) for profile in profiles):
+            splits[split] = profiles
+            continue
+        if key not in document:
+            found = "missing"
+        elif isinstance(profiles, list):
+            found = "a list with items that are not strings"
+        else:
+            found = f"a {type(profiles).__name__}"
+        problems.append(f"{SPLITS_FILE}: {key!r} must be a list of profile id strings, found {found}")
+    return (None if problems else splits), problems
+
+
+def read_splits(root: Path) -> dict[str, str]:
+    """profile_id -> split name, from splits.json; refuses a problem in the file or a profile in two splits."""
+    splits, problems = read_splits_file(root)
+    if splits is None:
+        raise SourceFormatError(str(root / problems[0]))  # each problem starts with the file name
+    split_of: dict[str, str] = {}
+    for split, profiles in splits.items():
         for profile in profiles:
             if profile in split_of and split_of[profile] != split:
                 raise SourceFormatError(
-                    f"{path}: profile {profile} is listed in two splits ({split_of[profile]} and {split})"
+                    f"{root / SPLITS_FILE}: profile {profile} is listed in two splits ({split_of[profile]} and {split})"
                 )
             split_of[profile] = split
     return split_of

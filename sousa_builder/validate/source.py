@@ -9,7 +9,6 @@ the audio sounds like (`validate.audio`). A prepared folder is validated by `val
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -34,6 +33,7 @@ from ..source import (
     SPLITS_FILE,
     STROKES_SCHEMA,
     convert_column,
+    read_splits_file,
 )
 from .audio import AudioSettings, skipped_audio_checks, source_audio_checks
 from .media import MEDIA_CHECKS, MEDIA_COLUMNS, MediaRefs, sampled_rows, source_media_checks
@@ -233,33 +233,6 @@ def _read_label_file(root: Path, name: str) -> tuple[pa.Table | None, str | None
     return pa.table(columns), None, fails, warns
 
 
-def _read_splits_file(root: Path) -> tuple[dict[str, list[str]] | None, list[str]]:
-    """split -> profile ids listed in splits.json, and what is wrong with the file."""
-    path = root / SPLITS_FILE
-    if not path.is_file():
-        return None, [f"{SPLITS_FILE}: missing"]
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        return None, [f"{SPLITS_FILE}: not valid JSON ({err})"]
-    if not isinstance(document, dict):
-        return None, [f"{SPLITS_FILE}: expected a JSON object with {', '.join(SPLIT_KEYS.values())}"]
-    splits, problems = {}, []
-    for split, key in SPLIT_KEYS.items():
-        profiles = document.get(key)
-        if isinstance(profiles, list) and all(isinstance(profile, str) for profile in profiles):
-            splits[split] = profiles
-            continue
-        if key not in document:
-            found = "missing"
-        elif isinstance(profiles, list):
-            found = "a list with items that are not strings"
-        else:
-            found = f"a {type(profiles).__name__}"
-        problems.append(f"{SPLITS_FILE}: {key!r} must be a list of profile id strings, found {found}")
-    return (None if problems else splits), problems
-
-
 def _keys(column: pa.ChunkedArray, sample_ids: pa.Array) -> _Keys:
     """Map each row's sample_id to its samples row, through the (small) dictionary of distinct ids."""
     if not pa.types.is_dictionary(column.type):
@@ -287,7 +260,7 @@ def _read_labels(root: Path) -> tuple[_Labels, list[CheckResult]]:
             unreadable.append(problem)
         else:
             data.tables[name] = table
-    data.splits, split_problems = _read_splits_file(root)
+    data.splits, split_problems = read_splits_file(root)
 
     samples = data.tables.get("samples")
     if samples is not None and "sample_id" in samples.column_names:

@@ -17,6 +17,7 @@ import logging
 import random
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import soundfile as sf
 
 from .errors import OutputExistsError
 from .features import AUDIO_TAIL_SEC, BINARY_TIER, SAMPLING_RATE, SCORE_COLUMNS, TIERS
+from .source import LABEL_SCHEMAS, upstream_types
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +154,26 @@ def make_sample(
     Labels and MIDI do not depend on either.
     """
     out = Path(out)
+    _check_options(out, overwrite, profiles, rudiments, augmentations, tempos)
+    rng = random.Random(seed)
+    nprng = np.random.default_rng(seed)
+    tables: dict[str, list[dict]] = {"samples": [], "exercises": [], "strokes": [], "measures": []}
+    profile_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(profiles)]
+    for performance in _performances(profile_ids, rudiments, tempos, rng):
+        for a, (soundfont, preset) in enumerate(PRESETS[:augmentations]):
+            sample = _render(out, performance, a, soundfont, preset, flat, (nprng, pitched, shift_ms))
+            tables["samples"].append(sample)
+            tables["exercises"].append({"sample_id": sample["sample_id"], **performance.scores})
+            tables["strokes"] += [{"sample_id": sample["sample_id"], **s} for s in performance.strokes]
+            tables["measures"] += [{"sample_id": sample["sample_id"], **m} for m in performance.measures]
+    _write_labels(out, tables)
+    _write_splits(out, profile_ids, tables["samples"])
+    logger.debug("wrote %d samples to %s", len(tables["samples"]), out)
+    return out
+
+
+def _check_options(out: Path, overwrite: bool, profiles: int, rudiments: int, augmentations: int, tempos: int) -> None:
+    """Refuse counts out of range, and a non-empty `out` unless `overwrite` (then empty it)."""
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise OutputExistsError(f"{out} exists and is not empty; pass overwrite (--overwrite) to replace it")
@@ -163,10 +185,28 @@ def make_sample(
     if profiles < 1 or not 1 <= tempos <= len(TEMPOS):
         raise ValueError(f"profiles must be at least 1 and tempos 1-{len(TEMPOS)}, got {profiles} and {tempos}")
 
-    rng = random.Random(seed)
-    nprng = np.random.default_rng(seed)
-    tables: dict[str, list[dict]] = {"samples": [], "exercises": [], "strokes": [], "measures": []}
-    profile_ids = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(profiles)]
+
+@dataclass
+class Performance:
+    """One performance of a rudiment by a profile at a tempo: what every augmentation of it shares."""
+
+    profile: int
+    profile_id: str
+    tier: str
+    hand: str
+    rudiment: Rudiment
+    tempo: int
+    strokes: list[dict]
+    measures: list[dict]
+    scores: dict
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.tier[:3]}{self.profile:03d}_{self.rudiment.slug}_{self.tempo}bpm"
+
+
+def _performances(profile_ids: list[str], rudiments: int, tempos: int, rng: random.Random) -> Iterator[Performance]:
+    """Each profile plays each of the first `rudiments` rudiments at `tempos` distinct tempos."""
     for p, profile_id in enumerate(profile_ids):
         tier = TIERS[p % len(TIERS)]
         hand = "left" if p % 5 == 4 else "right"
@@ -177,55 +217,58 @@ def make_sample(
                 while tempo in drawn:  # the tempo is part of the sample_id: one rudiment, distinct tempos
                     tempo = rng.choice(TEMPOS)
                 drawn.add(tempo)
-                group_id = f"{tier[:3]}{p:03d}_{rudiment.slug}_{tempo}bpm"
                 strokes = _perform(rudiment, tempo, tier, hand, rng)
                 measures = _measures(strokes, tempo, rudiment)
                 scores = _scores(rudiment, tier, rng)
-                for a, (soundfont, preset) in enumerate(PRESETS[:augmentations]):
-                    sample_id = f"{group_id}_{soundfont}_{preset}"
-                    media_dir = "" if flat else f"{rudiment.slug}/"
-                    audio_path = f"audio/{media_dir}{sample_id}.flac"
-                    midi_path = f"midi/{media_dir}{sample_id}.mid" if a == 0 else None
-                    duration = 8 * 60.0 / tempo  # two 4/4 measures
-                    _write_flac(out / audio_path, strokes, duration, a, nprng, pitched, shift_ms)
-                    if midi_path:
-                        _write_midi(out / midi_path, strokes, tempo)
-                    tables["samples"].append(
-                        dict(
-                            sample_id=sample_id,
-                            profile_id=profile_id,
-                            rudiment_slug=rudiment.slug,
-                            tempo_bpm=tempo,
-                            duration_sec=duration,
-                            num_cycles=8 // rudiment.beats_per_cycle,
-                            skill_tier=tier,
-                            skill_tier_binary=BINARY_TIER[tier],
-                            dominant_hand=hand,
-                            midi_path=midi_path,
-                            audio_path=audio_path,
-                            num_strokes=len(strokes),
-                            num_measures=len(measures),
-                            soundfont=soundfont,
-                            augmentation_preset=preset,
-                            augmentation_group_id=group_id,
-                            aug_soundfont=soundfont,
-                            aug_room_type=preset,
-                            aug_room_wet_dry=round(0.1 * a, 2),
-                            aug_mic_distance=1.0 + a,
-                            aug_mic_type="dynamic" if a % 2 else "condenser",
-                            aug_compression_ratio=1.0 + a,
-                            aug_noise_level_db=-70.0 + 5 * a,
-                            aug_bit_depth=None,
-                            aug_sample_rate=None,
-                        )
-                    )
-                    tables["exercises"].append({"sample_id": sample_id, **scores})
-                    tables["strokes"] += [{"sample_id": sample_id, **s} for s in strokes]
-                    tables["measures"] += [{"sample_id": sample_id, **m} for m in measures]
-    _write_labels(out, tables)
-    _write_splits(out, profile_ids, tables["samples"])
-    logger.debug("wrote %d samples to %s", len(tables["samples"]), out)
-    return out
+                yield Performance(p, profile_id, tier, hand, rudiment, tempo, strokes, measures, scores)
+
+
+def _render(
+    out: Path,
+    performance: Performance,
+    a: int,
+    soundfont: str,
+    preset: str,
+    flat: bool,
+    audio: tuple[np.random.Generator, bool, float],
+) -> dict:
+    """Write augmentation `a` of a performance (its FLAC; the group's MIDI for the first) and return its samples row."""
+    rudiment, tempo, strokes = performance.rudiment, performance.tempo, performance.strokes
+    sample_id = f"{performance.group_id}_{soundfont}_{preset}"
+    media_dir = "" if flat else f"{rudiment.slug}/"
+    audio_path = f"audio/{media_dir}{sample_id}.flac"
+    midi_path = f"midi/{media_dir}{sample_id}.mid" if a == 0 else None
+    duration = 8 * 60.0 / tempo  # two 4/4 measures
+    _write_flac(out / audio_path, strokes, duration, a, *audio)
+    if midi_path:
+        _write_midi(out / midi_path, strokes, tempo)
+    return dict(
+        sample_id=sample_id,
+        profile_id=performance.profile_id,
+        rudiment_slug=rudiment.slug,
+        tempo_bpm=tempo,
+        duration_sec=duration,
+        num_cycles=8 // rudiment.beats_per_cycle,
+        skill_tier=performance.tier,
+        skill_tier_binary=BINARY_TIER[performance.tier],
+        dominant_hand=performance.hand,
+        midi_path=midi_path,
+        audio_path=audio_path,
+        num_strokes=len(strokes),
+        num_measures=len(performance.measures),
+        soundfont=soundfont,
+        augmentation_preset=preset,
+        augmentation_group_id=performance.group_id,
+        aug_soundfont=soundfont,
+        aug_room_type=preset,
+        aug_room_wet_dry=round(0.1 * a, 2),
+        aug_mic_distance=1.0 + a,
+        aug_mic_type="dynamic" if a % 2 else "condenser",
+        aug_compression_ratio=1.0 + a,
+        aug_noise_level_db=-70.0 + 5 * a,
+        aug_bit_depth=None,
+        aug_sample_rate=None,
+    )
 
 
 def _perform(rudiment: Rudiment, tempo: int, tier: str, hand: str, rng: random.Random) -> list[dict]:
@@ -414,81 +457,22 @@ def _write_midi(path: Path, strokes: list[dict], tempo: int) -> None:
     midi.save(path)
 
 
-_LS, _I, _F, _B, _NULL = pa.large_string(), pa.int64(), pa.float64(), pa.bool_(), pa.null()
-_SOURCE_SCHEMAS = {
-    "samples": pa.schema(
-        [
-            ("sample_id", _LS),
-            ("profile_id", _LS),
-            ("rudiment_slug", _LS),
-            ("tempo_bpm", _I),
-            ("duration_sec", _F),
-            ("num_cycles", _I),
-            ("skill_tier", _LS),
-            ("skill_tier_binary", _LS),
-            ("dominant_hand", _LS),
-            ("midi_path", _LS),
-            ("audio_path", _LS),
-            ("num_strokes", _I),
-            ("num_measures", _I),
-            ("soundfont", _LS),
-            ("augmentation_preset", _LS),
-            ("augmentation_group_id", _LS),
-            ("aug_soundfont", _LS),
-            ("aug_room_type", _LS),
-            ("aug_room_wet_dry", _F),
-            ("aug_mic_distance", _F),
-            ("aug_mic_type", _LS),
-            ("aug_compression_ratio", _F),
-            ("aug_noise_level_db", _F),
-            ("aug_bit_depth", _NULL),
-            ("aug_sample_rate", _NULL),
-        ]
-    ),
-    "exercises": pa.schema([("sample_id", _LS)] + [(name, _F) for name, _, _ in SCORE_COLUMNS]),
-    "strokes": pa.schema(
-        [
-            ("sample_id", _LS),
-            ("index", _I),
-            ("hand", _LS),
-            ("stroke_type", _LS),
-            ("intended_time_ms", _F),
-            ("actual_time_ms", _F),
-            ("timing_error_ms", _F),
-            ("intended_velocity", _I),
-            ("actual_velocity", _I),
-            ("velocity_error", _I),
-            ("is_grace_note", _B),
-            ("is_accent", _B),
-            ("diddle_position", _F),
-            ("parent_stroke_index", _F),
-            ("buzz_count", _F),
-            ("flam_spacing_ms", _F),
-        ]
-    ),
-    "measures": pa.schema(
-        [("sample_id", _LS), ("index", _I), ("stroke_start", _I), ("stroke_end", _I)]
-        + [
-            (n, _F)
-            for n in (
-                "timing_mean_error_ms",
-                "timing_std_ms",
-                "timing_max_error_ms",
-                "velocity_mean",
-                "velocity_std",
-                "velocity_consistency",
-                "lr_velocity_ratio",
-                "lr_timing_diff_ms",
-            )
-        ]
-    ),
-}
+def _source_schema(name: str) -> pa.Schema:
+    """The schema upstream writes for a label file: the declared columns with upstream's types
+    (`upstream_types`), the samples' media paths after `dominant_hand` (MIDI first), as upstream orders them."""
+    fields = [pa.field(f.name, upstream_types(f)[0]) for f in LABEL_SCHEMAS[name]]
+    if name == "samples":
+        media = [f for f in fields if f.name in ("midi_path", "audio_path")][::-1]
+        fields = [f for f in fields if f not in media]
+        at = [f.name for f in fields].index("dominant_hand") + 1
+        fields[at:at] = media
+    return pa.schema(fields)
 
 
 def _write_labels(out: Path, tables: dict[str, list[dict]]) -> None:
     (out / "labels").mkdir(parents=True, exist_ok=True)
     for name, rows in tables.items():
-        table = pa.Table.from_pylist(rows, schema=_SOURCE_SCHEMAS[name])
+        table = pa.Table.from_pylist(rows, schema=_source_schema(name))
         # Upstream appends in batches: several row groups per file.
         pq.write_table(table, out / "labels" / f"{name}.parquet", row_group_size=max(1, table.num_rows // 3 + 1))
 

@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import SourceFormatError, SourceNotFoundError
-from .features import MEASURE_FIELDS, SAMPLE_COLUMNS, SCORE_COLUMNS, STROKE_FIELDS
+from .features import MEASURE_FIELDS, NULLABLE_INT_FIELDS, SAMPLE_COLUMNS, SCORE_COLUMNS, STROKE_FIELDS
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,26 @@ SAMPLES_SCHEMA = pa.schema([*_schema(SAMPLE_COLUMNS), *(pa.field(c, pa.string())
 EXERCISES_SCHEMA = pa.schema([_ID, *_schema(SCORE_COLUMNS)])
 STROKES_SCHEMA = pa.schema([_ID, *_schema(STROKE_FIELDS)])
 MEASURES_SCHEMA = pa.schema([_ID, *_schema(MEASURE_FIELDS)])
+# Each label file (a key of LABEL_FILES) as read: declared columns, declared types.
+LABEL_SCHEMAS = {
+    "samples": SAMPLES_SCHEMA,
+    "exercises": EXERCISES_SCHEMA,
+    "strokes": STROKES_SCHEMA,
+    "measures": MEASURES_SCHEMA,
+}
+# Declared int, written by upstream as an all-null column of Arrow type null.
+ALL_NULL_COLUMNS = ("aug_bit_depth", "aug_sample_rate")
+
+
+def upstream_types(field: pa.Field) -> tuple[pa.DataType, ...]:
+    """The Arrow types upstream writes for a declared column (sousa-source-format.md), today's first."""
+    if field.type == pa.string():
+        return (pa.large_string(), pa.string())
+    if field.name in NULLABLE_INT_FIELDS:
+        return (pa.float64(), pa.int64())
+    if field.name in ALL_NULL_COLUMNS:
+        return (pa.null(), pa.int64())
+    return (field.type,)
 
 
 def _normalize_column(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:

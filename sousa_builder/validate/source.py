@@ -23,17 +23,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import SourceNotFoundError
-from ..features import BINARY_TIER, DOMINANT_HANDS, HANDS, NULLABLE_INT_FIELDS, SCORE_COLUMNS, TIERS
+from ..features import BINARY_TIER, DOMINANT_HANDS, HANDS, SCORE_COLUMNS, TIERS
 from ..source import (
-    EXERCISES_SCHEMA,
     LABEL_FILES,
-    MEASURES_SCHEMA,
-    SAMPLES_SCHEMA,
+    LABEL_SCHEMAS,
     SPLIT_KEYS,
     SPLITS_FILE,
-    STROKES_SCHEMA,
     convert_column,
     read_splits_file,
+    upstream_types,
 )
 from .audio import AudioSettings, skipped_audio_checks, source_audio_checks
 from .media import MEDIA_CHECKS, MEDIA_COLUMNS, MediaRefs, sampled_rows, source_media_checks
@@ -41,12 +39,6 @@ from .report import KEPT, CheckResult, Report, first_line, listing, skipped, ver
 
 logger = logging.getLogger(__name__)
 
-SCHEMAS = {
-    "samples": SAMPLES_SCHEMA,
-    "exercises": EXERCISES_SCHEMA,
-    "strokes": STROKES_SCHEMA,
-    "measures": MEASURES_SCHEMA,
-}
 # Of the per-stroke and per-measure tables only these columns are read; every column is type-checked.
 READ_ONLY = {
     "strokes": ("sample_id", "index", "hand", "intended_velocity", "actual_velocity"),
@@ -54,8 +46,6 @@ READ_ONLY = {
 }
 # String columns of the big tables read dictionary-encoded: few distinct values, millions of rows.
 DICTIONARY_COLUMNS = ("sample_id", "hand")
-# Declared int, written by upstream as an all-null column of Arrow type null.
-ALL_NULL_COLUMNS = ("aug_bit_depth", "aug_sample_rate")
 
 CATEGORIES = {
     ("samples", "skill_tier"): TIERS,
@@ -168,26 +158,15 @@ def validate_source(
 # --- reading -------------------------------------------------------------------------------------
 
 
-def _documented_types(field_: pa.Field) -> tuple[pa.DataType, ...]:
-    """The Arrow types upstream writes for a declared column (sousa-source-format.md)."""
-    if field_.type == pa.string():
-        return (pa.string(), pa.large_string())
-    if field_.name in NULLABLE_INT_FIELDS:
-        return (pa.float64(), pa.int64())
-    if field_.name in ALL_NULL_COLUMNS:
-        return (pa.null(), pa.int64())
-    return (field_.type,)
-
-
 def _needs_converting(found: pa.DataType, declared: pa.Field) -> bool:
     """Whether a column must be read to know that it converts: an undocumented type, or floats that must be whole."""
     lossy = pa.types.is_floating(found) and pa.types.is_integer(declared.type)
-    return lossy or found not in _documented_types(declared)
+    return lossy or found not in upstream_types(declared)
 
 
 def _read_label_file(root: Path, name: str) -> tuple[pa.Table | None, str | None, list[str], list[str]]:
     """(usable columns, why the file is unusable, column failures, column warnings) of one label file."""
-    relative, schema = LABEL_FILES[name], SCHEMAS[name]
+    relative, schema = LABEL_FILES[name], LABEL_SCHEMAS[name]
     path = root / relative
     if not path.is_file():
         return None, f"{relative}: missing", [], []
@@ -225,8 +204,8 @@ def _read_label_file(root: Path, name: str) -> tuple[pa.Table | None, str | None
                 f"({first_line(err)})"
             )
             continue
-        if found not in _documented_types(declared):
-            documented = " or ".join(str(t) for t in _documented_types(declared))
+        if found not in upstream_types(declared):
+            documented = " or ".join(str(t) for t in upstream_types(declared))
             warns.append(f"{relative}: column {column_name} has type {found}, documented {documented}; it converts")
         if column_name in keep:
             columns[column_name] = converted
@@ -252,7 +231,7 @@ def _read_labels(root: Path) -> tuple[_Labels, list[CheckResult]]:
     """Read the label files and splits.json as far as they go; the label_files, splits_file and columns checks."""
     data = _Labels(root)
     unreadable, fails, warns = [], [], []
-    for name in SCHEMAS:
+    for name in LABEL_SCHEMAS:
         table, problem, column_fails, column_warns = _read_label_file(root, name)
         fails += column_fails
         warns += column_warns

@@ -1,0 +1,141 @@
+"""Label checks of values: scores, velocities and other numbers in range, categories in their vocabularies."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..features import BINARY_TIER, DOMINANT_HANDS, HANDS, SCORE_COLUMNS, TIERS
+from .label_files import LabelData, floats, ints, key_positions, number
+from .report import KEPT, CheckResult, verdict
+
+logger = logging.getLogger(__name__)
+
+CATEGORIES = {
+    ("samples", "skill_tier"): TIERS,
+    ("samples", "skill_tier_binary"): tuple(dict.fromkeys(BINARY_TIER.values())),
+    ("samples", "dominant_hand"): DOMINANT_HANDS,
+    ("strokes", "hand"): HANDS,
+}
+SCORES = tuple(name for name, _, _ in SCORE_COLUMNS)
+UNIT_SCORES = ("groove_feel_proxy", "tier_confidence")  # 0-1; every other score is 0-100
+OPTIONAL_SCORES = ("flam_quality", "diddle_quality", "roll_sustain")  # null when the rudiment lacks it
+VELOCITY_COLUMNS = ("intended_velocity", "actual_velocity")
+
+
+def score_ranges(data: LabelData) -> CheckResult:
+    exercises = data.tables["exercises"]
+    ids = exercises["sample_id"]
+    bad_rows: list[tuple[int, str, float]] = []
+    count = 0
+    for column in SCORES:
+        if column not in exercises.column_names:
+            continue
+        values = floats(exercises[column])
+        high = 1.0 if column in UNIT_SCORES else 100.0
+        null = np.isnan(values)
+        bad = np.flatnonzero((null & (column not in OPTIONAL_SCORES)) | (values < 0) | (values > high))
+        count += len(bad)
+        bad_rows += [(int(row), column, values[row]) for row in bad[:KEPT]]
+    bad_rows.sort()
+    offenders = [
+        f"{ids[row].as_py()} {column} {number(value)} (range {'0-1' if column in UNIT_SCORES else '0-100'})"
+        for row, column, value in bad_rows[:KEPT]
+    ]
+    return verdict(
+        "score_ranges",
+        count,
+        offenders,
+        "exercise score(s) out of range or null",
+        "exercise scores within 0-100 (groove_feel_proxy, tier_confidence 0-1)",
+    )
+
+
+def velocity_ranges(data: LabelData) -> CheckResult:
+    strokes, keys = data.tables["strokes"], data.keys["strokes"]
+    index = ints(strokes["index"])
+    bad_rows: list[tuple[int, str, float]] = []
+    count = 0
+    for column in VELOCITY_COLUMNS:
+        values = floats(strokes[column])
+        bad = np.flatnonzero(np.isnan(values) | (values < 0) | (values > 127))
+        count += len(bad)
+        bad_rows += [(int(row), column, values[row]) for row in bad[:KEPT]]
+    bad_rows.sort()
+    names = keys.names.to_pylist()
+    offenders = [
+        f"{names[keys.codes[row]] if keys.codes[row] >= 0 else 'null sample_id'} stroke {index[row]}: "
+        f"{column} {number(value)}"
+        for row, column, value in bad_rows[:KEPT]
+    ]
+    return verdict(
+        "velocity_ranges",
+        count,
+        offenders,
+        "stroke velocity value(s) outside 0-127 or null",
+        f"{', '.join(VELOCITY_COLUMNS)} within 0-127",
+    )
+
+
+def positive_values(data: LabelData) -> CheckResult:
+    samples = data.tables["samples"]
+    bad_rows: list[tuple[int, str, float]] = []
+    count = 0
+    for column in ("tempo_bpm", "duration_sec"):
+        values = floats(samples[column])
+        bad = np.flatnonzero(~(values > 0))
+        count += len(bad)
+        bad_rows += [(int(row), column, values[row]) for row in bad[:KEPT]]
+    bad_rows.sort()
+    ids = data.ids_at([row for row, _, _ in bad_rows[:KEPT]])
+    offenders = [f"{sid} {column} {number(value)}" for sid, (_, column, value) in zip(ids, bad_rows)]
+    return verdict(
+        "positive_values",
+        count,
+        offenders,
+        "tempo_bpm / duration_sec value(s) not positive or null",
+        "tempo_bpm and duration_sec positive",
+    )
+
+
+def categorical_values(data: LabelData) -> CheckResult:
+    offenders: list[str] = []
+    count = 0
+    samples = data.tables["samples"]
+    for (name, column), allowed in CATEGORIES.items():
+        if name == "samples":
+            bad = np.flatnonzero(~pc.fill_null(pc.is_in(samples[column], pa.array(allowed)), False).to_numpy())
+            count += len(bad)
+            values = samples[column].take(pa.array(bad[:KEPT], pa.int64())).to_pylist()
+            offenders += [f"{sid} {column} {value!r}" for sid, value in zip(data.ids_at(bad[:KEPT]), values)]
+        else:  # strokes.hand, dictionary-encoded: match its few distinct values, then find their rows
+            keys, column_data = data.keys["strokes"], data.tables["strokes"][column]
+            hand = key_positions(column_data, pa.array(allowed))  # pos: the value's place in `allowed`, -1 if not there
+            bad = np.flatnonzero(hand.pos < 0)
+            count += len(bad)
+            index = ints(data.tables["strokes"]["index"])
+            names, hands = keys.names.to_pylist(), hand.names.to_pylist()
+            offenders += [
+                f"{names[keys.codes[row]] if keys.codes[row] >= 0 else 'null sample_id'} stroke {index[row]}: "
+                f"{column} {hands[hand.codes[row]] if hand.codes[row] >= 0 else None!r}"
+                for row in bad[:KEPT]
+            ]
+    # skill_tier_binary follows from skill_tier (undocumented values of either are reported above).
+    tier, binary = samples["skill_tier"], samples["skill_tier_binary"]
+    expected = pa.array(list(BINARY_TIER.values())).take(pc.index_in(tier, value_set=pa.array(list(BINARY_TIER))))
+    mismatch = pc.and_(pc.is_in(binary, pa.array(sorted(set(BINARY_TIER.values())))), pc.not_equal(binary, expected))
+    bad = np.flatnonzero(pc.fill_null(mismatch, False).to_numpy(zero_copy_only=False))
+    count += len(bad)
+    pairs = zip(data.ids_at(bad[:KEPT]), tier.take(bad[:KEPT]).to_pylist(), binary.take(bad[:KEPT]).to_pylist())
+    offenders += [f"{sid} skill_tier_binary {b!r} but skill_tier {t!r}" for sid, t, b in pairs]
+    return verdict(
+        "categorical_values",
+        count,
+        offenders,
+        "categorical value(s) not documented (or skill_tier_binary not matching skill_tier)",
+        "skill_tier, skill_tier_binary, dominant_hand and hand take only their documented values",
+        details={"documented": {column: list(allowed) for (_, column), allowed in CATEGORIES.items()}},
+    )

@@ -72,6 +72,7 @@ class Sousa(datasets.ArrowBasedBuilder):
         # Resolve the default here so the cache fingerprint names the directory actually read.
         self._data_dir = resolve_data_dir(data_dir)
         self._label_buckets = label_buckets
+        self._label_folders: list[str] = []
         kwargs.setdefault("dataset_name", "sousa")
         super().__init__(*args, data_dir=str(self._data_dir.path), **kwargs)
 
@@ -107,10 +108,20 @@ class Sousa(datasets.ArrowBasedBuilder):
             for table in build_tables(self.config, rows.slice(start, stop - start), Path(root), labels, reader):
                 yield table["sample_id"][0].as_py(), table  # the key: the batch's first sample_id
 
+    def download_and_prepare(self, *args: Any, **kwargs: Any) -> None:
+        """`datasets.DatasetBuilder.download_and_prepare`, then the label buckets it made are removed."""
+        try:
+            super().download_and_prepare(*args, **kwargs)
+        finally:
+            while self._label_folders:
+                shutil.rmtree(self._label_folders.pop(), ignore_errors=True)
+
     def _label_folder(self) -> Path:
-        """A new temporary folder for the label buckets, removed with the builder."""
+        """A new temporary folder for the label buckets: removed after `download_and_prepare`, or with the builder
+        (a streaming dataset reads them as it goes)."""
         folder = tempfile.mkdtemp(prefix="sousa-labels-")
         weakref.finalize(self, shutil.rmtree, folder, True)
+        self._label_folders.append(folder)
         return Path(folder)
 
 

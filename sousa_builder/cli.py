@@ -44,6 +44,9 @@ VALIDATE_EXAMPLES = """examples:
 
 
 def _size(text: str) -> int:
+    """Bytes from "500MB", "2GB" (datasets' own parser) or a plain number of bytes."""
+    if text.isdigit():
+        return int(text)
     try:
         return convert_file_size_to_int(text)
     except ValueError as err:

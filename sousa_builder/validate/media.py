@@ -155,7 +155,9 @@ def run_tasks(
 ) -> list[T]:
     """`worker(*task)` for every task, in `num_proc` processes if > 1; results concatenated in task order.
 
-    The progress bar advances by each task's weight (`unit`s: files or rows) as it completes.
+    The progress bar advances by each task's weight (`unit`s: files or rows) as it completes. Not
+    `tqdm.contrib.concurrent.process_map`: its bar counts tasks, and a task here is a chunk of files or a
+    row group of a shard, of unequal weights; nor does it run in this process when `num_proc` is 1.
     """
     if not tasks:
         return []

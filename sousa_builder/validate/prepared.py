@@ -156,13 +156,12 @@ def _gist(error: BaseException, limit: int = 300) -> str:
 @contextlib.contextmanager
 def _quiet_datasets() -> Iterator[None]:
     """Silence datasets' own error log while loading: the failure is reported by the check instead."""
-    library = logging.getLogger("datasets")
-    level = library.level
-    library.setLevel(logging.CRITICAL)
+    level = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     try:
         yield
     finally:
-        library.setLevel(level)
+        datasets.logging.set_verbosity(level)
 
 
 def _scan(out: Path) -> _Prepared:

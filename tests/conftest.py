@@ -16,6 +16,21 @@ import pytest  # noqa: E402
 from sousa_builder.prepare import prepare  # noqa: E402
 from sousa_builder.sample import make_sample  # noqa: E402
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run the tests marked slow (CI always does)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked slow run in CI (CI=true) or with --run-slow; elsewhere they are skipped, saying so."""
+    if config.getoption("--run-slow") or os.environ.get("CI"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow (CI runs it)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 # 4 profiles x 3 rudiments x 1 tempo x 2 augmentations = 24 samples;
 # profiles 0-1 train (12), profile 2 validation (6), profile 3 test (6).
 SAMPLE_SPLIT_ROWS = {"train": 12, "validation": 6, "test": 6}

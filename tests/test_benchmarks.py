@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_harness_writes_results(tmp_path: Path) -> None:
     # In one process to stay quick (the real run starts a process per step); the worker path is exercised below.
     # 4 profiles x 1 rudiment x 2 augmentations = 8 samples (4N: 32); labels scale: 4 profiles = 4,000 samples.

@@ -225,7 +225,15 @@ def tree_bytes(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize(("start_method", "num_proc"), [("fork", 2), ("spawn", 2), ("forkserver", 2), ("spawn", 1)])
+@pytest.mark.parametrize(
+    ("start_method", "num_proc"),
+    [
+        ("fork", 2),
+        ("spawn", 1),
+        pytest.param("spawn", 2, marks=pytest.mark.slow),
+        pytest.param("forkserver", 2, marks=pytest.mark.slow),
+    ],
+)
 def test_prepare_is_deterministic(
     sample_dir: Path, prepared_dir: Path, tmp_path: Path, start_method: str, num_proc: int
 ) -> None:

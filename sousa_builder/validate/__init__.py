@@ -7,7 +7,8 @@
 """
 
 from .audio import AudioSettings
-from .prepared import HubLimits, validate_prepared
+from .hub_limits import HubLimits
+from .prepared import validate_prepared
 from .report import CheckResult, Report
 from .source import validate_source
 

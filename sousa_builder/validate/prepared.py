@@ -13,12 +13,9 @@ import contextlib
 import logging
 import os
 import random
-import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import datasets
 import pyarrow as pa
@@ -26,76 +23,21 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..builder import Sousa, config_names
-from ..card import CardMetadataError, card_metadata, metadata_infos
+from ..card import metadata_infos
 from ..errors import SousaError
 from ..features import features_for
-from ..prepare import AUXILIARY_DIR, README
+from ..prepare import README
 from ..source import MEDIA_PATH_COLUMNS, SousaSource
 from .audio import AudioSettings, embedded_audio_checks, skipped_audio_checks
+from .hub_limits import HubLimits, hub_limits_checks
 from .media import compare_embedded, run_tasks, sampled_rows
+from .prepared_folder import PreparedFolder, Shard, readme_split_rows, scan
 from .report import KEPT, CheckResult, Report, first_line, skipped, verdict
 
 logger = logging.getLogger(__name__)
 
 # Columns that exist only inside the builder and must not reach the output.
 INTERNAL_COLUMNS = (*MEDIA_PATH_COLUMNS, "split")
-# Not uploaded: git metadata and huggingface_hub's local download cache.
-IGNORED = (".git", ".cache")
-_SHARD_NAME = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}\.parquet$")
-
-
-@dataclass(frozen=True)
-class HubLimits:
-    """What the Hub and its dataset viewer accept."""
-
-    max_file_bytes: int = 20 * 10**9  # files under 20 GB
-    max_folder_entries: int = 10_000  # fewer than 10,000 entries (files and folders) per folder
-    max_files: int = 100_000  # fewer than 100,000 files per repository
-    # The viewer refuses row groups above ~286 MiB of uncompressed data (the footer's total_byte_size).
-    max_row_group_bytes: int = 280 * 2**20
-
-
-@dataclass
-class _Shard:
-    """One Parquet file of a config, its split (from its name) and its footer."""
-
-    path: str  # relative to the prepared folder, POSIX
-    config: str
-    split: str
-    metadata: pq.FileMetaData | None = None
-    schema: pa.Schema | None = None
-    problem: str | None = None
-    ids: pa.Table | None = None  # sample_id and profile_id, when readable
-
-    @property
-    def rows(self) -> int:
-        return self.metadata.num_rows if self.metadata is not None else 0
-
-
-@dataclass
-class _Prepared:
-    """What was found in the prepared folder."""
-
-    out: Path
-    shards: list[_Shard]
-    readme: dict[str, Any] | None  # the README YAML
-    readme_problem: str | None
-    configs: dict[str, dict[str, list[str]]]  # README: config -> split -> data_files patterns
-
-    def shards_of(self, config: str, split: str | None = None) -> list[_Shard]:
-        return [s for s in self.shards if s.config == config and (split is None or s.split == split)]
-
-    @property
-    def readable(self) -> list[_Shard]:
-        return [s for s in self.shards if s.problem is None]
-
-    def split_rows(self) -> dict[str, dict[str, int]]:
-        """config -> split -> rows, from the Parquet footers."""
-        rows: dict[str, dict[str, int]] = {}
-        for shard in self.readable:
-            rows.setdefault(shard.config, {}).setdefault(shard.split, 0)
-            rows[shard.config][shard.split] += shard.rows
-        return rows
 
 
 def validate_prepared(
@@ -122,7 +64,7 @@ def validate_prepared(
     limits = limits or HubLimits()
     if sample is not None and seed is None:  # one draw for media_bytes and the audio checks
         seed = random.randrange(2**32)
-    prepared = _scan(out)
+    prepared = scan(out)
     opened, source_problem = _open_source(source)
     checks = [
         _readme(prepared),
@@ -137,7 +79,7 @@ def validate_prepared(
         checks.append(CheckResult("media_bytes", "fail", f"cannot read the source: {source_problem}", 1))
     else:
         checks.append(_media_bytes(prepared, opened, num_proc, sample, seed))
-    checks += [_split_profiles(prepared), *_hub_limits(out, limits)]
+    checks += [_split_profiles(prepared), *hub_limits_checks(out, limits)]
     if audio is not None:
         checks += _audio(prepared, num_proc, sample, seed, audio)
     return Report(str(out), "prepared", checks, time.perf_counter() - started)
@@ -164,76 +106,6 @@ def _quiet_datasets() -> Iterator[None]:
         datasets.logging.set_verbosity(level)
 
 
-def _scan(out: Path) -> _Prepared:
-    """Find the config folders and their shards, read their footers, and parse the README YAML."""
-    shards = []
-    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
-        if folder.name in (AUXILIARY_DIR, *IGNORED) or folder.name.startswith("."):
-            continue
-        for path in sorted(folder.rglob("*.parquet")):
-            match = _SHARD_NAME.match(path.name)
-            split = match["split"] if match else path.stem.split("-")[0]
-            shard = _Shard(path.relative_to(out).as_posix(), folder.name, split)
-            try:
-                parquet = pq.ParquetFile(path)
-                shard.metadata, shard.schema = parquet.metadata, parquet.schema_arrow
-                columns = [c for c in ("sample_id", "profile_id") if c in shard.schema.names]
-                shard.ids = parquet.read(columns=columns) if columns else None
-            except (OSError, pa.ArrowException) as err:
-                shard.problem = f"does not read as Parquet ({first_line(err)})"
-            shards.append(shard)
-    readme, problem = _read_readme(out / README)
-    configs = _readme_configs(readme) if readme is not None else {}
-    return _Prepared(out, shards, readme, problem, configs)
-
-
-def _read_readme(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    if not path.is_file():
-        return None, f"{README}: missing"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        return None, f"{README}: unreadable ({err})"
-    try:
-        return card_metadata(text), None
-    except CardMetadataError as err:
-        return None, f"{README}: {err}"
-
-
-def _readme_configs(readme: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
-    """config name -> split -> data_files patterns, as the README YAML `configs` gives them."""
-    configs: dict[str, dict[str, list[str]]] = {}
-    entries = readme.get("configs")
-    for entry in entries if isinstance(entries, list) else []:
-        if not isinstance(entry, dict) or not isinstance(entry.get("config_name"), str):
-            continue
-        files = entry.get("data_files", [])
-        splits: dict[str, list[str]] = {}
-        if isinstance(files, (str, dict)):
-            files = [files]
-        for item in files if isinstance(files, list) else []:
-            if isinstance(item, str):
-                splits.setdefault("train", []).append(item)
-            elif isinstance(item, dict) and "path" in item:
-                paths = item["path"] if isinstance(item["path"], list) else [item["path"]]
-                splits.setdefault(str(item.get("split", "train")), []).extend(str(p) for p in paths)
-        configs[entry["config_name"]] = splits
-    return configs
-
-
-def _readme_split_rows(readme: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
-    """config -> split -> num_examples, as the README YAML `dataset_info` gives them."""
-    infos = (readme or {}).get("dataset_info", [])
-    rows: dict[str, dict[str, int]] = {}
-    for info in infos if isinstance(infos, list) else [infos]:
-        splits = info.get("splits") if isinstance(info, dict) else None
-        for split in splits if isinstance(splits, list) else []:
-            if isinstance(split, dict) and isinstance(split.get("num_examples"), int):
-                config = rows.setdefault(str(info.get("config_name", "default")), {})
-                config[str(split.get("name"))] = split["num_examples"]
-    return rows
-
-
 def _open_source(source: str | os.PathLike | None) -> tuple[SousaSource | None, str | None]:
     if source is None:
         return None, None
@@ -246,7 +118,7 @@ def _open_source(source: str | os.PathLike | None) -> tuple[SousaSource | None, 
 # --- checks --------------------------------------------------------------------------------------
 
 
-def _readme(prepared: _Prepared) -> CheckResult:
+def _readme(prepared: PreparedFolder) -> CheckResult:
     """The README YAML parses, lists every config folder and shard on disk, and nothing that is not there."""
     if prepared.readme is None:
         return CheckResult("readme", "fail", "the README does not describe the folder", 1, [prepared.readme_problem])
@@ -282,7 +154,7 @@ def _readme(prepared: _Prepared) -> CheckResult:
     )
 
 
-def _load(prepared: _Prepared, sample: int | None) -> CheckResult:
+def _load(prepared: PreparedFolder, sample: int | None) -> CheckResult:
     """Each README config loads with `datasets.load_dataset(OUT, config)` (streaming: no cache copy)."""
     offenders, read = [], 0
     files = prepared.split_rows()
@@ -324,7 +196,7 @@ def _declared(config: str) -> datasets.Features | None:
     return features_for(spec.with_midi, spec.with_audio) if spec is not None else None
 
 
-def _features(prepared: _Prepared) -> CheckResult:
+def _features(prepared: PreparedFolder) -> CheckResult:
     """The README features of each config, and the schema of each shard, are the builder's declared ones."""
     offenders = []
     try:  # the README was parsed once by `_scan`; datasets reads its `dataset_info` the same way
@@ -390,7 +262,7 @@ def _audio_paths(path: Path) -> pa.Table:
     return pa.table({"sample_id": table["sample_id"], "path": column})
 
 
-def _no_path_columns(prepared: _Prepared) -> CheckResult:
+def _no_path_columns(prepared: PreparedFolder) -> CheckResult:
     """No internal path column in any shard, and audio `path` values are bare file names."""
     offenders, count = [], 0
     for shard in prepared.readable:
@@ -421,7 +293,7 @@ def _no_path_columns(prepared: _Prepared) -> CheckResult:
     )
 
 
-def _ids(shards: Sequence[_Shard]) -> list[str]:
+def _ids(shards: Sequence[Shard]) -> list[str]:
     return [
         sid
         for s in shards
@@ -430,7 +302,7 @@ def _ids(shards: Sequence[_Shard]) -> list[str]:
     ]
 
 
-def _row_counts(prepared: _Prepared, source: SousaSource | None, source_problem: str | None) -> CheckResult:
+def _row_counts(prepared: PreparedFolder, source: SousaSource | None, source_problem: str | None) -> CheckResult:
     """Rows (and sample ids) per split: equal across configs, to the README and to the source."""
     offenders: list[str] = []
     count = 0
@@ -464,7 +336,7 @@ def _row_counts(prepared: _Prepared, source: SousaSource | None, source_problem:
             if repeated:
                 count += repeated
                 offenders.append(f"{name}/{split}: {repeated} sample id(s) more than once")
-    declared = _readme_split_rows(prepared.readme)
+    declared = readme_split_rows(prepared.readme)
     for name, splits in sorted(declared.items()):
         for split, number in sorted(splits.items()):
             actual = rows.get(name, {}).get(split, 0)
@@ -484,7 +356,7 @@ def _row_counts(prepared: _Prepared, source: SousaSource | None, source_problem:
 
 
 def _media_bytes(
-    prepared: _Prepared, source: SousaSource, num_proc: int | None, sample: int | None, seed: int | None
+    prepared: PreparedFolder, source: SousaSource, num_proc: int | None, sample: int | None, seed: int | None
 ) -> CheckResult:
     """Embedded audio and MIDI bytes are the source files, byte for byte."""
     media = (source.rows[column].to_pylist() for column in ("sample_id", "audio_path", "midi_path"))
@@ -508,7 +380,7 @@ def _media_bytes(
 
 
 def _audio(
-    prepared: _Prepared, num_proc: int | None, sample: int | None, seed: int | None, settings: AudioSettings
+    prepared: PreparedFolder, num_proc: int | None, sample: int | None, seed: int | None, settings: AudioSettings
 ) -> list[CheckResult]:
     """The audio checks on the rows of the `audio` config (all, or `sample` random ones drawn with `seed`)."""
     shards = [s for s in prepared.readable if s.config == "audio" and {"audio", "midi"} <= set(s.schema.names)]
@@ -523,7 +395,7 @@ def _audio(
     return embedded_audio_checks(prepared.out, row_groups, details, num_proc, settings)
 
 
-def _row_groups_holding(shards: Sequence[_Shard], chosen: set[str]) -> Iterator[tuple[_Shard, int, list[str]]]:
+def _row_groups_holding(shards: Sequence[Shard], chosen: set[str]) -> Iterator[tuple[Shard, int, list[str]]]:
     """(shard, row group, the `chosen` sample ids in it) for every row group of `shards` holding any of them."""
     for shard in shards:
         ids, offset = shard.ids["sample_id"].to_pylist(), 0
@@ -535,7 +407,7 @@ def _row_groups_holding(shards: Sequence[_Shard], chosen: set[str]) -> Iterator[
                 yield shard, group, wanted
 
 
-def _split_profiles(prepared: _Prepared) -> CheckResult:
+def _split_profiles(prepared: PreparedFolder) -> CheckResult:
     """No profile_id appears in two splits, across every shard of every config."""
     seen: dict[str, dict[str, str]] = {}  # profile -> split -> first shard
     for shard in prepared.readable:
@@ -555,69 +427,3 @@ def _split_profiles(prepared: _Prepared) -> CheckResult:
         "profile(s) in more than one split",
         f"{len(seen):,} profiles, each in one split only",
     )
-
-
-def _hub_limits(out: Path, limits: HubLimits) -> list[CheckResult]:
-    """File sizes, entries per folder, files in all, Parquet row group sizes."""
-    big, crowded, files, row_groups = [], [], [], []
-    per_folder: dict[str, int] = {}
-    for directory, subdirectories, names in os.walk(out):
-        here = Path(directory)
-        if here == out:
-            subdirectories[:] = [d for d in subdirectories if d not in IGNORED]
-        subdirectories.sort()
-        entries = len(subdirectories) + len(names)
-        folder = here.relative_to(out).as_posix()
-        per_folder[folder] = len(names)
-        if entries >= limits.max_folder_entries:
-            crowded.append(f"{folder}/: {entries:,} entries")
-        for name in sorted(names):
-            path = here / name
-            relative = path.relative_to(out).as_posix()
-            files.append(relative)
-            size = path.stat().st_size
-            if size >= limits.max_file_bytes:
-                big.append(f"{relative}: {size / 1e9:,.2f} GB")
-            if name.endswith(".parquet"):
-                try:
-                    metadata = pq.read_metadata(path)
-                except (OSError, pa.ArrowException):
-                    continue  # reported by `features` for shards; not a size problem
-                for index in range(metadata.num_row_groups):
-                    group_bytes = metadata.row_group(index).total_byte_size
-                    if group_bytes >= limits.max_row_group_bytes:
-                        row_groups.append(f"{relative} row group {index}: {group_bytes / 2**20:,.1f} MiB")
-    fullest = sorted(per_folder.items(), key=lambda item: (-item[1], item[0]))
-    too_many = [f"{folder}/: {number:,} files" for folder, number in fullest] if len(files) >= limits.max_files else []
-    return [
-        verdict(
-            "hub_file_size",
-            len(big),
-            big,
-            f"file(s) of {limits.max_file_bytes / 1e9:g} GB or more",
-            f"every file under {limits.max_file_bytes / 1e9:g} GB",
-        ),
-        verdict(
-            "hub_folder_entries",
-            len(crowded),
-            crowded,
-            f"folder(s) with {limits.max_folder_entries:,} entries or more",
-            f"every folder under {limits.max_folder_entries:,} entries",
-        ),
-        CheckResult(
-            "hub_file_count",
-            "fail" if too_many else "pass",
-            f"{len(files):,} files, the Hub allows fewer than {limits.max_files:,} (the fullest folders)"
-            if too_many
-            else f"{len(files):,} files in all, under {limits.max_files:,}",
-            len(too_many),
-            too_many[:KEPT],
-        ),
-        verdict(
-            "hub_row_groups",
-            len(row_groups),
-            row_groups,
-            f"Parquet row group(s) of {limits.max_row_group_bytes / 2**20:g} MiB or more (the viewer refuses them)",
-            f"every Parquet row group under {limits.max_row_group_bytes / 2**20:g} MiB",
-        ),
-    ]

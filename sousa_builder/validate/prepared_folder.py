@@ -1,0 +1,133 @@
+"""A prepared folder as found on disk: its shards (footers, ids) and its README YAML, read once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..card import CardMetadataError, card_metadata
+from ..prepare import AUXILIARY_DIR, README
+from .report import first_line
+
+# Not uploaded: git metadata and huggingface_hub's local download cache.
+IGNORED = (".git", ".cache")
+_SHARD_NAME = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}\.parquet$")
+
+
+@dataclass
+class Shard:
+    """One Parquet file of a config, its split (from its name) and its footer."""
+
+    path: str  # relative to the prepared folder, POSIX
+    config: str
+    split: str
+    metadata: pq.FileMetaData | None = None
+    schema: pa.Schema | None = None
+    problem: str | None = None
+    ids: pa.Table | None = None  # sample_id and profile_id, when readable
+
+    @property
+    def rows(self) -> int:
+        return self.metadata.num_rows if self.metadata is not None else 0
+
+
+@dataclass
+class PreparedFolder:
+    """What was found in the prepared folder."""
+
+    out: Path
+    shards: list[Shard]
+    readme: dict[str, Any] | None  # the README YAML
+    readme_problem: str | None
+    configs: dict[str, dict[str, list[str]]]  # README: config -> split -> data_files patterns
+
+    def shards_of(self, config: str, split: str | None = None) -> list[Shard]:
+        return [s for s in self.shards if s.config == config and (split is None or s.split == split)]
+
+    @property
+    def readable(self) -> list[Shard]:
+        return [s for s in self.shards if s.problem is None]
+
+    def split_rows(self) -> dict[str, dict[str, int]]:
+        """config -> split -> rows, from the Parquet footers."""
+        rows: dict[str, dict[str, int]] = {}
+        for shard in self.readable:
+            rows.setdefault(shard.config, {}).setdefault(shard.split, 0)
+            rows[shard.config][shard.split] += shard.rows
+        return rows
+
+
+def scan(out: Path) -> PreparedFolder:
+    """Find the config folders and their shards, read their footers, and parse the README YAML."""
+    shards = []
+    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
+        if folder.name in (AUXILIARY_DIR, *IGNORED) or folder.name.startswith("."):
+            continue
+        for path in sorted(folder.rglob("*.parquet")):
+            match = _SHARD_NAME.match(path.name)
+            split = match["split"] if match else path.stem.split("-")[0]
+            shard = Shard(path.relative_to(out).as_posix(), folder.name, split)
+            try:
+                parquet = pq.ParquetFile(path)
+                shard.metadata, shard.schema = parquet.metadata, parquet.schema_arrow
+                columns = [c for c in ("sample_id", "profile_id") if c in shard.schema.names]
+                shard.ids = parquet.read(columns=columns) if columns else None
+            except (OSError, pa.ArrowException) as err:
+                shard.problem = f"does not read as Parquet ({first_line(err)})"
+            shards.append(shard)
+    readme, problem = _read_readme(out / README)
+    configs = _readme_configs(readme) if readme is not None else {}
+    return PreparedFolder(out, shards, readme, problem, configs)
+
+
+def _read_readme(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    if not path.is_file():
+        return None, f"{README}: missing"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        return None, f"{README}: unreadable ({err})"
+    try:
+        return card_metadata(text), None
+    except CardMetadataError as err:
+        return None, f"{README}: {err}"
+
+
+def _readme_configs(readme: Mapping[str, Any]) -> dict[str, dict[str, list[str]]]:
+    """config name -> split -> data_files patterns, as the README YAML `configs` gives them."""
+    configs: dict[str, dict[str, list[str]]] = {}
+    entries = readme.get("configs")
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("config_name"), str):
+            continue
+        files = entry.get("data_files", [])
+        splits: dict[str, list[str]] = {}
+        if isinstance(files, (str, dict)):
+            files = [files]
+        for item in files if isinstance(files, list) else []:
+            if isinstance(item, str):
+                splits.setdefault("train", []).append(item)
+            elif isinstance(item, dict) and "path" in item:
+                paths = item["path"] if isinstance(item["path"], list) else [item["path"]]
+                splits.setdefault(str(item.get("split", "train")), []).extend(str(p) for p in paths)
+        configs[entry["config_name"]] = splits
+    return configs
+
+
+def readme_split_rows(readme: Mapping[str, Any] | None) -> dict[str, dict[str, int]]:
+    """config -> split -> num_examples, as the README YAML `dataset_info` gives them."""
+    infos = (readme or {}).get("dataset_info", [])
+    rows: dict[str, dict[str, int]] = {}
+    for info in infos if isinstance(infos, list) else [infos]:
+        splits = info.get("splits") if isinstance(info, dict) else None
+        for split in splits if isinstance(splits, list) else []:
+            if isinstance(split, dict) and isinstance(split.get("num_examples"), int):
+                config = rows.setdefault(str(info.get("config_name", "default")), {})
+                config[str(split.get("name"))] = split["num_examples"]
+    return rows

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import datasets
 import pytest
-from hub_server import DEFAULT_TOKEN, FakeHub, hub_fixture  # noqa: F401
+from hub_server import DEFAULT_TOKEN, FakeHub, XetStore, hub_fixture  # noqa: F401
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, HfFileSystem, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
@@ -349,3 +349,31 @@ def test_xet_token_route_answers_the_cas_endpoint(hub: FakeHub) -> None:
     assert answer.status_code == 200 and hub.xet is not None
     assert answer.headers["X-Xet-Cas-Url"] == answer.json()["casUrl"] == f"local://{hub.xet.root}"
     assert answer.headers["X-Xet-Access-Token"] == answer.json()["accessToken"]
+
+
+def test_xet_store_names_files_as_hf_xet_does(tmp_path: Path) -> None:
+    """The one piece of Xet format the server reads (file hashes in shards) against hf_xet's public API."""
+    import random
+    import time
+
+    import hf_xet
+
+    files = {"small.bin": b"one chunk" * 100, "big.bin": random.Random(0).randbytes(1 << 20)}  # 1 MiB: many chunks
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    names = {info.hash: name for name, info in zip(files, hf_xet.hash_files([str(tmp_path / n) for n in files]))}
+    cas = tmp_path / "cas"
+    cas.mkdir()
+    session = hf_xet.XetSession()
+    with session.new_upload_commit(f"local://{cas}", "token", int(time.time()) + 600) as commit:
+        for name in files:
+            commit.start_upload_file(str(tmp_path / name))
+
+    store = XetStore(cas)
+    found = {u.xet_hash: u for u in store.scan()}
+    assert set(found) == set(names) and store.scan() == []  # a second scan finds nothing new
+    for xet_hash, upload in found.items():
+        data = files[names[xet_hash]]
+        assert (upload.sha256, upload.size) == (hashlib.sha256(data).hexdigest(), len(data))
+        assert store.lookup(upload.sha256) == (upload, data)
+    assert store.lookup("0" * 64) is None

@@ -8,7 +8,9 @@ store keyed by sha256, serves the Hub endpoints that publishing and loading use 
 With `FakeHub(xet_dir=...)` it also serves the Xet path that huggingface_hub takes when hf_xet is installed: the
 xet-write/read-token routes hand out a `local://<xet_dir>` CAS endpoint, a folder that hf_xet itself writes chunks
 to and reads them from (see `XetStore`); commits may then name files the client uploaded there, and resolve and
-tree answers carry their Xet hashes so that downloads go through hf_xet too.
+tree answers carry their Xet hashes so that downloads go through hf_xet too. Files seeded with `commit_files` stay
+LFS-only (served by plain resolve, as the Hub serves files it has not moved to Xet). hf_xet resolves host names
+itself, past `guard_network`; with a `local://` endpoint it has none to resolve.
 
 Use the `hub` fixture: `from hub_server import hub_fixture  # noqa: F401`, then `def test_x(hub): ...`.
 It starts a server with user "alice" (token "hf_alice", org "sousa-org"), points both clients at it and
@@ -233,10 +235,6 @@ class XetStore:
                 self.scan()
             upload = self._by_sha256.get(sha256)
             return None if upload is None else (upload, self._content[sha256])
-
-    def xet_hash(self, sha256: str) -> str | None:
-        upload = self._by_sha256.get(sha256)
-        return upload.xet_hash if upload else None
 
     def scan(self) -> list[XetUpload]:
         """Index the files that shards list and the server has not seen yet; returns them."""

@@ -100,6 +100,7 @@ def test_changed_source_uploads_only_changed_shards_and_deletes_stale(
     assert "auxiliary/strokes.parquet" in result.plan.unchanged
 
 
+@BOTH_PATHS  # on the Xet path: LFS-only files of the old layout deleted, Xet files added, in one commit
 def test_replaces_an_older_layout_in_one_commit(hub: FakeHub, prepared_dir: Path) -> None:
     hub.create_repo(REPO)
     legacy = {
@@ -158,7 +159,6 @@ def test_failed_xet_upload_leaves_main_unchanged_and_rerun_sends_the_rest(
     assert hub.files(REPO).keys() >= local_tree(prepared_dir).keys()
 
 
-@BOTH_PATHS
 def test_subset_of_configs_keeps_the_others(hub: FakeHub, prepared_dir: Path, sample_dir: Path, tmp_path) -> None:
     publish(REPO, prepared_dir)
     before = hub.files(REPO)
@@ -295,7 +295,6 @@ def test_refuses_a_folder_that_fails_validation(hub: FakeHub, prepared_dir: Path
     assert not hub.requests_for("create_repo", "preupload", "lfs_batch", "commit")
 
 
-@BOTH_PATHS
 def test_shard_rewritten_in_place_is_hashed_again(hub: FakeHub, prepared_dir: Path, tmp_path: Path) -> None:
     folder = Path(shutil.copytree(prepared_dir, tmp_path / "copy"))
     publish(REPO, folder)  # remembers the hash of every file with its stat

@@ -344,7 +344,7 @@ def test_xet_token_route_answers_the_cas_endpoint(hub: FakeHub) -> None:
 
     hub.create_repo(REPO)
     answer = get_session().get(
-        f"{hub.url}/api/datasets/{REPO}/xet-write-token/main", headers={"Authorization": "Bearer hf_alice"}
+        f"{hub.url}/api/datasets/{REPO}/xet-write-token/main", headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"}
     )
     assert answer.status_code == 200 and hub.xet is not None
     assert answer.headers["X-Xet-Cas-Url"] == answer.json()["casUrl"] == f"local://{hub.xet.root}"

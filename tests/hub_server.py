@@ -5,9 +5,17 @@ store keyed by sha256, serves the Hub endpoints that publishing and loading use 
 /work/shared/docs/hub-protocol.md) on 127.0.0.1, and records every request, LFS upload and commit. Faults
 (a status code or a dropped connection on the N-th request of a route) are injected with `inject_fault`.
 
+With `FakeHub(xet_dir=...)` it also serves the Xet path that huggingface_hub takes when hf_xet is installed: the
+xet-write/read-token routes hand out a `local://<xet_dir>` CAS endpoint, a folder that hf_xet itself writes chunks
+to and reads them from (see `XetStore`); commits may then name files the client uploaded there, and resolve and
+tree answers carry their Xet hashes so that downloads go through hf_xet too. Files seeded with `commit_files` stay
+LFS-only (served by plain resolve, as the Hub serves files it has not moved to Xet). hf_xet resolves host names
+itself, past `guard_network`; with a `local://` endpoint it has none to resolve.
+
 Use the `hub` fixture: `from hub_server import hub_fixture  # noqa: F401`, then `def test_x(hub): ...`.
 It starts a server with user "alice" (token "hf_alice", org "sousa-org"), points both clients at it and
-makes any host lookup other than 127.0.0.1 fail (and the test with it).
+makes any host lookup other than 127.0.0.1 fail (and the test with it). The clients use plain LFS unless the test
+asks for Xet: `@pytest.mark.parametrize("hub", ["lfs", "xet"], indirect=True)`.
 """
 
 from __future__ import annotations
@@ -19,7 +27,10 @@ import json
 import re
 import secrets
 import socket
+import struct
+import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -57,6 +68,7 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("POST", rf"{_API}/preupload/(?P<rev>[^/]+)", "preupload"),
         ("POST", rf"{_API}/commit/(?P<rev>[^/]+)", "commit"),
         ("POST", rf"{_API}/branch/(?P<branch>[^/]+)", "create_branch"),
+        ("GET", rf"{_API}/xet-(?P<access>read|write)-token/(?P<rev>[^/]+)", "xet_token"),
         ("POST", rf"{_GIT}\.git/info/lfs/objects/batch", "lfs_batch"),
         ("POST", rf"{_GIT}\.git/info/lfs/objects/verify", "lfs_verify"),
         ("PUT", r"/lfs-upload/(?P<ticket>\w+)(?:/(?P<part>\d+))?", "lfs_upload"),
@@ -66,6 +78,7 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
     )
 )
 _NO_AUTH_ROUTES = {"lfs_upload", "lfs_complete"}  # presigned storage URLs: the client sends no token
+XET_TOKEN_LIFETIME = 3600  # seconds; hf_xet asks the refresh route again shortly before a token expires
 
 
 def git_blob_oid(data: bytes) -> str:
@@ -87,17 +100,21 @@ def _iso(when: datetime) -> str:
 
 @dataclass(frozen=True)
 class Blob:
-    """File content as stored in a commit; `oid` is the git oid (of the pointer file, for LFS)."""
+    """File content as stored in a commit; `oid` is the git oid (of the pointer file, for LFS).
+
+    `xet_hash` is set for LFS files whose content is in the Xet store: downloads of those go through hf_xet."""
 
     data: bytes
     lfs: bool
     oid: str
     sha256: str
+    xet_hash: str | None = None
 
     @classmethod
-    def make(cls, data: bytes, lfs: bool) -> Blob:
+    def make(cls, data: bytes, lfs: bool, xet_hash: str | None = None) -> Blob:
         sha256 = hashlib.sha256(data).hexdigest()
-        return cls(data, lfs, git_blob_oid(_lfs_pointer(sha256, len(data)) if lfs else data), sha256)
+        oid = git_blob_oid(_lfs_pointer(sha256, len(data)) if lfs else data)
+        return cls(data, lfs, oid, sha256, xet_hash if lfs else None)
 
     @property
     def size(self) -> int:
@@ -180,6 +197,107 @@ class LfsUpload:
     size: int
 
 
+@dataclass(frozen=True)
+class XetUpload:
+    """One file that reached the Xet store, by its Xet hash, with the sha256 and size of its content."""
+
+    xet_hash: str
+    sha256: str
+    size: int
+
+
+class XetStore:
+    """The CAS of the Xet path: a folder that hf_xet uses as a `local://` endpoint, and what the Hub knows of it.
+
+    hf_xet writes the chunks of uploaded files there (in xorbs) with shards that list each file by its Xet hash,
+    and reads files back from it by Xet hash; the server never parses chunks. A commit, though, names files by
+    sha256 only, as the real Hub learns the link from the shards. So does this store: it reads the file hashes
+    from new shards (the part of the published MDB shard format, https://huggingface.co/docs/xet/shard, that lists
+    files), downloads each new file back through hf_xet's public API and hashes the bytes itself. A misread shard
+    can thus only make a file missing (the commit fails), never a wrong one."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.uploads: list[XetUpload] = []  # in the order the server first saw them
+        self._content: dict[str, bytes] = {}  # sha256 -> content
+        self._by_sha256: dict[str, XetUpload] = {}
+        self._session: Any = None
+        self._lock = threading.RLock()
+
+    @property
+    def endpoint(self) -> str:
+        return f"local://{self.root}"
+
+    def lookup(self, sha256: str) -> tuple[XetUpload, bytes] | None:
+        """The stored file with this sha256 (scanning the store for new uploads first if needed), or None."""
+        with self._lock:
+            if sha256 not in self._by_sha256:
+                self.scan()
+            upload = self._by_sha256.get(sha256)
+            return None if upload is None else (upload, self._content[sha256])
+
+    def scan(self) -> list[XetUpload]:
+        """Index the files that shards list and the server has not seen yet; returns them."""
+        with self._lock:
+            known = {u.xet_hash for u in self.uploads}
+            found: list[XetUpload] = []
+            for shard in sorted(self.root.rglob("*.mdb")):
+                try:
+                    hashes = _shard_file_hashes(shard.read_bytes())
+                except (OSError, ValueError, struct.error):
+                    continue  # a shard being written, or not one: a later scan sees it again
+                for xet_hash in hashes:
+                    if xet_hash in known:
+                        continue
+                    data = self._download(xet_hash)
+                    if data is None:
+                        continue  # listed but its chunks are not (all) there: an interrupted upload
+                    known.add(xet_hash)
+                    upload = XetUpload(xet_hash, hashlib.sha256(data).hexdigest(), len(data))
+                    self.uploads.append(upload)
+                    self._by_sha256.setdefault(upload.sha256, upload)
+                    self._content.setdefault(upload.sha256, data)
+                    found.append(upload)
+            return found
+
+    def _download(self, xet_hash: str) -> bytes | None:
+        import hf_xet
+
+        if self._session is None:
+            self._session = hf_xet.XetSession()
+        expiry = int(time.time()) + XET_TOKEN_LIFETIME
+        with tempfile.TemporaryDirectory(prefix="fake-hub-xet-") as tmp:
+            target = Path(tmp) / "file"
+            try:
+                with self._session.new_file_download_group(self.endpoint, "fake-hub", expiry) as group:
+                    group.start_download_file(hf_xet.XetFileInfo(xet_hash), str(target))
+                return target.read_bytes()
+            except (RuntimeError, OSError):
+                return None
+
+
+def _shard_file_hashes(shard: bytes) -> list[str]:
+    """The Xet hashes of the files an MDB shard lists, as hex in hf_xet's notation.
+
+    Published layout: a 48-byte header (32-byte tag, u64 version, u64 footer size); the footer, if any, starts
+    with u64 version, u64 file-info offset; the file-info section is a run of blocks, each a 48-byte header (32-byte
+    file hash, u32 flags, u32 number of entries, 8 unused bytes) followed by that many 48-byte entries, as many
+    verification entries if flag bit 31 is set and one 48-byte metadata entry if bit 30 is set; a header whose
+    hash is all 0xff ends it. A hash is four little-endian u64, written as 16 hex digits each."""
+    _, footer_size = struct.unpack_from("<QQ", shard, 32)
+    offset = struct.unpack_from("<Q", shard, len(shard) - footer_size + 8)[0] if footer_size else 48
+    hashes = []
+    while True:
+        raw = shard[offset : offset + 32]
+        if len(raw) < 32:
+            raise ValueError("shard ends inside its file-info section")
+        if raw == b"\xff" * 32:
+            return hashes
+        flags, entries = struct.unpack_from("<II", shard, offset + 32)
+        hashes.append("".join(f"{word:016x}" for word in struct.unpack("<4Q", raw)))
+        offset += 48 * (1 + entries * (2 if flags & 1 << 31 else 1) + (1 if flags & 1 << 30 else 0))
+
+
 @dataclass
 class Fault:
     """Fail matching requests: let `after` through, then fail `times` of them (None: all) with `status` or a drop.
@@ -260,9 +378,11 @@ class HubError(Exception):
 class FakeHub:
     """The Hub's state, its HTTP routes and a record of the traffic. Start with `with FakeHub() as hub:`."""
 
-    def __init__(self, multipart_chunk_size: int | None = None) -> None:
-        """`multipart_chunk_size`: LFS objects larger than this are asked for as multipart uploads of that size."""
+    def __init__(self, multipart_chunk_size: int | None = None, xet_dir: Path | None = None) -> None:
+        """`multipart_chunk_size`: LFS objects larger than this are asked for as multipart uploads of that size.
+        `xet_dir`: serve the Xet path too, with this (existing, empty) folder as the `local://` CAS."""
         self.multipart_chunk_size = multipart_chunk_size
+        self.xet = XetStore(xet_dir) if xet_dir is not None else None
         self.requests: list[RequestRecord] = []
         self.lfs_uploads: list[LfsUpload] = []
         self.commits: list[Commit] = []
@@ -346,6 +466,18 @@ class FakeHub:
 
     def requests_for(self, *routes: str) -> list[RequestRecord]:
         return [r for r in self.requests if r.route in routes]
+
+    def xet_uploads(self) -> list[XetUpload]:
+        """Every file that reached the Xet store so far (it is scanned now), in the order the server saw them."""
+        if self.xet is None:
+            return []
+        with self._lock:
+            self.xet.scan()
+            return list(self.xet.uploads)
+
+    def uploaded_oids(self) -> list[str]:
+        """The sha256 of every object received through either path: LFS uploads, then files in the Xet store."""
+        return [u.oid for u in self.lfs_uploads] + [u.sha256 for u in self.xet_uploads()]
 
     def inject_fault(
         self,
@@ -441,6 +573,8 @@ class FakeHub:
             entry: dict[str, Any] = {"type": "file", "oid": blob.oid, "size": blob.size, "path": path}
             if blob.lfs:
                 entry["lfs"] = blob.lfs_info
+            if blob.xet_hash:
+                entry["xetHash"] = blob.xet_hash
         else:
             oid = _folder_oid(commit.files, path)
             if oid is None:
@@ -602,10 +736,10 @@ class FakeHub:
                 files[path] = Blob.make(base64.b64decode(value.get("content", "")), lfs=False)
                 added.append(path)
             elif key == "lfsFile":
-                data = repo.lfs_objects.get(value.get("oid", ""))
+                data, xet_hash = self._lfs_content(repo, value.get("oid", ""))
                 if data is None or ("size" in value and value["size"] != len(data)):
                     raise HubError(400, f"LFS object {value.get('oid')} of {path} was not uploaded")
-                files[path] = Blob.make(data, lfs=True)
+                files[path] = Blob.make(data, lfs=True, xet_hash=xet_hash)
                 added.append(path)
             elif key == "deletedFile":
                 if files.pop(path, None) is None:
@@ -633,6 +767,27 @@ class FakeHub:
             {"success": True, "commitOid": commit.oid, "commitUrl": commit_url, "pullRequestUrl": pr_url}
             | {"hookOutput": ""}
         )
+
+    def _lfs_content(self, repo: Repo, sha256: str) -> tuple[bytes | None, str | None]:
+        """The content of an LFS object of the repo, uploaded through LFS or Xet, and its Xet hash if it has one."""
+        found = self.xet.lookup(sha256) if self.xet is not None else None
+        if found is not None:
+            return found[1], found[0].xet_hash
+        return repo.lfs_objects.get(sha256), None
+
+    def _route_xet_token(self, req: Request) -> Response:
+        """A Xet access token with the CAS endpoint, in headers (huggingface_hub reads those) and JSON (hf_xet)."""
+        write = req.params["access"] == "write"
+        repo = self._repo_for(req, write=write and "create_pr" not in req.query)
+        if req.params["rev"] != "None":  # the client asks for .../None when it will open a pull request
+            self._commit_at(repo, req.params["rev"])
+        if self.xet is None:
+            raise HubError(404, "Xet storage is not enabled on this FakeHub (start it with xet_dir=...)")
+        token, expires = f"xet_{secrets.token_hex(8)}", int(time.time()) + XET_TOKEN_LIFETIME
+        response = Response.of({"accessToken": token, "exp": expires, "casUrl": self.xet.endpoint})
+        response.headers |= {"X-Xet-Cas-Url": self.xet.endpoint, "X-Xet-Access-Token": token}
+        response.headers["X-Xet-Token-Expiration"] = str(expires)
+        return response
 
     def _route_create_branch(self, req: Request) -> Response:
         repo = self._repo_for(req, write=True)
@@ -713,6 +868,10 @@ class FakeHub:
         headers["Content-Type"] = "application/octet-stream"
         if blob.lfs:
             headers |= {"X-Linked-Etag": etag, "X-Linked-Size": str(blob.size)}
+        if blob.xet_hash and self.xet is not None:  # the client downloads through hf_xet; GET still answers
+            refresh = f"{self.url}/api/{repo.repo_type}s/{repo.repo_id}/xet-read-token/{commit.oid}"
+            headers |= {"X-Xet-Hash": blob.xet_hash, "X-Xet-Refresh-Route": refresh}
+            headers["Link"] = f'<{refresh}>; rel="xet-auth"'
         if req.method == "HEAD":
             return Response(headers=headers | {"Content-Length": str(blob.size)})
         span = _parse_range(req.headers.get("Range"), blob.size)
@@ -851,8 +1010,11 @@ class _Server(ThreadingHTTPServer):
 # -- pointing the clients at a FakeHub --------------------------------------------------------------------------
 
 
-def point_clients_at(url: str, monkeypatch: pytest.MonkeyPatch, home: Path, token: str | None) -> None:
-    """Make huggingface_hub and datasets (already imported or not) use `url`, plain LFS, caches under `home`."""
+def point_clients_at(
+    url: str, monkeypatch: pytest.MonkeyPatch, home: Path, token: str | None, xet: bool = False
+) -> None:
+    """Make huggingface_hub and datasets (already imported or not) use `url`, caches under `home`, and plain LFS
+    for uploads unless `xet` (then hf_xet uploads and downloads LFS files, through the server's Xet routes)."""
     import datasets.config
     import huggingface_hub.constants as constants
     import huggingface_hub.hf_api
@@ -860,7 +1022,8 @@ def point_clients_at(url: str, monkeypatch: pytest.MonkeyPatch, home: Path, toke
 
     for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
         monkeypatch.delenv(name, raising=False)
-    env = {"HF_ENDPOINT": url, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HOME": str(home)}
+    env = {"HF_ENDPOINT": url, "HF_HUB_DISABLE_XET": "" if xet else "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env |= {"HF_HOME": str(home), "HF_XET_TELEMETRY_ENABLED": "false"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     if token is None:
@@ -872,7 +1035,7 @@ def point_clients_at(url: str, monkeypatch: pytest.MonkeyPatch, home: Path, toke
         "ENDPOINT": url,
         "HUGGINGFACE_CO_URL_TEMPLATE": url + "/{repo_id}/resolve/{revision}/{filename}",
         "HF_URL_HOSTS": constants.HF_URL_HOSTS | {host},
-        "HF_HUB_DISABLE_XET": True,  # with hf_xet installed, LFS files would go to a Xet storage service
+        "HF_HUB_DISABLE_XET": not xet,  # with hf_xet installed and this False, LFS files go through Xet
         "HF_HUB_OFFLINE": False,
         "HF_HUB_DISABLE_TELEMETRY": True,  # also stops the fetch of {ENDPOINT}/api/agent-harnesses
         "HF_HOME": str(home),
@@ -915,13 +1078,21 @@ DEFAULT_USER, DEFAULT_TOKEN, DEFAULT_ORG = "alice", "hf_alice", "sousa-org"
 
 
 @pytest.fixture(name="hub")
-def hub_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
-    """A started FakeHub with user alice (HF_TOKEN, org sousa-org), both clients pointed at it, no other network."""
+def hub_fixture(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeHub]:
+    """A started FakeHub with user alice (HF_TOKEN, org sousa-org), both clients pointed at it, no other network.
+
+    Uploads use plain LFS; parametrize indirectly with "xet" (`parametrize("hub", ["lfs", "xet"], indirect=True)`)
+    for the Xet path, with the CAS in the test's tmp_path."""
     from huggingface_hub import HfFileSystem
 
-    with FakeHub() as server:
+    transfer = getattr(request, "param", "lfs")
+    assert transfer in ("lfs", "xet"), f"hub fixture: unknown transfer {transfer!r}"
+    xet_dir = tmp_path / "xet-cas" if transfer == "xet" else None
+    if xet_dir is not None:
+        xet_dir.mkdir()
+    with FakeHub(xet_dir=xet_dir) as server:
         server.add_user(DEFAULT_USER, token=DEFAULT_TOKEN, orgs=(DEFAULT_ORG,))
-        point_clients_at(server.url, monkeypatch, tmp_path / "hf-home", token=DEFAULT_TOKEN)
+        point_clients_at(server.url, monkeypatch, tmp_path / "hf-home", token=DEFAULT_TOKEN, xet=xet_dir is not None)
         guard_network(server, monkeypatch)
         yield server
         HfFileSystem.clear_instance_cache()

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import datasets
 import pytest
-from hub_server import DEFAULT_TOKEN, FakeHub, hub_fixture  # noqa: F401
+from hub_server import DEFAULT_TOKEN, FakeHub, XetStore, hub_fixture  # noqa: F401
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, HfFileSystem, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
 REPO = "alice/drums"
+BOTH_PATHS = pytest.mark.parametrize("hub", ["lfs", "xet"], indirect=True)  # plain LFS, or hf_xet + local:// CAS
+XET = pytest.mark.parametrize("hub", ["xet"], indirect=True)
 README = """---
 configs:
 - config_name: tiny
@@ -236,6 +238,7 @@ def test_revisions_branches_pull_requests_and_stale_parent(hub: FakeHub, tmp_pat
     assert stale.value.response.status_code == 412
 
 
+@BOTH_PATHS
 def test_load_dataset_by_config_and_streaming(hub: FakeHub, tmp_path: Path) -> None:
     publish(hub, tmp_path)
     published = len(hub.requests)
@@ -249,6 +252,7 @@ def test_load_dataset_by_config_and_streaming(hub: FakeHub, tmp_path: Path) -> N
     assert all(r.user == "alice" for r in hub.requests[published:])  # datasets sends the HF_TOKEN
 
 
+@BOTH_PATHS
 def test_hf_hub_download_and_range_reads(hub: FakeHub, tmp_path: Path) -> None:
     publish(hub, tmp_path)
     name = "tiny/train-00000-of-00001.parquet"
@@ -266,3 +270,110 @@ def test_hf_hub_download_and_range_reads(hub: FakeHub, tmp_path: Path) -> None:
     assert ranged and fs.info(f"datasets/{REPO}/{name}")["size"] == len(data)
     assert fs.cat_file(f"datasets/{REPO}/{name}", start=-4) == data[-4:]  # the parquet footer magic
     assert HfApi(token=DEFAULT_TOKEN).file_exists(REPO, name, repo_type="dataset")
+
+
+@XET
+def test_xet_commit_goes_through_the_cas_and_downloads_come_back_through_it(hub: FakeHub, tmp_path: Path) -> None:
+    api = HfApi()
+    api.create_repo(REPO, repo_type="dataset")
+    api.create_commit(REPO, dataset_ops(tmp_path), commit_message="publish", repo_type="dataset")
+
+    # One preupload, one write token for the hf_xet upload (to the local:// CAS, no HTTP), one commit; no LFS.
+    routes = [r.route for r in hub.requests if r.route not in ("repo_info", "whoami", "create_repo")]
+    assert routes == ["validate_yaml", "preupload", "xet_token", "commit"]
+    assert hub.requests_for("xet_token")[0].path == f"/api/datasets/{REPO}/xet-write-token/main"
+    assert hub.lfs_uploads == [] and hub.repo(REPO).lfs_objects == {}
+    commit = hub.commits[-1]
+    parquets = {p: b for p, b in commit.files.items() if b.lfs}
+    assert set(parquets) == {f"{name}-00000-of-00001.parquet" for name in ROWS}
+    uploads = {u.sha256: u for u in hub.xet_uploads()}
+    assert sorted(uploads) == sorted(b.sha256 for b in parquets.values())
+    assert all(b.xet_hash == uploads[b.sha256].xet_hash and b.size == uploads[b.sha256].size for b in parquets.values())
+    tree = {e.path: e for e in api.list_repo_tree(REPO, repo_type="dataset", recursive=True) if e.path in parquets}
+    assert {p: e.xet_hash for p, e in tree.items()} == {p: b.xet_hash for p, b in parquets.items()}
+
+    name, before = "tiny/train-00000-of-00001.parquet", len(hub.requests)
+    assert Path(hf_hub_download(REPO, name, repo_type="dataset")).read_bytes() == parquets[name].data
+    downloads = [(r.method, r.route) for r in hub.requests[before:]]
+    assert downloads == [("HEAD", "resolve"), ("GET", "xet_token")]  # the bytes came from the CAS, through hf_xet
+    assert hub.requests[-1].path == f"/api/datasets/{REPO}/xet-read-token/{commit.oid}"
+
+
+@XET
+def test_xet_recommit_stores_nothing_new(hub: FakeHub, tmp_path: Path) -> None:
+    first = publish(hub, tmp_path)
+    stored, commits = hub.xet_uploads(), len(hub.commits)
+
+    again = HfApi().create_commit(REPO, dataset_ops(tmp_path), commit_message="again", repo_type="dataset")
+    assert again.oid == first and len(hub.commits) == commits  # every file unchanged: the client skips the commit
+    assert hub.xet_uploads() == stored  # hf_xet ran again (dedup is its business): no file new to the store
+
+    ops = dataset_ops(tmp_path)
+    ops[0] = CommitOperationAdd("README.md", README.replace("# Drums", "# Drum rudiments").encode())
+    HfApi().create_commit(REPO, ops, commit_message="new card", repo_type="dataset")
+    assert hub.commits[-1].added == ("README.md",) and hub.xet_uploads() == stored
+
+
+@XET
+def test_xet_token_refused_leaves_main_unchanged(hub: FakeHub, tmp_path: Path) -> None:
+    HfApi().create_repo(REPO, repo_type="dataset")
+    head = hub.head(REPO).oid
+    hub.inject_fault("xet_token", times=1, status=403)
+    with pytest.raises(Exception, match="403"):  # noqa: B017 - hf_xet raises a ConnectionError naming the status
+        HfApi().create_commit(REPO, dataset_ops(tmp_path), commit_message="publish", repo_type="dataset")
+    assert hub.head(REPO).oid == head and hub.requests_for("commit") == [] and hub.xet_uploads() == []
+
+    publish(hub, tmp_path)
+    assert len(hub.xet_uploads()) == len(ROWS) and hub.head(REPO).parent == head
+
+
+def test_xet_token_route_rights(hub: FakeHub) -> None:
+    from huggingface_hub.utils import get_session
+
+    reader = hub.add_user("carol", token="hf_carol_read", orgs=["sousa-org"], role="read")
+    hub.create_repo("sousa-org/shared")
+    url = f"{hub.url}/api/datasets/sousa-org/shared/xet-write-token/main"
+    assert get_session().get(url, headers={"Authorization": f"Bearer {reader.token}"}).status_code == 403
+    read = get_session().get(url.replace("write", "read"), headers={"Authorization": f"Bearer {reader.token}"})
+    assert read.status_code == 404 and "not enabled" in read.text  # this hub serves plain LFS only
+
+
+@XET
+def test_xet_token_route_answers_the_cas_endpoint(hub: FakeHub) -> None:
+    from huggingface_hub.utils import get_session
+
+    hub.create_repo(REPO)
+    answer = get_session().get(
+        f"{hub.url}/api/datasets/{REPO}/xet-write-token/main", headers={"Authorization": f"Bearer {DEFAULT_TOKEN}"}
+    )
+    assert answer.status_code == 200 and hub.xet is not None
+    assert answer.headers["X-Xet-Cas-Url"] == answer.json()["casUrl"] == f"local://{hub.xet.root}"
+    assert answer.headers["X-Xet-Access-Token"] == answer.json()["accessToken"]
+
+
+def test_xet_store_names_files_as_hf_xet_does(tmp_path: Path) -> None:
+    """The one piece of Xet format the server reads (file hashes in shards) against hf_xet's public API."""
+    import random
+    import time
+
+    import hf_xet
+
+    files = {"small.bin": b"one chunk" * 100, "big.bin": random.Random(0).randbytes(1 << 20)}  # 1 MiB: many chunks
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    names = {info.hash: name for name, info in zip(files, hf_xet.hash_files([str(tmp_path / n) for n in files]))}
+    cas = tmp_path / "cas"
+    cas.mkdir()
+    session = hf_xet.XetSession()
+    with session.new_upload_commit(f"local://{cas}", "token", int(time.time()) + 600) as commit:
+        for name in files:
+            commit.start_upload_file(str(tmp_path / name))
+
+    store = XetStore(cas)
+    found = {u.xet_hash: u for u in store.scan()}
+    assert set(found) == set(names) and store.scan() == []  # a second scan finds nothing new
+    for xet_hash, upload in found.items():
+        data = files[names[xet_hash]]
+        assert (upload.sha256, upload.size) == (hashlib.sha256(data).hexdigest(), len(data))
+        assert store.lookup(upload.sha256) == (upload, data)
+    assert store.lookup("0" * 64) is None

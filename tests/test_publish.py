@@ -14,15 +14,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hub_server import DEFAULT_TOKEN, FakeHub, hub_fixture  # noqa: F401
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import RepositoryNotFoundError
 
+import sousa_builder.publish
 from sousa_builder.cli import main
 from sousa_builder.errors import HubAccessError, HubRevisionError, PreparedFolderError, PublishConflictError
 from sousa_builder.prepare import prepare
 from sousa_builder.publish import publish
 
 REPO = "alice/sousa"
+# Users with hf_xet installed upload through Xet; the others (and HF_HUB_DISABLE_XET=1) through plain LFS.
+BOTH_PATHS = pytest.mark.parametrize("hub", ["lfs", "xet"], indirect=True)
+WRITES = ("preupload", "lfs_batch", "lfs_upload", "xet_token", "commit")
 
 
 def local_tree(prepared: Path) -> dict[str, bytes]:
@@ -33,6 +37,7 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+@BOTH_PATHS
 def test_first_publish_then_load_dataset_through_the_hub(hub: FakeHub, prepared_dir: Path) -> None:
     result = publish(REPO, prepared_dir)
     commit = hub.commits[-1]
@@ -42,7 +47,11 @@ def test_first_publish_then_load_dataset_through_the_hub(hub: FakeHub, prepared_
     assert hub.files(REPO) == {".gitattributes": hub.files(REPO)[".gitattributes"], **expected}
     assert sorted(commit.added) == sorted(expected) and commit.deleted == ()
     parquets = {path for path in expected if path.endswith(".parquet")}
-    assert sorted(u.oid for u in hub.lfs_uploads) == sorted(sha256(expected[p]) for p in parquets)
+    assert sorted(hub.uploaded_oids()) == sorted(sha256(expected[p]) for p in parquets)
+    published = len(hub.requests)
+    xet = hub.xet is not None
+    assert [b.xet_hash is not None for p, b in commit.files.items() if p in parquets] == [xet] * len(parquets)
+    assert not hub.lfs_uploads if xet else not hub.requests_for("xet_token")
 
     for config in ("audio", "midi_only", "labels_only"):
         remote = datasets.load_dataset(REPO, config)
@@ -52,24 +61,30 @@ def test_first_publish_then_load_dataset_through_the_hub(hub: FakeHub, prepared_
         assert remote["test"].with_format("arrow")[:].equals(local["test"].with_format("arrow")[:])
     stream = datasets.load_dataset(REPO, "labels_only", split="validation", streaming=True)
     assert [row["sample_id"] for row in stream] == local["validation"]["sample_id"]
+    read_tokens = [r for r in hub.requests[published:] if r.route == "xet_token"]
+    assert bool(read_tokens) == xet and all("/xet-read-token/" in r.path for r in read_tokens)
+    for path in parquets:  # the copies in the client's cache (written by hf_xet on the Xet path) are byte-identical
+        assert Path(hf_hub_download(REPO, path, repo_type="dataset")).read_bytes() == expected[path]
 
 
+@BOTH_PATHS
 def test_republish_unchanged_sends_nothing(hub: FakeHub, prepared_dir: Path, capsys) -> None:
     publish(REPO, prepared_dir)
-    commits, uploads = len(hub.commits), len(hub.lfs_uploads)
-    writes = len(hub.requests_for("preupload", "lfs_batch", "lfs_upload", "commit"))
+    commits, uploads = len(hub.commits), hub.uploaded_oids()
+    writes = len(hub.requests_for(*WRITES))
     assert main(["publish", REPO, "--prepared", str(prepared_dir), "--yes"]) == 0
     assert "nothing to publish" in capsys.readouterr().out
-    assert (len(hub.commits), len(hub.lfs_uploads)) == (commits, uploads)
-    assert len(hub.requests_for("preupload", "lfs_batch", "lfs_upload", "commit")) == writes
+    assert (len(hub.commits), hub.uploaded_oids()) == (commits, uploads)
+    assert len(hub.requests_for(*WRITES)) == writes  # not even a Xet token: hf_xet never ran
 
 
+@BOTH_PATHS
 def test_changed_source_uploads_only_changed_shards_and_deletes_stale(
     hub: FakeHub, prepared_dir: Path, sample_dir: Path, tmp_path: Path
 ) -> None:
     publish(REPO, prepared_dir)
     before = hub.files(REPO)
-    uploads_before = len(hub.lfs_uploads)
+    uploads_before = len(hub.uploaded_oids())
     # One process instead of two: one shard per split instead of two, the auxiliary tables unchanged.
     again = prepare(sample_dir, tmp_path / "one-shard").out
     result = publish(REPO, again)
@@ -78,13 +93,14 @@ def test_changed_source_uploads_only_changed_shards_and_deletes_stale(
     assert hub.files(REPO) == {".gitattributes": before[".gitattributes"], **new}
     stale = sorted(p for p in before if p not in new and p != ".gitattributes")
     assert stale and sorted(commit.deleted) == stale == sorted(result.plan.delete)  # in the same commit
-    sent = {u.oid for u in hub.lfs_uploads[uploads_before:]}
+    sent = set(hub.uploaded_oids()[uploads_before:])
     changed = {sha256(data) for path, data in new.items() if before.get(path) != data and path.endswith(".parquet")}
     assert sent == changed
     assert sha256(new["auxiliary/strokes.parquet"]) not in sent
     assert "auxiliary/strokes.parquet" in result.plan.unchanged
 
 
+@BOTH_PATHS  # on the Xet path: LFS-only files of the old layout deleted, Xet files added, in one commit
 def test_replaces_an_older_layout_in_one_commit(hub: FakeHub, prepared_dir: Path) -> None:
     hub.create_repo(REPO)
     legacy = {
@@ -119,6 +135,27 @@ def test_failed_upload_leaves_main_unchanged_and_rerun_sends_the_rest(hub: FakeH
     parquets = {sha256(d) for p, d in local_tree(prepared_dir).items() if p.endswith(".parquet")}
     second_run = [u.oid for u in hub.lfs_uploads[3:]]
     assert sorted(second_run) == sorted(parquets - first_run)  # only what the server did not have
+    assert hub.files(REPO).keys() >= local_tree(prepared_dir).keys()
+
+
+@pytest.mark.parametrize("hub", ["xet"], indirect=True)
+def test_failed_xet_upload_leaves_main_unchanged_and_rerun_sends_the_rest(
+    hub: FakeHub, prepared_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.create_repo(REPO)
+    head = hub.head(REPO).oid
+    monkeypatch.setattr(sousa_builder.publish, "PREUPLOAD_BATCH", 8)  # 21 files: 3 hf_xet uploads, one token each
+    hub.inject_fault("xet_token", after=1, status=403)  # the second upload is refused its token
+    with pytest.raises(Exception, match="403"):  # noqa: B017 - hf_xet raises a ConnectionError naming the status
+        publish(REPO, prepared_dir)
+    assert hub.head(REPO).oid == head and set(hub.files(REPO)) == {".gitattributes"}
+    parquets = {sha256(d) for p, d in local_tree(prepared_dir).items() if p.endswith(".parquet")}
+    first_run = set(hub.uploaded_oids())
+    assert first_run and first_run < parquets  # the first upload's files are stored, the rest not
+
+    hub.clear_faults()
+    publish(REPO, prepared_dir)
+    assert sorted(hub.uploaded_oids()[len(first_run) :]) == sorted(parquets - first_run)
     assert hub.files(REPO).keys() >= local_tree(prepared_dir).keys()
 
 
@@ -177,6 +214,7 @@ def test_revision_that_does_not_exist(hub: FakeHub, prepared_dir: Path) -> None:
         publish(REPO, prepared_dir, revision="v2")
 
 
+@BOTH_PATHS
 def test_create_pr_leaves_main_alone(hub: FakeHub, prepared_dir: Path) -> None:
     hub.create_repo(REPO)
     head = hub.head(REPO).oid
@@ -221,6 +259,7 @@ def test_python_dash_m_entry_point(hub: FakeHub, prepared_dir: Path, tmp_path: P
     assert hub.requests_for("repo_info")  # the child process talked to this server
 
 
+@BOTH_PATHS
 def test_branch_moved_while_publishing(hub: FakeHub, prepared_dir: Path) -> None:
     hub.create_repo(REPO)
 
@@ -232,7 +271,7 @@ def test_branch_moved_while_publishing(hub: FakeHub, prepared_dir: Path) -> None
         publish(REPO, prepared_dir, confirm=someone_else_commits)
     assert set(hub.files(REPO)) == {".gitattributes", "NOTES.md"}  # their commit stands, ours was refused
     publish(REPO, prepared_dir)  # the rerun sends no object twice
-    assert len(hub.lfs_uploads) == len({u.oid for u in hub.lfs_uploads})
+    assert len(hub.uploaded_oids()) == len(set(hub.uploaded_oids()))
     assert hub.files(REPO)["NOTES.md"] == b"meanwhile"
 
 
@@ -261,8 +300,8 @@ def test_shard_rewritten_in_place_is_hashed_again(hub: FakeHub, prepared_dir: Pa
     publish(REPO, folder)  # remembers the hash of every file with its stat
     shard = next((folder / "labels_only").glob("train-*.parquet"))
     pq.write_table(pq.read_table(shard), shard, compression="zstd")  # same path and rows, other bytes
-    uploads = len(hub.lfs_uploads)
+    uploads = len(hub.uploaded_oids())
     result = publish(REPO, folder)
     path = shard.relative_to(folder).as_posix()
     assert result.plan.replace == [path] and hub.files(REPO)[path] == shard.read_bytes()
-    assert [u.oid for u in hub.lfs_uploads[uploads:]] == [sha256(shard.read_bytes())]
+    assert hub.uploaded_oids()[uploads:] == [sha256(shard.read_bytes())]

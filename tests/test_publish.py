@@ -17,7 +17,6 @@ from hub_server import DEFAULT_TOKEN, FakeHub, hub_fixture  # noqa: F401
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import RepositoryNotFoundError
 
-import sousa_builder.publish
 from sousa_builder.cli import main
 from sousa_builder.errors import HubAccessError, HubRevisionError, PreparedFolderError, PublishConflictError
 from sousa_builder.prepare import prepare
@@ -139,23 +138,20 @@ def test_failed_upload_leaves_main_unchanged_and_rerun_sends_the_rest(hub: FakeH
 
 
 @pytest.mark.parametrize("hub", ["xet"], indirect=True)
-def test_failed_xet_upload_leaves_main_unchanged_and_rerun_sends_the_rest(
-    hub: FakeHub, prepared_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failed_xet_upload_leaves_main_unchanged_and_rerun_publishes(hub: FakeHub, prepared_dir: Path) -> None:
+    # publish makes one preupload call; the client uploads its files to Xet in one session, with one token.
     hub.create_repo(REPO)
     head = hub.head(REPO).oid
-    monkeypatch.setattr(sousa_builder.publish, "PREUPLOAD_BATCH", 8)  # 21 files: 3 hf_xet uploads, one token each
-    hub.inject_fault("xet_token", after=1, status=403)  # the second upload is refused its token
+    hub.inject_fault("xet_token", after=0, status=403)  # the upload is refused its token
     with pytest.raises(Exception, match="403"):  # noqa: B017 - hf_xet raises a ConnectionError naming the status
         publish(REPO, prepared_dir)
     assert hub.head(REPO).oid == head and set(hub.files(REPO)) == {".gitattributes"}
-    parquets = {sha256(d) for p, d in local_tree(prepared_dir).items() if p.endswith(".parquet")}
-    first_run = set(hub.uploaded_oids())
-    assert first_run and first_run < parquets  # the first upload's files are stored, the rest not
+    assert hub.uploaded_oids() == []
 
     hub.clear_faults()
     publish(REPO, prepared_dir)
-    assert sorted(hub.uploaded_oids()[len(first_run) :]) == sorted(parquets - first_run)
+    parquets = {sha256(d) for p, d in local_tree(prepared_dir).items() if p.endswith(".parquet")}
+    assert set(hub.uploaded_oids()) == parquets
     assert hub.files(REPO).keys() >= local_tree(prepared_dir).keys()
 
 

@@ -22,6 +22,10 @@ class OutputExistsError(SousaError, FileExistsError):
     """The output folder holds something that is not an earlier sousa-builder output."""
 
 
+class OutputBusyError(SousaError, BlockingIOError):
+    """Another sousa-builder run is writing the same output folder."""
+
+
 class PreparedFolderError(SousaError, ValueError):
     """A prepared folder that is incomplete or inconsistent, so it must not be published."""
 

@@ -5,8 +5,10 @@ OUT/README.md
 OUT/{config}/{split}-NNNNN-of-NNNNN.parquet
 OUT/auxiliary/strokes.parquet, OUT/auxiliary/measures.parquet
 ```
-Everything is built in a staging folder next to OUT; OUT is replaced only once the new output is
-complete, so an interrupted or refused run leaves the previous OUT as it was.
+Everything is built in a staging folder next to OUT, with a manifest of what was written
+(`.sousa/manifest.json`); OUT is replaced in one step once the new output is complete, and only if
+it is an earlier output of prepare (`output.replacing`), so an interrupted or refused run leaves the
+previous OUT as it was.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,9 +28,10 @@ from datasets import DatasetInfo, SplitDict, SplitInfo
 
 from .builder import Sousa, SousaConfig, config_names
 from .card import dataset_card_text
-from .errors import OutputExistsError
 from .features import FLAT_COLUMNS, features_for
 from .labels import LABEL_TABLES, LabelBuckets
+from .manifest import remember_hashes, write_manifest
+from .output import replacing
 from .shards import ShardTask, ShardWriters, count_shards, shard_ranges
 from .source import SousaSource
 
@@ -37,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 AUXILIARY_DIR = "auxiliary"
 README = "README.md"  # the dataset card, with the YAML that configures loading
+PREPARED = "prepare"  # the kind of folder in its manifest
 
 
 @dataclass
@@ -72,36 +75,31 @@ def prepare(
     Each split of a config is cut into shards of at most `max_shard_size` (bytes, or "500MB"; the
     default), or into exactly `num_shards`; they are written in `num_proc` processes. The output is
     the same byte for byte whatever `num_proc`. The source is checked first; nothing is written when
-    it is refused. An existing `out` is replaced only if it is an earlier output of this command (or empty).
+    it is refused. An existing `out` is replaced only if it is an earlier output of this command (or empty),
+    unchanged since (its manifest).
     """
     started = time.perf_counter()
     names = _checked_config_names(configs)
     out = Path(out).absolute()
-    previous = _previous_output(out)
-    source = SousaSource.open(data_dir)
     specs = [Sousa.builder_configs[name] for name in names]
-    source.check_media(with_midi=any(s.with_midi for s in specs), with_audio=any(s.with_audio for s in specs))
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    result = PrepareResult(out=out, replaced_previous=previous)
-    try:
-        cache = staging / ".cache"
+    with replacing(out, PREPARED, "--out") as staging:
+        source = SousaSource.open(data_dir)
+        source.check_media(with_midi=any(s.with_midi for s in specs), with_audio=any(s.with_audio for s in specs))
+        result = PrepareResult(out=out, replaced_previous=staging.replaces_previous)
+        cache, hashes = staging.path / ".cache", {}
         # The stroke and measure rows, split once into buckets of samples for every config and the auxiliary tables.
         labels = LabelBuckets.write(source.root, source.rows["sample_id"].combine_chunks(), cache / "labels")
         splits = _write_split_rows(source, cache)
         infos = {}
         with ShardWriters(num_proc) as writers:
             for spec in specs:
-                plan = _shard_plan(spec, splits, source, labels, staging, max_shard_size, num_shards)
-                infos[spec.name], result.configs[spec.name] = _prepare_config(spec, plan, staging, writers)
-        _write_auxiliary(labels, staging / AUXILIARY_DIR)
-        (staging / README).write_bytes(dataset_card_text(infos).encode("utf-8"))
+                plan = _shard_plan(spec, splits, source, labels, staging.path, max_shard_size, num_shards)
+                infos[spec.name], result.configs[spec.name] = _prepare_config(spec, plan, staging.path, writers, hashes)
+        _write_auxiliary(labels, staging.path / AUXILIARY_DIR)
+        (staging.path / README).write_bytes(dataset_card_text(infos).encode("utf-8"))
         shutil.rmtree(cache)
-        _replace(out, staging)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        manifest = write_manifest(staging.path, PREPARED, known=hashes)
+    remember_hashes(out, manifest)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -114,22 +112,6 @@ def _checked_config_names(configs: Sequence[str] | None) -> list[str]:
     if unknown:
         raise ValueError(f"unknown config(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     return [name for name in known if name in configs]
-
-
-def _previous_output(out: Path) -> bool:
-    """Whether `out` holds an earlier output (True) or nothing (False); refuse anything else."""
-    if not out.exists():
-        return False
-    if not out.is_dir():
-        raise OutputExistsError(f"{out} exists and is not a folder; choose another --out")
-    ours = {"README.md", ".gitattributes", AUXILIARY_DIR, *config_names()}
-    foreign = sorted(entry.name for entry in out.iterdir() if entry.name not in ours)
-    if foreign:
-        raise OutputExistsError(
-            f"{out} holds files that are not a prepared SOUSA folder ({', '.join(foreign[:5])}); "
-            "choose another --out, or empty it yourself"
-        )
-    return any(out.iterdir())
 
 
 def _write_split_rows(source: SousaSource, cache: Path) -> dict[str, tuple[Path, pa.Table]]:
@@ -177,14 +159,15 @@ def _estimated_bytes(spec: SousaConfig, rows: pa.Table, root: Path, labels: Labe
 
 
 def _prepare_config(
-    spec: SousaConfig, plan: dict[str, list[ShardTask]], staging: Path, writers: ShardWriters
+    spec: SousaConfig, plan: dict[str, list[ShardTask]], staging: Path, writers: ShardWriters, hashes: dict[str, str]
 ) -> tuple[DatasetInfo, dict[str, SplitOutput]]:
-    """Write the shards of one config; its info (features, splits, sizes) for the card."""
+    """Write the shards of one config (their sha256 into `hashes`); its info (features, splits, sizes) for the card."""
     (staging / spec.name).mkdir()
     splits, split_infos = {}, SplitDict(dataset_name="sousa")
     for split, tasks in plan.items():
         shards = writers.write(tasks, desc=f"Preparing {spec.name}/{split}")
         files = [Path(shard.path).relative_to(staging).as_posix() for shard in shards]
+        hashes.update(zip(files, (shard.sha256 for shard in shards)))
         num_examples, num_bytes = sum(s.num_examples for s in shards), sum(s.num_bytes for s in shards)
         splits[split] = SplitOutput(num_examples, num_bytes, files, sum(s.file_bytes for s in shards))
         split_infos.add(SplitInfo(name=split, num_bytes=num_bytes, num_examples=num_examples, dataset_name="sousa"))
@@ -207,16 +190,3 @@ def _write_auxiliary(labels: LabelBuckets, folder: Path) -> None:
         with pq.ParquetWriter(folder / f"{name}.parquet", schema) as writer:
             for bucket in range(labels.num_buckets):
                 writer.write_table(labels.rows(name, bucket))
-
-
-def _replace(out: Path, staging: Path) -> None:
-    """Put the complete `staging` folder in place of `out`."""
-    if not out.exists():
-        staging.rename(out)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    retired.rmdir()
-    out.rename(retired)
-    staging.rename(out)
-    shutil.rmtree(retired)
-    logger.info("replaced the previous %s", out)

@@ -26,6 +26,7 @@ from packaging.version import Version
 
 from .builder import Sousa, SousaConfig, build_tables
 from .features import features_for
+from .hashes import sha256_file
 from .labels import LabelBuckets
 
 DEFAULT_MAX_SHARD_SIZE = "500MB"  # as `datasets.config.MAX_SHARD_SIZE`
@@ -50,12 +51,13 @@ class ShardTask:
 
 @dataclass(frozen=True)
 class ShardResult:
-    """What a shard holds: rows, their Arrow size (`num_bytes` in the card) and the file's size."""
+    """What a shard holds: rows, their Arrow size (`num_bytes` in the card), the file's size and sha256."""
 
     path: str
     num_examples: int
     num_bytes: int
     file_bytes: int
+    sha256: str
 
 
 def shard_ranges(num_rows: int, num_shards: int) -> list[tuple[int, int]]:
@@ -137,7 +139,9 @@ def write_shard(task: ShardTask) -> ShardResult:
         rows = pa.ipc.open_file(source).read_all().slice(task.start, task.stop - task.start)
         tables = build_tables(config, rows, Path(task.root), task.labels)
         num_examples, num_bytes = write_parquet(task.path, tables, features_for(config.with_midi, config.with_audio))
-    return ShardResult(task.path, num_examples, num_bytes, os.path.getsize(task.path))
+    # Hashed now, while the file is in the page cache: the manifest, validate and publish need no other read.
+    sha256, size = sha256_file(Path(task.path))
+    return ShardResult(task.path, num_examples, num_bytes, size, sha256)
 
 
 class ShardWriters:

@@ -107,7 +107,7 @@ def test_rerun_replaces_previous_output(sample_dir: Path, tmp_path: Path) -> Non
     prepare(sample_dir, out, configs=["audio", "labels_only"])
     result = prepare(sample_dir, out, configs=["labels_only"])
     assert result.replaced_previous
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "auxiliary", "labels_only"]
+    assert sorted(p.name for p in out.iterdir()) == [".sousa", "README.md", "auxiliary", "labels_only"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 

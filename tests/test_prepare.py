@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from conftest import SAMPLE_SPLIT_ROWS
 
 from sousa_builder.builder import config_names
 from sousa_builder.features import FLAT_COLUMNS, features_for
+from sousa_builder.manifest import Manifest
 from sousa_builder.shards import PYARROW_HAS_CDC
 from sousa_builder.source import SPLIT_KEYS
 
@@ -38,7 +40,9 @@ def test_hub_layout(prepared_dir: Path) -> None:
     files = sorted(str(p.relative_to(prepared_dir)) for p in prepared_dir.rglob("*") if p.is_file())
     # num_shards=2: every split in 2 files, whatever its size.
     expected = [f"{c}/{s}-0000{i}-of-00002.parquet" for c in CONFIGS for s in SPLIT_KEYS for i in range(2)]
-    assert files == sorted(["README.md", "auxiliary/measures.parquet", "auxiliary/strokes.parquet", *expected])
+    assert files == sorted(
+        [".sousa/manifest.json", "README.md", "auxiliary/measures.parquet", "auxiliary/strokes.parquet", *expected]
+    )
     assert not [p for p in prepared_dir.parent.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
@@ -222,7 +226,9 @@ prepare(sys.argv[2], sys.argv[3], num_proc=int(sys.argv[4]), num_shards=2)
 
 
 def tree_bytes(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file of a prepared folder but its manifest (which records when each file was written)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.relative_to(folder).parts[0] != ".sousa")
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in files}
 
 
 @pytest.mark.parametrize(
@@ -246,3 +252,5 @@ def test_prepare_is_deterministic(
     found = tree_bytes(again)
     assert list(found) == list(expected)
     assert [name for name in expected if found[name] != expected[name]] == []
+    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in found.items()}
+    assert {name: entry.sha256 for name, entry in Manifest.read(again).files.items()} == hashes

@@ -29,7 +29,9 @@ WRITES = ("preupload", "lfs_batch", "lfs_upload", "xet_token", "commit")
 
 
 def local_tree(prepared: Path) -> dict[str, bytes]:
-    return {p.relative_to(prepared).as_posix(): p.read_bytes() for p in prepared.rglob("*") if p.is_file()}
+    """What publishing a prepared folder sends: every file but the manifest (.sousa/, kept local)."""
+    files = [p for p in prepared.rglob("*") if p.is_file() and p.relative_to(prepared).parts[0] != ".sousa"]
+    return {p.relative_to(prepared).as_posix(): p.read_bytes() for p in files}
 
 
 def sha256(data: bytes) -> str:

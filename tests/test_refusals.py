@@ -180,7 +180,7 @@ def test_labels_only_does_not_need_media(source_copy: Path, tmp_path: Path) -> N
     shutil.rmtree(source_copy / "audio")
     shutil.rmtree(source_copy / "midi")
     assert main(["prepare", str(source_copy), "--out", str(tmp_path / "out"), "--configs", "labels_only"]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["README.md", "auxiliary", "labels_only"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".sousa", "README.md", "auxiliary", "labels_only"]
 
 
 def test_refuses_an_out_folder_that_is_not_ours(sample_dir: Path, tmp_path: Path, capsys) -> None:

@@ -16,8 +16,8 @@ from huggingface_hub.utils.sha import git_hash
 
 from ..card import card_infos
 from ..errors import HubRevisionError
+from ..hashes import file_sha256s
 from ..prepare import AUXILIARY_DIR, README
-from .hashes import file_sha256s
 
 logger = logging.getLogger(__name__)
 

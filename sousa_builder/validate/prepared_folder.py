@@ -15,8 +15,8 @@ from ..card import CardMetadataError, card_metadata
 from ..prepare import AUXILIARY_DIR, README
 from .report import first_line
 
-# Not uploaded: git metadata and huggingface_hub's local download cache.
-IGNORED = (".git", ".cache")
+# Not uploaded: git metadata, huggingface_hub's local download cache, sousa-builder's manifest.
+IGNORED = (".git", ".cache", ".sousa")
 _SHARD_NAME = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}\.parquet$")
 
 

@@ -1,4 +1,4 @@
-"""sha256 of the files to publish, computed once and remembered by `stat` under HF_HOME."""
+"""sha256 of prepared files, computed once and remembered by `stat` under HF_HOME (prepare, validate, publish)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,16 @@ def file_sha256s(paths: Sequence[Path]) -> list[tuple[str, int]]:
     return found
 
 
+def sha256_file(path: Path) -> tuple[str, int]:
+    """The sha256 (hex) and size of a file, read in 4 MiB blocks."""
+    digest, buffer, size = hashlib.sha256(), memoryview(bytearray(4 << 20)), 0
+    with open(path, "rb", buffering=0) as stream:
+        while count := stream.readinto(buffer):
+            digest.update(buffer[:count])
+            size += count
+    return digest.hexdigest(), size
+
+
 class HashCache:
     """sha256 of local files, remembered with what `stat` said of the file when it was hashed.
 
@@ -54,13 +64,17 @@ class HashCache:
         entry = self.entries.get(key)
         if isinstance(entry, list) and entry[:1] == [stamp]:
             return entry[1], info.st_size
-        digest, buffer = hashlib.sha256(), memoryview(bytearray(4 << 20))
-        with open(file, "rb", buffering=0) as stream:
-            while count := stream.readinto(buffer):
-                digest.update(buffer[:count])
-        self.entries[key] = [stamp, digest.hexdigest()]
+        sha256, _ = sha256_file(file)
+        self.entries[key] = [stamp, sha256]
         self.changed = True
-        return digest.hexdigest(), info.st_size
+        return sha256, info.st_size
+
+    def remember(self, file: Path, sha256: str) -> None:
+        """Record a sha256 computed elsewhere (prepare hashes each shard as it writes it) for the file as it is."""
+        info = file.stat()
+        stamp = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev]
+        self.entries[str(file.absolute())] = [stamp, sha256]
+        self.changed = True
 
     def save(self) -> None:
         """Write the cache (entries of files that are gone are dropped); a failure only costs a rehash later."""

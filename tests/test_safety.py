@@ -1,0 +1,144 @@
+"""Nothing the user had is lost: what prepare replaces, what it refuses, one run at a time, and what dead runs left.
+
+Each case builds the situation on real files, runs the command as users do (`main([...])`), and asserts the
+exit code, the one-line message naming the culprit, and that the user's files are byte-identical afterwards.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+import sousa_builder.output
+from sousa_builder.cli import main
+from sousa_builder.manifest import MANIFEST, Manifest
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def prepare_labels(source: Path, out: Path) -> int:
+    return main(["prepare", str(source), "--out", str(out), "--configs", "labels_only"])
+
+
+def assert_refused(capsys: pytest.CaptureFixture[str], *names: str) -> str:
+    err = capsys.readouterr().err
+    assert "sousa-builder prepare: error:" in err and "Traceback" not in err
+    for name in names:
+        assert name in err, (name, err)
+    return err
+
+
+@pytest.mark.parametrize(
+    "user_files",
+    [
+        {"README.md": "my notes"},  # a folder that only looks like an output
+        {"README.md": "my notes", "audio/keep.txt": "keep me"},
+        {"labels_only/train-00000-of-00001.parquet": "PAR1 not ours"},
+    ],
+    ids=["readme", "readme-and-config-folder", "shard-name"],
+)
+def test_refuses_a_folder_without_our_manifest(
+    sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], user_files: dict[str, str]
+) -> None:
+    out = tmp_path / "out"
+    for relative, text in user_files.items():
+        (out / relative).parent.mkdir(parents=True, exist_ok=True)
+        (out / relative).write_text(text)
+    before = snapshot(out)
+    assert prepare_labels(sample_dir, out) == 1
+    assert_refused(capsys, str(out), "no sousa-builder manifest")
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no staging, no lock left
+
+
+def test_refuses_an_earlier_output_holding_a_file_of_the_users(
+    sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert prepare_labels(sample_dir, out) == 0
+    (out / "labels_only" / "notes.txt").write_text("mine")
+    before = snapshot(out)
+    assert prepare_labels(sample_dir, out) == 1
+    assert_refused(capsys, "labels_only/notes.txt: not written by sousa-builder")
+    assert snapshot(out) == before
+
+
+def test_refuses_an_earlier_output_whose_file_changed(
+    sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert prepare_labels(sample_dir, out) == 0
+    (out / "README.md").write_text((out / "README.md").read_text() + "\nMy own section.\n")
+    before = snapshot(out)
+    assert prepare_labels(sample_dir, out) == 1
+    assert_refused(capsys, "README.md: ")
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "journal"])
+def test_replaces_an_earlier_output(
+    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exchange: bool
+) -> None:
+    out = tmp_path / "out"
+    assert prepare_labels(sample_dir, out) == 0
+    first = Manifest.read(out)
+    if not exchange:  # a system without renameat2: two renames, recorded in a journal
+        monkeypatch.setattr(sousa_builder.output, "_exchange", lambda a, b: False)
+    assert prepare_labels(sample_dir, out) == 0
+    assert {p: e.sha256 for p, e in Manifest.read(out).files.items()} == {p: e.sha256 for p, e in first.files.items()}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_second_run_into_the_same_folder_is_refused(
+    sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert prepare_labels(sample_dir, out) == 0
+    before = snapshot(out)
+    with open(tmp_path / ".out.lock", "w") as lock:  # what a running prepare holds
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        assert prepare_labels(sample_dir, out) == 1
+    assert_refused(capsys, "another sousa-builder run is writing it now")
+    assert snapshot(out) == before
+
+
+def test_leftovers_of_a_dead_run_are_removed(sample_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert prepare_labels(sample_dir, out) == 0
+    (tmp_path / ".out.partial-k1ll3d").mkdir()  # a run killed while building
+    (tmp_path / ".out.partial-k1ll3d" / "big.parquet").write_bytes(b"x" * 1000)
+    (tmp_path / ".out.old-k1ll3d").mkdir()  # a run killed before it removed the previous output
+    assert prepare_labels(sample_dir, out) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_replacement_cut_between_its_two_renames_is_completed(sample_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert prepare_labels(sample_dir, out) == 0
+    expected = snapshot(out)
+    # The state a run leaves when killed after `out -> retired` and before `staging -> out`:
+    shutil.copytree(out, tmp_path / ".out.partial-abc")
+    out.rename(tmp_path / ".out.old-abc")
+    (tmp_path / ".out.replacing.json").write_text(
+        json.dumps({"staging": ".out.partial-abc", "retired": ".out.old-abc"})
+    )
+    assert prepare_labels(sample_dir, out) == 0
+    assert snapshot(out).keys() == expected.keys()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_output_folders_follow_the_umask(sample_dir: Path, tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        assert prepare_labels(sample_dir, tmp_path / "out") == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
+    assert (tmp_path / "out" / MANIFEST).exists()

@@ -22,7 +22,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets.utils.py_utils import convert_file_size_to_int
 from datasets.utils.tqdm import tqdm
-from packaging.version import Version
 
 from .builder import Sousa, SousaConfig, build_tables
 from .features import features_for
@@ -33,7 +32,7 @@ DEFAULT_MAX_SHARD_SIZE = "500MB"  # as `datasets.config.MAX_SHARD_SIZE`
 # Content-defined chunking, as datasets 4+ writes it (`datasets.config.DEFAULT_CDC_OPTIONS`), where pyarrow has it:
 # pages cut by content, so that a changed row changes few pages and the Hub's Xet storage deduplicates the rest.
 CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
-PYARROW_HAS_CDC = Version(pa.__version__) >= Version("21")  # pyarrow 21 added content-defined chunking
+PYARROW_HAS_CDC = int(pa.__version__.split(".")[0]) >= 21  # pyarrow 21 added content-defined chunking
 
 
 @dataclass(frozen=True)

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from datasets.utils.py_utils import convert_file_size_to_int
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import HfHubHTTPError
 
 from .builder import config_names
 from .errors import PublishNotConfirmedError, SousaError
 from .prepare import PrepareResult, prepare
 from .publish import PublishPlan, publish
-from .sample import make_sample
+from .sample import PRESETS, RUDIMENTS, TEMPOS, make_sample
 from .validate import validate_prepared, validate_source
 from .validate.audio import MAX_FLAGGED_SHARE, MAX_LAG_MS, MIN_CORRELATION, TIMBRE_THRESHOLD_DB, AudioSettings
 
@@ -81,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also: SOUSA_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sample = commands.add_parser("sample", help="write a small SOUSA-layout dataset (real FLAC and MIDI)")
@@ -100,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument(
         "--shift-ms", type=float, default=0.0, metavar="MS", help="play the audio MS later than the MIDI (< 0: earlier)"
     )
-    sample.set_defaults(run=_run_sample)
+    sample.set_defaults(run=_run_sample, usage_error=sample.error)
 
     prep = commands.add_parser(
         "prepare",
@@ -187,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_sample(args: argparse.Namespace) -> None:
+    for option, value, most in (("--rudiments", args.rudiments, len(RUDIMENTS)), ("--augmentations", args.augmentations,
+                                len(PRESETS)), ("--tempos", args.tempos, len(TEMPOS))):  # fmt: skip
+        if value > most:
+            args.usage_error(f"{option} must be 1-{most}, got {value}")
     out = make_sample(
         args.out,
         profiles=args.profiles,
@@ -278,28 +287,85 @@ def format_summary(result: PrepareResult) -> str:
     return "\n".join(lines)
 
 
-def _root_cause(error: BaseException) -> BaseException:
-    """Our own error behind datasets' DatasetGenerationError wrapper, if there is one."""
-    while not isinstance(error, SousaError) and error.__cause__ is not None:
-        error = error.__cause__
-    return error
+class Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt so that every cleanup runs."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves, in one line."""
+    if args.command in ("prepare", "sample"):
+        return f"{args.out} is unchanged"
+    if args.command == "publish":
+        return "the branch changes only by one complete commit: run again to finish (nothing is sent twice)"
+    return "nothing was changed"
+
+
+def describe_error(error: BaseException, args: argparse.Namespace) -> str:
+    """One line for a user: what went wrong and, where it helps, what to do."""
+    cause = error
+    while not isinstance(cause, (SousaError, HfHubHTTPError)) and cause.__cause__ is not None:
+        cause = cause.__cause__  # our own error, or the Hub's, behind a wrapper (datasets, the upload client)
+    if isinstance(cause, HfHubHTTPError):
+        return _hub_error(cause, args)
+    if isinstance(cause, SousaError | ValueError):
+        return str(cause)
+    if _is_connection_error(cause):
+        return f"cannot reach the Hub at {hf_constants.ENDPOINT} ({_first_line(cause)}); nothing was committed"
+    if isinstance(cause, OSError) and cause.strerror:
+        where = f"{cause.filename}: " if cause.filename else ""
+        return f"{where}{cause.strerror.lower()}"
+    return f"{type(cause).__name__}: {_first_line(cause)} (run with --debug for the traceback)"
+
+
+def _hub_error(error: HfHubHTTPError, args: argparse.Namespace) -> str:
+    status = error.response.status_code if error.response is not None else None
+    repo = getattr(args, "repo_id", "the repo")
+    if status == 401:
+        return "the Hub refused the token (invalid, expired or revoked): set HF_TOKEN to a valid one"
+    if status == 403:
+        return f"this token cannot write to {repo}: use a token with write access to it"
+    if status == 429:
+        return "the Hub is limiting the rate of requests (429): wait, then run again (nothing is sent twice)"
+    if status is not None and status >= 500:
+        return f"the Hub answered {status} (a server error): run again later (nothing is sent twice)"
+    return f"the Hub answered {status}: {_first_line(error)}"
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    names = {type(e).__name__ for e in type(error).__mro__}
+    return bool(names & {"ConnectionError", "ConnectError", "ConnectTimeout", "ConnectionRefusedError"})
+
+
+def _first_line(error: BaseException) -> str:
+    return next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return its exit code (0 ok, 1 refused or failed, 2 usage, 130 / 143 interrupted)."""
     args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("SOUSA_DEBUG") == "1"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # The upload client's INFO lines carry the storage URLs it uploads to (presigned on the Hub): not for CI logs.
+    logging.getLogger("huggingface_hub").setLevel(logging.WARNING)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        code = args.run(args)
-    except KeyboardInterrupt:
-        print("interrupted; nothing was replaced", file=sys.stderr)
-        return 130
-    except Exception as error:
-        cause = _root_cause(error)
-        if not isinstance(cause, (SousaError, ValueError)):
+        return args.run(args) or 0
+    except (KeyboardInterrupt, Terminated) as interrupt:
+        if debug:
             raise
-        print(f"sousa-builder {args.command}: error: {cause}", file=sys.stderr)
+        print(f"sousa-builder {args.command}: interrupted: {_interrupted(args)}", file=sys.stderr)
+        return 143 if isinstance(interrupt, Terminated) else 130
+    except Exception as error:
+        if debug:
+            raise
+        print(f"sousa-builder {args.command}: error: {describe_error(error, args)}", file=sys.stderr)
         return 1
-    return code or 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,15 @@ multiprocessing start method (fork, spawn, forkserver).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import multiprocessing
+import multiprocessing.pool
 import os
+import signal
+import sys
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +36,7 @@ DEFAULT_MAX_SHARD_SIZE = "500MB"  # as `datasets.config.MAX_SHARD_SIZE`
 # Content-defined chunking, as datasets 4+ writes it (`datasets.config.DEFAULT_CDC_OPTIONS`), where pyarrow has it:
 # pages cut by content, so that a changed row changes few pages and the Hub's Xet storage deduplicates the rest.
 CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
+_PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies
 PYARROW_HAS_CDC = int(pa.__version__.split(".")[0]) >= 21  # pyarrow 21 added content-defined chunking
 
 
@@ -147,37 +152,48 @@ class ShardWriters:
     """Writes shards in `num_proc` worker processes (in this one if `num_proc` is None or 1).
 
     One pool serves every config and split of a prepare: workers started with spawn or forkserver
-    import `datasets` first, about a second each.
+    import `datasets` first, about a second each. If the block is left by an exception (Ctrl-C
+    included), the workers are killed at once; they also die with this process (Linux).
     """
 
     def __init__(self, num_proc: int | None = None):
         self.num_proc = num_proc or 1
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool: multiprocessing.pool.Pool | None = None
 
     def __enter__(self) -> ShardWriters:
         if self.num_proc > 1:
             # The start method is the user's (multiprocessing's default, or set_start_method): the output is the same.
-            self._pool = ProcessPoolExecutor(self.num_proc, mp_context=multiprocessing.get_context())
+            self._pool = multiprocessing.get_context().Pool(self.num_proc, initializer=_worker_signals)
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        if self._pool is None:
+            return
+        if exc_type is None:
+            self._pool.close()
+        else:
+            self._pool.terminate()
+        self._pool.join()
 
     def write(self, tasks: Sequence[ShardTask], desc: str) -> list[ShardResult]:
         """Write `tasks`; their results in task order. Progress in rows, under `desc`."""
-        results: dict[int, ShardResult] = {}
+        results: dict[str, ShardResult] = {}
         with tqdm(total=sum(t.stop - t.start for t in tasks), desc=desc, unit=" rows") as bar:
-            for position, result in self._results(tasks):
-                results[position] = result
+            for result in self._results(tasks):
+                results[result.path] = result
                 bar.update(result.num_examples)
-        return [results[position] for position in range(len(tasks))]
+        return [results[task.path] for task in tasks]
 
-    def _results(self, tasks: Sequence[ShardTask]) -> Iterator[tuple[int, ShardResult]]:
+    def _results(self, tasks: Sequence[ShardTask]) -> Iterator[ShardResult]:
         if self._pool is None or len(tasks) <= 1:
-            for position, task in enumerate(tasks):
-                yield position, write_shard(task)
-            return
-        futures = {self._pool.submit(write_shard, task): position for position, task in enumerate(tasks)}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+            return map(write_shard, tasks)
+        return self._pool.imap_unordered(write_shard, tasks)
+
+
+def _worker_signals() -> None:
+    """In a worker: Ctrl-C and SIGTERM are the parent's to handle (it then kills the workers); die with the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -10,6 +10,10 @@ import fcntl
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,7 @@ import pytest
 import sousa_builder.output
 from sousa_builder.cli import main
 from sousa_builder.manifest import MANIFEST, Manifest
+from sousa_builder.sample import make_sample
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -142,3 +147,77 @@ def test_output_folders_follow_the_umask(sample_dir: Path, tmp_path: Path) -> No
         os.umask(previous)
     assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755
     assert (tmp_path / "out" / MANIFEST).exists()
+
+
+# --- signals: real ones, to real processes -----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def larger_source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enough audio (360 samples, ~140 MB) that a prepare with --num-proc 2 runs for seconds."""
+    return make_sample(
+        tmp_path_factory.mktemp("larger") / "data", profiles=6, rudiments=6, tempos=2, augmentations=5, seed=1
+    )
+
+
+def start_prepare(source: Path, out: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "sousa_builder", "prepare", str(source), "--out", str(out), "--num-proc", "2"]
+    command += ["--max-shard-size", "4MB"]  # many shards: the workers are busy when the signal comes
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def wait_for_shards(out: Path, process: subprocess.Popen) -> None:
+    """Until the run has written a shard in its staging folder (bounded: 60 s)."""
+    deadline = time.monotonic() + 60
+    while not list(out.parent.glob(f".{out.name}.partial-*/audio/*.parquet")):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "prepare wrote no shard in 60 s"
+        time.sleep(0.05)
+
+
+def processes_left(group: int) -> bool:
+    try:
+        os.killpg(group, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_interrupt_with_workers_is_quick_and_clean(
+    larger_source: Path, sample_dir: Path, tmp_path: Path, signum: int, code: int
+) -> None:
+    out = tmp_path / "out"
+    assert prepare_labels(sample_dir, out) == 0
+    before = snapshot(out)
+    process = start_prepare(larger_source, out)
+    wait_for_shards(out, process)
+    os.killpg(process.pid, signum)  # a terminal's Ctrl-C goes to the whole foreground process group
+    sent = time.monotonic()
+    _, err = process.communicate(timeout=30)
+    assert time.monotonic() - sent < 5
+    assert process.returncode == code
+    assert err.strip().splitlines()[-1] == f"sousa-builder prepare: interrupted: {out} is unchanged"
+    assert "Traceback" not in err
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # staging and lock removed
+    time.sleep(0.5)
+    assert not processes_left(process.pid)  # no worker left behind
+
+
+@pytest.mark.slow
+def test_workers_die_with_a_killed_prepare(larger_source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    process = start_prepare(larger_source, out)
+    wait_for_shards(out, process)
+    process.kill()  # SIGKILL: no cleanup runs in the main process
+    process.communicate(timeout=30)
+    deadline = time.monotonic() + 10
+    while processes_left(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not processes_left(process.pid)  # the workers got SIGKILL when their parent died
+    assert prepare_labels(larger_source, out) == 0  # the next run removes the dead run's staging folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -16,7 +17,8 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import HfHubHTTPError
 
 from .builder import config_names
-from .errors import PublishNotConfirmedError, SousaError
+from .errors import PublishNotConfirmedError, SourceFormatError, SousaError
+from .output import refuse_overlap
 from .prepare import PrepareResult, prepare
 from .publish import PublishPlan, publish
 from .sample import PRESETS, RUDIMENTS, TEMPOS, make_sample
@@ -227,7 +229,11 @@ def _run_publish(args: argparse.Namespace) -> None:
     if args.prepared:
         result = publish(args.repo_id, args.prepared, **options)
     else:
-        with tempfile.TemporaryDirectory(prefix="sousa-publish-") as work:
+        if args.dry_run:
+            refuse_overlap(Path(args.dry_run), "--dry-run", Path(args.data_dir), "the SOUSA directory")
+        _check_source(args.data_dir, args.num_proc)
+        _remove_dead_work_folders()
+        with tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{os.getpid()}-") as work:
             prepared = prepare(args.data_dir, Path(work) / "prepared", configs=args.configs, num_proc=args.num_proc,
                                max_shard_size=args.max_shard_size)  # fmt: skip
             print(format_summary(prepared))
@@ -242,6 +248,39 @@ def _run_publish(args: argparse.Namespace) -> None:
         print("not published")
     else:
         print(f"published: {result.pull_request_url or result.commit_url}")
+
+
+WORK_PREFIX = "sousa-publish-"  # + the pid of the run: `publish --data-dir` prepares in a temporary folder
+
+
+def _check_source(data_dir: str, num_proc: int | None) -> None:
+    """Refuse a source that fails the checks of `sousa-builder validate` (labels and media; not --audio)."""
+    report = validate_source(data_dir, num_proc=num_proc)
+    failures = report.with_status("fail")
+    if failures:
+        reasons = "; ".join(f"{check.name}: {check.text}" for check in failures)
+        raise SourceFormatError(
+            f"{data_dir} fails validation, so nothing was published ({reasons}); "
+            f"`sousa-builder validate {data_dir}` gives the full report"
+        )
+
+
+def _remove_dead_work_folders() -> None:
+    """Remove the temporary folders of `publish --data-dir` runs that were killed (their pid is gone)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{WORK_PREFIX}*-*"):
+        pid = folder.name[len(WORK_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _ask(plan: PublishPlan) -> bool:

@@ -16,8 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from .errors import OutputExistsError
-from .hashes import HashCache
+from .hashes import HashCache, file_sha256s
 
 MANIFEST = ".sousa/manifest.json"
 MANIFEST_DIR = ".sousa"
@@ -112,11 +115,9 @@ def check_replaceable(folder: Path, kind: str, option: str) -> bool:
 
 
 def ownership_problems(folder: Path, manifest: Manifest, hashed: bool = True) -> list[str]:
-    """What in `folder` is not as its manifest says: files missing, changed (size, time, or with `hashed` the
-    sha256), links, and anything not listed. Empty when the folder is exactly what was written."""
-    problems = []
-    hashes = HashCache.load() if hashed else None
-    present = _entries(folder)
+    """What in `folder` is not as its manifest says: files missing, changed (size; with `hashed` the sha256,
+    else the modification time), links, and anything not listed. Empty when the folder is what was written."""
+    problems, present, to_hash = [], _entries(folder), []
     for relative, entry in manifest.files.items():
         path = folder / relative
         kind = present.get(relative)
@@ -126,22 +127,41 @@ def ownership_problems(folder: Path, manifest: Manifest, hashed: bool = True) ->
             problems.append(f"{relative}: a {kind}, listed as a file")
         elif path.stat().st_size != entry.size:
             problems.append(f"{relative}: {path.stat().st_size:,} bytes, written as {entry.size:,}")
-        elif hashes is not None and hashes.sha256(path)[0] != entry.sha256:
-            problems.append(f"{relative}: its sha256 is not the one written (the file changed)")
-        elif hashes is None and path.stat().st_mtime_ns != entry.mtime_ns:
+        elif hashed:
+            to_hash.append(relative)
+        elif path.stat().st_mtime_ns != entry.mtime_ns:
             problems.append(f"{relative}: modified since it was written")
-    listed_folders = {str(Path(p).parent.as_posix()) for p in manifest.files}
+    found = file_sha256s([folder / relative for relative in to_hash]) if to_hash else []
+    for relative, (sha256, _) in zip(to_hash, found):
+        if sha256 != manifest.files[relative].sha256:
+            problems.append(
+                f"{relative}: its bytes are not the ones written (sha256 differs){_damage(folder / relative)}"
+            )
+    listed_folders = {p.rsplit("/", 1)[0] for p in manifest.files if "/" in p} | {MANIFEST_DIR}
     for relative, kind in sorted(present.items()):
         if relative in manifest.files or relative == MANIFEST:
             continue
-        if kind == "folder" and any(p == relative or p.startswith(f"{relative}/") for p in listed_folders):
+        if kind == "folder" and any(f == relative or f.startswith(f"{relative}/") for f in listed_folders):
             continue
-        if kind == "folder" and relative == MANIFEST_DIR:
-            continue
-        problems.append(f"{relative}: {'not written by sousa-builder' if kind != 'link' else 'a link'}")
-    if hashes is not None:
-        hashes.save()
+        problems.append(f"{relative}: {'a link' if kind == 'link' else 'not written by sousa-builder'}")
     return problems
+
+
+def _damage(path: Path) -> str:
+    """Where a damaged Parquet file fails its page checksums (prepare writes them), as ': row group N, column C'."""
+    if path.suffix != ".parquet":
+        return ""
+    try:
+        parquet = pq.ParquetFile(path, page_checksum_verification=True)
+        for group in range(parquet.num_row_groups):
+            for column in parquet.schema_arrow.names:
+                try:
+                    parquet.read_row_group(group, columns=[column])
+                except (OSError, pa.ArrowException):
+                    return f": row group {group}, column {column} fails its page checksum"
+    except (OSError, pa.ArrowException) as err:
+        return f": {' '.join(str(err).split())[:200]}"
+    return ""
 
 
 def _entries(folder: Path) -> dict[str, str]:

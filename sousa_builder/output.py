@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import OutputBusyError
+from .errors import OutputBusyError, OutputExistsError
 from .manifest import check_replaceable
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,15 @@ def replacing(out: Path, kind: str, option: str) -> Iterator[Staging]:
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+
+
+def refuse_overlap(target: Path, option: str, protected: Path, what: str) -> None:
+    """Refuse an output folder that is, holds, or lies inside `protected` (the user's `what`)."""
+    target, protected = target.absolute().resolve(), protected.absolute().resolve()
+    if target == protected or protected.is_relative_to(target) or target.is_relative_to(protected):
+        raise OutputExistsError(
+            f"{option} {target}: is, holds or lies inside {what} {protected}; choose a folder outside it"
+        )
 
 
 def _umask() -> int:

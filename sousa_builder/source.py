@@ -339,10 +339,26 @@ def media_problem(root: Path, relative: str) -> str | None:
     if not stat.S_ISREG(mode):
         return "not a regular file"
     try:
-        with open(path, "rb"):
-            pass
+        with open(path, "rb") as stream:
+            head = stream.read(_HEADER_BYTES)
     except OSError as err:
         return f"unreadable ({err.strerror})"
+    return header_problem(relative, head)
+
+
+# FLAC: "fLaC", then the STREAMINFO block header (type 0, 34 bytes long); MIDI: "MThd" and its length, 6.
+_FLAC_HEAD, _MIDI_HEAD, _HEADER_BYTES = b"fLaC\x00\x00\x00\x22", b"MThd\x00\x00\x00\x06", 8
+
+
+def header_problem(name: str, head: bytes) -> str | None:
+    """Why a media file's first bytes are not what its name claims (a cheap check, not a decode), or None."""
+    if not head:
+        return "empty (0 bytes)"
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix == ".flac" and not (head[:4] == _FLAC_HEAD[:4] and head[4] & 0x7F == 0 and head[5:8] == _FLAC_HEAD[5:]):
+        return "not a FLAC file (it does not start with fLaC and a STREAMINFO block)"
+    if suffix in (".mid", ".midi") and head[:8] != _MIDI_HEAD:
+        return "not a MIDI file (it does not start with an MThd header)"
     return None
 
 

@@ -293,13 +293,59 @@ def test_refuses_a_folder_that_fails_validation(hub: FakeHub, prepared_dir: Path
     assert not hub.requests_for("create_repo", "preupload", "lfs_batch", "commit")
 
 
-def test_shard_rewritten_in_place_is_hashed_again(hub: FakeHub, prepared_dir: Path, tmp_path: Path) -> None:
+def test_a_shard_changed_after_prepare_is_never_published(hub: FakeHub, prepared_dir: Path, tmp_path: Path) -> None:
     folder = Path(shutil.copytree(prepared_dir, tmp_path / "copy"))
     publish(REPO, folder)  # remembers the hash of every file with its stat
-    shard = next((folder / "labels_only").glob("train-*.parquet"))
-    pq.write_table(pq.read_table(shard), shard, compression="zstd")  # same path and rows, other bytes
-    uploads = len(hub.uploaded_oids())
-    result = publish(REPO, folder)
-    path = shard.relative_to(folder).as_posix()
-    assert result.plan.replace == [path] and hub.files(REPO)[path] == shard.read_bytes()
-    assert hub.uploaded_oids()[uploads:] == [sha256(shard.read_bytes())]
+    shard = next((folder / "audio").glob("train-*.parquet"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 3 : len(data) // 3 + 32] = bytes(32)  # 32 bytes inside the FLAC data, same size
+    shard.write_bytes(bytes(data))
+    requests = len(hub.requests)
+    with pytest.raises(PreparedFolderError, match=r"audio/train-0000\d-of-00002.parquet: its bytes are not the ones"):
+        publish(REPO, folder)
+    assert not [r for r in hub.requests[requests:] if r.method != "GET"]  # nothing uploaded, nothing committed
+
+
+@pytest.mark.parametrize(
+    "where", ["prepared", "inside-prepared", "holds-prepared", "source", "inside-source", "git-checkout"]
+)
+def test_dry_run_never_deletes_what_it_did_not_write(
+    hub: FakeHub, prepared_dir: Path, sample_dir: Path, tmp_path: Path, capsys, where: str
+) -> None:
+    prepared = Path(shutil.copytree(prepared_dir, tmp_path / "work" / "prepared"))
+    source = Path(shutil.copytree(sample_dir, tmp_path / "work" / "source"))
+    checkout = tmp_path / "work" / "checkout"
+    (checkout / ".git").mkdir(parents=True)
+    (checkout / "README.md").write_text("my project")  # a README.md does not make a folder a dry run
+    target = {
+        "prepared": prepared, "inside-prepared": prepared / "plan", "holds-prepared": tmp_path / "work",
+        "source": source, "inside-source": source / "plan", "git-checkout": checkout,
+    }[where]  # fmt: skip
+    before = {p: p.read_bytes() for p in (tmp_path / "work").rglob("*") if p.is_file()}
+    what = ["--data-dir", str(source)] if "source" in where else ["--prepared", str(prepared)]
+    assert main(["publish", REPO, *what, "--dry-run", str(target)]) == 1
+    err = capsys.readouterr().err
+    assert str(target) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in (tmp_path / "work").rglob("*") if p.is_file()} == before
+    assert not hub.requests_for("create_repo", "preupload", "commit")
+
+
+def test_dry_run_replaces_its_own_earlier_tree(hub: FakeHub, prepared_dir: Path, tmp_path: Path) -> None:
+    plan = tmp_path / "plan"
+    assert main(["publish", REPO, "--prepared", str(prepared_dir), "--dry-run", str(plan)]) == 0
+    assert main(["publish", REPO, "--prepared", str(prepared_dir), "--dry-run", str(plan)]) == 0
+    assert local_tree(plan) == {p: d for p, d in local_tree(prepared_dir).items()}
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".plan")]  # no staging or lock left
+
+
+def test_data_dir_with_broken_media_is_never_published(hub: FakeHub, sample_dir: Path, tmp_path: Path, capsys) -> None:
+    source = Path(shutil.copytree(sample_dir, tmp_path / "source"))
+    flac = next((source / "audio").rglob("*.flac"))
+    flac.write_bytes(b"")
+    midi = next((source / "midi").rglob("*.mid"))
+    midi.write_bytes(b"garbage")
+    assert main(["publish", REPO, "--data-dir", str(source), "--yes"]) == 1
+    err = capsys.readouterr().err
+    assert "fails validation, so nothing was published" in err and "empty (0 bytes)" in err
+    assert "not a MIDI file" in err and "Traceback" not in err
+    assert not hub.requests_for("create_repo", "preupload", "commit")

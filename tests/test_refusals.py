@@ -109,8 +109,26 @@ def audio_unreadable(d: Path) -> str:
     return f"{row['audio_path']} (sample {row['sample_id']}): not a regular file"
 
 
+def audio_empty(d: Path) -> str:
+    row = first_row(d)
+    (d / row["audio_path"]).write_bytes(b"")
+    return f"{row['audio_path']} (sample {row['sample_id']}): empty (0 bytes)"
+
+
+def audio_not_flac(d: Path) -> str:
+    row = first_row(d)
+    (d / row["audio_path"]).write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(100))  # a WAV named .flac
+    return f"{row['audio_path']} (sample {row['sample_id']}): not a FLAC file"
+
+
+def midi_garbage(d: Path) -> str:
+    row = next(r for r in pq.read_table(d / SAMPLES).to_pylist() if r["midi_path"])
+    (d / row["midi_path"]).write_bytes(b"this is not a MIDI file")
+    return f"{row['midi_path']} (sample {row['sample_id']}): not a MIDI file"
+
+
 def audio_escapes_root(d: Path) -> str:
-    (d.parent / "outside.flac").write_bytes(b"fLaC")
+    (d.parent / "outside.flac").write_bytes((d / first_row(d)["audio_path"]).read_bytes())
     rewrite(d / SAMPLES, lambda t: set_value(t, "audio_path", 0, "../outside.flac"))
     return f"../outside.flac (sample {first_row(d)['sample_id']}): escapes the dataset root"
 
@@ -156,7 +174,8 @@ def labels_not_parquet(d: Path) -> str:
 BREAKAGES = [
     missing_exercises, missing_strokes, missing_splits, splits_not_json, splits_wrong_shape,
     profile_in_two_splits, profile_in_no_split, duplicate_sample_id, no_exercise_scores,
-    audio_file_missing, midi_file_missing, audio_unreadable, audio_escapes_root, audio_absolute,
+    audio_file_missing, midi_file_missing, audio_unreadable, audio_empty, audio_not_flac, midi_garbage,
+    audio_escapes_root, audio_absolute,
     audio_path_null, group_without_midi, column_missing, column_wrong_type, labels_not_parquet,
 ]  # fmt: skip
 

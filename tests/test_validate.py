@@ -18,6 +18,7 @@ import pytest
 import soundfile as sf
 
 from sousa_builder.cli import main
+from sousa_builder.manifest import write_manifest
 from sousa_builder.validate import HubLimits, Report, validate_prepared, validate_source
 
 SOURCE_CHECKS = [
@@ -28,7 +29,7 @@ SOURCE_CHECKS = [
     "unreferenced_media",
 ]  # fmt: skip
 PREPARED_CHECKS = [
-    "readme", "load", "features", "no_path_columns", "row_counts", "media_bytes", "split_profiles",
+    "manifest", "readme", "load", "features", "no_path_columns", "row_counts", "media_bytes", "split_profiles",
     "hub_file_size", "hub_folder_entries", "hub_file_count", "hub_row_groups",
 ]  # fmt: skip
 
@@ -305,13 +306,14 @@ def audio_is_wav(d: Path) -> tuple[str, str]:
     row = victim(d)
     data, rate = sf.read(d / row["audio_path"])
     sf.write(d / row["audio_path"], data, rate, format="WAV")
-    return "audio_decode", f"{row['audio_path']} (sample {row['sample_id']}): format WAV, expected FLAC"
+    # Its first bytes say so: refused as prepare refuses it, before any decode.
+    return "media_files", f"{row['audio_path']} (sample {row['sample_id']}): not a FLAC file"
 
 
 def midi_garbage(d: Path) -> tuple[str, str]:
     row = victim(d)
     (d / row["midi_path"]).write_bytes(b"this is not a MIDI file")
-    return "midi_parse", f"{row['midi_path']} (sample {row['sample_id']}): does not parse as MIDI"
+    return "media_files", f"{row['midi_path']} (sample {row['sample_id']}): not a MIDI file"
 
 
 def midi_without_notes(d: Path) -> tuple[str, str]:
@@ -633,6 +635,7 @@ def test_prepared_check_fails(
     breakage: Callable[[Path], tuple[str, str, set[str]]], prepared_copy: Path, sample_dir: Path
 ) -> None:
     check, expected, also = breakage(prepared_copy)
+    write_manifest(prepared_copy, "prepare")  # as if prepare had written it so: this check alone must see it
     report = validate_prepared(prepared_copy, source=sample_dir)
     result = report[check]
     assert result.status == "fail", result
@@ -658,3 +661,59 @@ def test_hub_limits(limits: HubLimits, check: str, expected: str, prepared_dir: 
     assert report[check].status == "fail"
     assert expected in report[check].text
     assert failing(report) == {check}
+
+
+# --- the manifest: the prepared folder is what prepare wrote, byte for byte -------------------------------------
+
+
+def flip_bytes(path: Path, count: int = 32) -> None:
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + count] = bytes(b ^ 0xFF for b in data[middle : middle + count])
+    path.write_bytes(bytes(data))
+
+
+def audio_shard_flipped(p: Path) -> str:
+    flip_bytes(shard(p, "audio"))  # inside the FLAC data: the row still loads, the audio is damaged
+    return "audio/train-00000-of-00002.parquet: its bytes are not the ones written (sha256 differs): row group 0"
+
+
+def auxiliary_flipped(p: Path) -> str:
+    flip_bytes(p / "auxiliary" / "strokes.parquet", 8)
+    return "auxiliary/strokes.parquet: its bytes are not the ones written"
+
+
+def link_to_outside(p: Path) -> str:
+    (p / "auxiliary" / "extra.parquet").symlink_to(shard(p, "audio").resolve())
+    return "auxiliary/extra.parquet: a link"
+
+
+def dangling_link(p: Path) -> str:
+    (p / "audio" / "gone.parquet").symlink_to(p / "nowhere.parquet")
+    return "audio/gone.parquet: a link"
+
+
+def file_of_the_users(p: Path) -> str:
+    (p / "labels_only" / "notes.txt").write_text("mine")
+    return "labels_only/notes.txt: not written by sousa-builder"
+
+
+def manifest_removed(p: Path) -> str:
+    shutil.rmtree(p / ".sousa")
+    return ".sousa/manifest.json: missing or unreadable"
+
+
+@pytest.mark.parametrize(
+    "breakage",
+    [audio_shard_flipped, auxiliary_flipped, link_to_outside, dangling_link, file_of_the_users, manifest_removed],
+    ids=lambda f: f.__name__,
+)
+def test_manifest_catches_what_prepare_did_not_write(
+    breakage: Callable[[Path], str], prepared_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = breakage(prepared_copy)
+    report = validate_prepared(prepared_copy)  # no --source needed
+    assert report["manifest"].status == "fail" and expected in report["manifest"].text, report["manifest"].text
+    assert main(["validate", "--prepared", str(prepared_copy)]) == 1
+    out, err = capsys.readouterr()
+    assert "FAIL  manifest" in out and "Traceback" not in out + err

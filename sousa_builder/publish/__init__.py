@@ -35,6 +35,8 @@ from huggingface_hub.utils.sha import git_hash
 from ..builder import config_names
 from ..card import card_infos, dataset_card_text
 from ..errors import HubAccessError, PreparedFolderError, PublishConflictError
+from ..manifest import write_manifest
+from ..output import refuse_overlap, replacing
 from ..prepare import README
 from ..validate import validate_prepared
 from .plan import LocalFile, PublishPlan, local_files, make_plan, remote_state
@@ -43,6 +45,7 @@ __all__ = ["PublishPlan", "PublishResult", "check_prepared", "publish", "read_pr
 
 logger = logging.getLogger(__name__)
 
+DRY_RUN = "publish --dry-run"  # the kind of folder in its manifest
 # Rows per split that the pre-publish validation loads with `datasets` (the footers are checked in full).
 VALIDATION_ROWS = 100
 
@@ -81,6 +84,8 @@ def publish(
     `confirm` sees the plan before anything is uploaded; returning False stops there.
     """
     prepared = Path(prepared)
+    if dry_run_dir is not None:
+        refuse_overlap(Path(dry_run_dir), "--dry-run", prepared, "the prepared folder")
     local_infos = read_prepared_infos(prepared)
     local_card = (git_hash((prepared / README).read_bytes()), dict(local_infos))
     if configs:
@@ -173,18 +178,16 @@ def _fileobj(source: Path | bytes) -> str | bytes:
 
 
 def _write_tree(local: list[LocalFile], target: Path) -> None:
-    """Write the files that would be pushed into `target` (replacing an earlier dry run there)."""
-    if target.exists() and any(target.iterdir()) and not (target / README).is_file():
-        raise PreparedFolderError(f"{target} exists and is not an earlier dry run; choose another folder")
-    if target.exists():
-        shutil.rmtree(target)
-    for f in local:
-        destination = target / f.path
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(f.source, bytes):
-            destination.write_bytes(f.source)
-        else:
-            shutil.copyfile(f.source, destination)
+    """Write the files that would be pushed into `target` (replacing only an earlier dry run there)."""
+    with replacing(target.absolute(), DRY_RUN, "--dry-run") as staging:
+        for f in local:
+            destination = staging.path / f.path
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(f.source, bytes):
+                destination.write_bytes(f.source)
+            else:
+                shutil.copyfile(f.source, destination)
+        write_manifest(staging.path, DRY_RUN, known={f.path: f.sha256 for f in local})
 
 
 def _commit_message(infos: dict[str, DatasetInfo]) -> str:

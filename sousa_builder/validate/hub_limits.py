@@ -42,7 +42,7 @@ def hub_limits_checks(out: Path, limits: HubLimits) -> list[CheckResult]:
             path = here / name
             relative = path.relative_to(out).as_posix()
             files.append(relative)
-            size = path.stat().st_size
+            size = path.lstat().st_size  # a link is reported by `manifest`, not followed
             if size >= limits.max_file_bytes:
                 big.append(f"{relative}: {size / 1e9:,.2f} GB")
             if name.endswith(".parquet"):

@@ -26,6 +26,7 @@ from ..builder import Sousa, config_names
 from ..card import metadata_infos
 from ..errors import SousaError
 from ..features import features_for
+from ..manifest import MANIFEST, Manifest, ownership_problems
 from ..prepare import README
 from ..source import MEDIA_PATH_COLUMNS, SousaSource
 from .audio import AudioSettings, embedded_audio_checks, skipped_audio_checks
@@ -67,6 +68,7 @@ def validate_prepared(
     prepared = scan(out)
     opened, source_problem = _open_source(source)
     checks = [
+        _manifest(out),
         _readme(prepared),
         _load(prepared, sample) if prepared.configs else skipped("load", "the README lists no configs (see readme)"),
         _features(prepared),
@@ -116,6 +118,24 @@ def _open_source(source: str | os.PathLike | None) -> tuple[SousaSource | None, 
 
 
 # --- checks --------------------------------------------------------------------------------------
+
+
+def _manifest(out: Path) -> CheckResult:
+    """Every file is the one prepare wrote (size and sha256 against .sousa/manifest.json), and nothing else is
+    there: no file the manifest does not list, no link. Hashes are remembered by `stat`, so publish reads no
+    file again; where a shard's bytes differ, its page checksums say where."""
+    manifest = Manifest.read(out)
+    if manifest is None:
+        problem = f"{MANIFEST}: missing or unreadable; only a folder made by `sousa-builder prepare` is checked"
+        return CheckResult("manifest", "fail", "the folder has no manifest of what prepare wrote", 1, [problem])
+    problems = ownership_problems(out, manifest)
+    return verdict(
+        "manifest",
+        len(problems),
+        problems,
+        "file(s) not as prepare wrote them, or not written by it",
+        f"{len(manifest.files)} file(s) as prepare wrote them (size and sha256), and nothing else",
+    )
 
 
 def _readme(prepared: PreparedFolder) -> CheckResult:

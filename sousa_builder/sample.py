@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +28,8 @@ import soundfile as sf
 
 from .errors import OutputExistsError
 from .features import AUDIO_TAIL_SEC, BINARY_TIER, SAMPLING_RATE, SCORE_COLUMNS, TIERS
+from .manifest import write_manifest
+from .output import replacing
 from .source import LABEL_SCHEMAS, upstream_types
 
 logger = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ PRESETS = (
     ("fluidr3", "concerthall"),
     ("arachno", "practiceroom"),
 )
+SAMPLE = "sample"  # the kind of folder in its manifest
 SNARE_NOTE = 38
 TEMPOS = range(90, 181, 2)
 # `pitched` renders: harmonics (1/k amplitudes) of the note's pitch, slightly stretched as a piano
@@ -149,12 +151,26 @@ def make_sample(
 
     `profiles * rudiments * tempos * augmentations` samples. `flat` uses the older media layout
     (`audio/<id>.flac`) instead of `audio/<slug>/<id>.flac`. An existing non-empty `out` is
-    refused unless `overwrite`. `pitched` renders harmonic tones at the MIDI note's pitch instead
+    refused unless `overwrite`, and then replaced only if it is an earlier sample, unchanged.
+    `pitched` renders harmonic tones at the MIDI note's pitch instead
     of drum hits; `shift_ms` plays the audio that much later than the MIDI (earlier if negative).
     Labels and MIDI do not depend on either.
     """
-    out = Path(out)
+    out = Path(out).absolute()
     _check_options(out, overwrite, profiles, rudiments, augmentations, tempos)
+    with replacing(out, SAMPLE, "OUT") as staging:
+        profile_ids, samples = _write_dataset(staging.path, profiles, rudiments, augmentations, tempos, seed, flat,
+                                              pitched, shift_ms)  # fmt: skip
+        write_manifest(staging.path, SAMPLE)
+    logger.debug("wrote %d samples to %s", samples, out)
+    return out
+
+
+def _write_dataset(
+    out: Path, profiles: int, rudiments: int, augmentations: int, tempos: int, seed: int, flat: bool,
+    pitched: bool, shift_ms: float,
+) -> tuple[list[str], int]:  # fmt: skip
+    """Write the media, labels and splits.json of a sample into `out`; its profile ids and number of samples."""
     rng = random.Random(seed)
     nprng = np.random.default_rng(seed)
     tables: dict[str, list[dict]] = {"samples": [], "exercises": [], "strokes": [], "measures": []}
@@ -168,16 +184,13 @@ def make_sample(
             tables["measures"] += [{"sample_id": sample["sample_id"], **m} for m in performance.measures]
     _write_labels(out, tables)
     _write_splits(out, profile_ids, tables["samples"])
-    logger.debug("wrote %d samples to %s", len(tables["samples"]), out)
-    return out
+    return profile_ids, len(tables["samples"])
 
 
 def _check_options(out: Path, overwrite: bool, profiles: int, rudiments: int, augmentations: int, tempos: int) -> None:
-    """Refuse counts out of range, and a non-empty `out` unless `overwrite` (then empty it)."""
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(f"{out} exists and is not empty; pass overwrite (--overwrite) to replace it")
-        shutil.rmtree(out)
+    """Refuse counts out of range, and a non-empty `out` unless `overwrite` (an earlier sample is then replaced)."""
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise OutputExistsError(f"{out} exists and is not empty; pass overwrite (--overwrite) to replace it")
     if not 1 <= rudiments <= len(RUDIMENTS):
         raise ValueError(f"rudiments must be 1-{len(RUDIMENTS)}, got {rudiments}")
     if not 1 <= augmentations <= len(PRESETS):

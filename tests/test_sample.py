@@ -81,8 +81,14 @@ def test_cli_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["sample", str(keep.parent)]) == 1
     assert "exists and is not empty" in capsys.readouterr().err
     assert keep.read_text() == "precious"
-    assert main(["sample", str(keep.parent), "--rudiments", "1", "--overwrite"]) == 0
-    assert not keep.exists() and (keep.parent / "splits.json").is_file()
+    # --overwrite replaces an earlier sample only: never a folder of the user's.
+    assert main(["sample", str(keep.parent), "--rudiments", "1", "--overwrite"]) == 1
+    assert "no sousa-builder manifest" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"] and keep.read_text() == "precious"
+    sample = tmp_path / "sample"
+    assert main(["sample", str(sample), "--rudiments", "1"]) == 0
+    assert main(["sample", str(sample), "--rudiments", "2", "--overwrite"]) == 0
+    assert len({p.parent.name for p in (sample / "audio").rglob("*.flac")}) == 2  # the new sample, 2 rudiments
 
 
 def test_several_tempos_give_distinct_samples(tmp_path: Path) -> None:

@@ -109,15 +109,19 @@ def test_replaces_an_older_layout_in_one_commit(hub: FakeHub, prepared_dir: Path
         "data/train-00000-of-00001.parquet": b"PAR1 old",
         "midi/beg000_flam_120bpm.mid": b"MThd old",
         "LICENSE": b"MIT",
+        "examples/demo.wav": b"RIFF mine",  # a file of the repo owner's: not a layout of this tool
+        "audio/notes.txt": b"mine too",
+        "root-table.parquet": b"PAR1 mine",
     }
+    kept = {"LICENSE", "examples/demo.wav", "audio/notes.txt", "root-table.parquet"}
     hub.commit_files(REPO, legacy)
     seeded = hub.head(REPO).oid
     publish(REPO, prepared_dir)
     commit = hub.commits[-1]
     assert commit.parent == seeded
-    assert sorted(commit.deleted) == sorted(p for p in legacy if p != "LICENSE")
+    assert sorted(commit.deleted) == sorted(p for p in legacy if p not in kept)
     tree = hub.files(REPO)
-    assert tree["LICENSE"] == b"MIT"  # not ours to delete
+    assert {p: tree[p] for p in kept} == {p: legacy[p] for p in kept}  # not ours to delete
     assert not [p for p in tree if p.endswith((".flac", ".mid")) or p.startswith("data/")]
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from fnmatch import fnmatchcase
+from pathlib import Path
 
 import yaml
 from datasets import DatasetInfo
@@ -21,9 +22,11 @@ from ..prepare import AUXILIARY_DIR, README
 
 logger = logging.getLogger(__name__)
 
-# Where earlier versions of the dataset kept files: stale wherever they are found.
-LEGACY_FOLDERS = ("data", "midi", "labels")
-LEGACY_SUFFIXES = (".flac", ".mid", ".wav")
+# What earlier layouts of the dataset wrote (README: "Publishing"): loose media under audio/ and midi/ (flat or
+# by rudiment), one Parquet config under data/, label tables under labels/. Deleted where found; nothing else is.
+LEGACY_PATTERNS = (
+    "audio/*.flac", "audio/*/*.flac", "midi/*.mid", "midi/*/*.mid", "data/*.parquet", "labels/*.parquet",
+)  # fmt: skip
 
 
 @dataclass
@@ -138,10 +141,7 @@ def make_plan(repo_id: str, remote: RemoteState, local: list[LocalFile], pushed_
 
 
 def is_stale(path: str, pushed_configs: set[str]) -> bool:
-    """A remote file the new tree replaces: in a pushed config's folder, auxiliary/, or an older layout."""
-    parts = PurePosixPath(path).parts
-    if len(parts) > 1 and parts[0] in {*pushed_configs, "auxiliary", *LEGACY_FOLDERS}:
-        return True
-    if len(parts) == 1 and path.endswith(".parquet"):
-        return True
-    return path.endswith(LEGACY_SUFFIXES)
+    """A remote file that a layout of this tool wrote and the new tree replaces: a shard of a pushed config
+    (`{config}/*.parquet`), an auxiliary table, or a file of an older layout (`LEGACY_PATTERNS`)."""
+    patterns = (*(f"{config}/*.parquet" for config in pushed_configs), f"{AUXILIARY_DIR}/*.parquet", *LEGACY_PATTERNS)
+    return any(fnmatchcase(path, pattern) and path.count("/") == pattern.count("/") for pattern in patterns)

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from .features import FLAT_COLUMNS, features_for
 from .labels import LabelBuckets, LabelReader
-from .source import SousaSource, read_media_array, resolve_data_dir
+from .source import SousaSource, read_media_array, resolve_data_dir, source_signature
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +45,9 @@ class SousaConfig(datasets.BuilderConfig):
     # Samples per gen_kwargs shard: the unit `num_proc` distributes over processes in `download_and_prepare`.
     # Small, so that each process gets about the same number of samples.
     samples_per_shard: int = 32
+    # What the SOUSA directory held when the builder was made (`source.source_signature`): part of the config id,
+    # so the cache of a regenerated directory is not served for the new one.
+    source_signature: str = ""
 
 
 class Sousa(datasets.ArrowBasedBuilder):
@@ -74,6 +77,7 @@ class Sousa(datasets.ArrowBasedBuilder):
         self._label_buckets = label_buckets
         self._label_folders: list[str] = []
         kwargs.setdefault("dataset_name", "sousa")
+        kwargs.setdefault("source_signature", source_signature(self._data_dir.path))
         super().__init__(*args, data_dir=str(self._data_dir.path), **kwargs)
 
     def _info(self) -> datasets.DatasetInfo:

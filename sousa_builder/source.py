@@ -8,6 +8,7 @@ exercise scores, and media paths that are missing, unreadable or outside the dat
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -62,6 +63,40 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> DataDir:
     return DataDir(
         DEFAULT_DATA_DIR.absolute(), f"the default ./{DEFAULT_DATA_DIR} (no data_dir, ${DATA_DIR_ENV} unset)"
     )
+
+
+MEDIA_FOLDERS = ("audio", "midi")
+
+
+def source_signature(root: Path) -> str:
+    """A digest of what a SOUSA directory holds: the path, size and modification time of its label files,
+    splits.json and every file under audio/ and midi/. It changes when the directory is regenerated
+    (about 0.5 s at 100k samples)."""
+    stamps = []
+    for relative in (*LABEL_FILES.values(), SPLITS_FILE):
+        try:
+            info = os.stat(root / relative)
+            stamps.append((relative, info.st_size, info.st_mtime_ns))
+        except OSError:
+            stamps.append((relative, -1, -1))
+    for folder in MEDIA_FOLDERS:
+        stamps += sorted(_stamps_under(os.path.join(root, folder), folder))
+    return hashlib.sha256(repr(stamps).encode()).hexdigest()[:16]
+
+
+def _stamps_under(folder: str, relative: str) -> Iterator[tuple[str, int, int]]:
+    """(relative path, size, mtime) of every file below `folder`, from the directory listing's own stat."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        name = f"{relative}/{entry.name}"
+        if entry.is_dir():
+            yield from _stamps_under(entry.path, name)
+        else:
+            info = entry.stat()
+            yield name, info.st_size, info.st_mtime_ns
 
 
 def listing(items: Sequence[str], shown: int = SHOWN) -> str:

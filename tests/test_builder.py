@@ -21,6 +21,7 @@ from sousa_builder.errors import SourceNotFoundError
 from sousa_builder.features import features_for
 from sousa_builder.labels import LabelBuckets
 from sousa_builder.prepare import prepare
+from sousa_builder.sample import make_sample
 from sousa_builder.source import SousaSource
 
 REPO = Path(__file__).resolve().parent.parent
@@ -187,3 +188,36 @@ def test_prepared_under_the_other_datasets_version(sample_dir: Path, tmp_path: P
         assert ds["train"].features == features_for(*media)
     assert_media_stored_as_given(out / "audio" / "train-00000-of-00001.parquet")
     print(f"read a folder prepared by datasets {other_version} with datasets {datasets.__version__}", file=sys.stderr)
+
+
+def test_cache_follows_a_regenerated_source(tmp_path: Path) -> None:
+    """SOUSA is regenerated often: the builder's cache is keyed by what the directory holds, not only its path."""
+    source = make_sample(tmp_path / "data", profiles=4, rudiments=1, augmentations=1, seed=1)
+    cache = str(tmp_path / "cache")
+
+    def build(**options: str) -> Sousa:
+        builder = Sousa(config_name="labels_only", data_dir=str(source), cache_dir=cache)
+        builder.download_and_prepare(**options)
+        return builder
+
+    first = build()
+    assert set(first.info.splits) == {"train", "validation", "test"}
+    make_sample(source, profiles=3, rudiments=2, augmentations=1, seed=2, overwrite=True)  # no validation profile now
+    second = build()
+    assert second.cache_dir != first.cache_dir
+    # 3 profiles x 2 rudiments: 2 profiles train, 1 test
+    assert {split: info.num_examples for split, info in second.info.splits.items()} == {"train": 4, "test": 2}
+    rows = second.as_dataset(split="train")["rudiment_slug"]
+    assert len(set(rows)) == 2
+    assert build().cache_dir == second.cache_dir  # unchanged source: the cache is reused
+    forced = build(download_mode="force_redownload")  # failed with UnexpectedSplitsError when keyed by path alone
+    assert set(forced.info.splits) == {"train", "test"}
+
+
+@pytest.mark.skipif(DATASETS_4, reason="datasets 4+ runs no loading script")
+def test_loading_script_follows_a_regenerated_source(tmp_path: Path) -> None:
+    source = make_sample(tmp_path / "data", profiles=4, rudiments=1, augmentations=1, seed=1)
+    options = {"data_dir": str(source), "cache_dir": str(tmp_path / "cache"), "trust_remote_code": True}
+    assert datasets.load_dataset(str(SCRIPT), "labels_only", split="train", **options).num_rows == 2
+    make_sample(source, profiles=4, rudiments=3, augmentations=1, seed=2, overwrite=True)
+    assert datasets.load_dataset(str(SCRIPT), "labels_only", split="train", **options).num_rows == 6

@@ -44,7 +44,10 @@ class Staging:
 @contextlib.contextmanager
 def replacing(out: Path, kind: str, option: str) -> Iterator[Staging]:
     """Build the new `out` in the yielded staging folder; it takes `out`'s place if the block ends well."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # under a file, on a read-only filesystem, in a folder we may not write to
+        raise OutputExistsError(f"{option} {out}: cannot make its folder ({err.strerror}: {err.filename})") from None
     with _locked(out):
         _recover(out)
         previous = check_replaceable(out, kind, option)

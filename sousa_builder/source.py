@@ -194,11 +194,42 @@ def _normalized(table: pa.Table, schema: pa.Schema, path: Path) -> pa.Table:
         try:
             columns.append(_normalize_column(table[field.name], field.type))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+            found = table.schema.field(field.name).type
             raise SourceFormatError(
-                f"{path}: column {field.name!r} has type {table.schema.field(field.name).type}, "
-                f"which does not convert to {field.type} ({err})"
+                f"{path}: column {field.name!r} has type {found}, which does not convert to {field.type}"
+                f"{unconvertible_values(table, field)} ({first_line(err)})"
             ) from err
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def unconvertible_values(table: pa.Table, field: pa.Field) -> str:
+    """': sample S (value V), ...' for the first rows of `table` whose `field` value does not convert (or '')."""
+    column = table[field.name].combine_chunks()
+    ids = table["sample_id"].combine_chunks() if "sample_id" in table.column_names else None
+    bad: list[int] = []
+    for start in range(0, len(column), 4096):  # only on the error path: find the rows, a block at a time
+        block = column.slice(start, 4096)
+        try:
+            _normalize_column(pa.chunked_array([block]), field.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            bad += [start + i for i in range(len(block)) if not _converts(block.slice(i, 1), field.type)]
+        if len(bad) >= SHOWN:
+            break
+    shown = [f"sample {ids[i].as_py() if ids is not None else f'row {i}'} ({column[i].as_py()!r})" for i in bad[:SHOWN]]
+    return f": {', '.join(shown)}" if shown else ""
+
+
+def _converts(value: pa.Array, target: pa.DataType) -> bool:
+    try:
+        _normalize_column(pa.chunked_array([value]), target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (pyarrow's can run on with schemas)."""
+    return next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
 
 
 def _duplicates(column: pa.ChunkedArray) -> list[str]:
@@ -277,6 +308,8 @@ class SousaSource:
         split_of = read_splits(root)
 
         samples = read_label_table(root / LABEL_FILES["samples"], SAMPLES_SCHEMA)
+        if samples.num_rows == 0:
+            raise SourceFormatError(f"{root / LABEL_FILES['samples']}: no samples (the file has no rows)")
         _refuse_duplicates(samples["sample_id"], root / LABEL_FILES["samples"], "sample_id")
         exercises = read_label_table(root / LABEL_FILES["exercises"], EXERCISES_SCHEMA)
         exercises = exercises.filter(pc.is_in(exercises["sample_id"], value_set=samples["sample_id"]))

@@ -127,6 +127,19 @@ def midi_garbage(d: Path) -> str:
     return f"{row['midi_path']} (sample {row['sample_id']}): not a MIDI file"
 
 
+def no_samples(d: Path) -> str:
+    for name in ("samples", "exercises", "strokes", "measures"):
+        rewrite(d / f"labels/{name}.parquet", lambda t: t.slice(0, 0))
+    return "labels/samples.parquet: no samples"
+
+
+def integer_beyond_float(d: Path) -> str:
+    # duration_sec is a float: an integer column there converts only up to 2^53
+    rewrite(d / SAMPLES, lambda t: t.set_column(t.schema.get_field_index("duration_sec"), "duration_sec",
+                                                pa.array([2**60 + 1] * t.num_rows, pa.int64())))  # fmt: skip
+    return f"column 'duration_sec' has type int64, which does not convert to double: sample {first_row(d)['sample_id']}"
+
+
 def audio_escapes_root(d: Path) -> str:
     (d.parent / "outside.flac").write_bytes((d / first_row(d)["audio_path"]).read_bytes())
     rewrite(d / SAMPLES, lambda t: set_value(t, "audio_path", 0, "../outside.flac"))
@@ -175,7 +188,7 @@ BREAKAGES = [
     missing_exercises, missing_strokes, missing_splits, splits_not_json, splits_wrong_shape,
     profile_in_two_splits, profile_in_no_split, duplicate_sample_id, no_exercise_scores,
     audio_file_missing, midi_file_missing, audio_unreadable, audio_empty, audio_not_flac, midi_garbage,
-    audio_escapes_root, audio_absolute,
+    audio_escapes_root, audio_absolute, no_samples, integer_beyond_float,
     audio_path_null, group_without_midi, column_missing, column_wrong_type, labels_not_parquet,
 ]  # fmt: skip
 

@@ -221,3 +221,13 @@ def test_workers_die_with_a_killed_prepare(larger_source: Path, tmp_path: Path) 
     assert not processes_left(process.pid)  # the workers got SIGKILL when their parent died
     assert prepare_labels(larger_source, out) == 0  # the next run removes the dead run's staging folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_an_out_folder_that_cannot_be_made_is_one_line(
+    sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a-file").write_text("mine")
+    assert prepare_labels(sample_dir, tmp_path / "a-file" / "out") == 1
+    err = assert_refused(capsys, f"--out {tmp_path / 'a-file' / 'out'}: cannot make its folder")
+    assert len(err.strip().splitlines()) == 1
+    assert (tmp_path / "a-file").read_text() == "mine"

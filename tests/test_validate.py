@@ -717,3 +717,11 @@ def test_manifest_catches_what_prepare_did_not_write(
     assert main(["validate", "--prepared", str(prepared_copy)]) == 1
     out, err = capsys.readouterr()
     assert "FAIL  manifest" in out and "Traceback" not in out + err
+
+
+def test_a_source_without_samples_fails(source_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("samples", "exercises", "strokes", "measures"):
+        rewrite(labels(source_copy, name), lambda t: t.slice(0, 0))
+    assert main(["validate", str(source_copy)]) == 1
+    out = capsys.readouterr().out
+    assert "labels/samples.parquet: no samples" in out and "FAIL  label_files" in out

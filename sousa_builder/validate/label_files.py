@@ -23,6 +23,7 @@ from ..source import (
     SPLITS_FILE,
     convert_column,
     read_splits_file,
+    unconvertible_values,
     upstream_types,
 )
 from .report import CheckResult, first_line, listing, verdict
@@ -124,9 +125,10 @@ def _read_label_file(root: Path, name: str) -> tuple[pa.Table | None, str | None
         try:
             converted = convert_column(table[column_name], declared.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+            values = unconvertible_values(table, declared) if "sample_id" in table.column_names else ""
             fails.append(
-                f"{relative}: column {column_name} has type {found}, which does not convert to {declared.type} "
-                f"({first_line(err)})"
+                f"{relative}: column {column_name} has type {found}, which does not convert to {declared.type}"
+                f"{values} ({first_line(err)})"
             )
             continue
         if found not in upstream_types(declared):
@@ -162,6 +164,8 @@ def read_labels(root: Path) -> tuple[LabelData, list[CheckResult]]:
         warns += column_warns
         if problem:
             unreadable.append(problem)
+        elif name == "samples" and table.num_rows == 0:
+            unreadable.append(f"{LABEL_FILES[name]}: no samples (the file has no rows)")
         else:
             data.tables[name] = table
     data.splits, split_problems = read_splits_file(root)

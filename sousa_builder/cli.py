@@ -20,7 +20,7 @@ from .builder import config_names
 from .errors import PublishNotConfirmedError, SourceFormatError, SousaError
 from .output import refuse_overlap
 from .prepare import PrepareResult, prepare
-from .publish import PublishPlan, publish
+from .publish import PublishPlan, is_connection_error, publish
 from .sample import PRESETS, RUDIMENTS, TEMPOS, make_sample
 from .validate import validate_prepared, validate_source
 from .validate.audio import MAX_FLAGGED_SHARE, MAX_LAG_MS, MIN_CORRELATION, TIMBRE_THRESHOLD_DB, AudioSettings
@@ -375,8 +375,8 @@ def _hub_error(error: HfHubHTTPError, args: argparse.Namespace) -> str:
 
 
 def _is_connection_error(error: BaseException) -> bool:
-    names = {type(e).__name__ for e in type(error).__mro__}
-    return bool(names & {"ConnectionError", "ConnectError", "ConnectTimeout", "ConnectionRefusedError"})
+    """A failure to reach a server: the built-in's, or httpx's / requests' (named alike, not imported here)."""
+    return is_connection_error(error)
 
 
 def _first_line(error: BaseException) -> str:

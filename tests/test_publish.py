@@ -13,7 +13,7 @@ import datasets
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hub_server import DEFAULT_TOKEN, FakeHub, hub_fixture  # noqa: F401
+from hub_server import DEFAULT_TOKEN, FakeHub, hub_fixture, point_clients_at  # noqa: F401
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import RepositoryNotFoundError
 
@@ -353,3 +353,61 @@ def test_data_dir_with_broken_media_is_never_published(hub: FakeHub, sample_dir:
     assert "fails validation, so nothing was published" in err and "empty (0 bytes)" in err
     assert "not a MIDI file" in err and "Traceback" not in err
     assert not hub.requests_for("create_repo", "preupload", "commit")
+
+
+# --- every Hub failure is one line, and nothing is committed ----------------------------------------------------
+
+
+def publish_fails_with(prepared: Path, capsys: pytest.CaptureFixture[str], *expected: str, repo: str = REPO) -> None:
+    assert main(["publish", repo, "--prepared", str(prepared), "--yes"]) == 1
+    out, err = capsys.readouterr()
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("sousa-builder publish: error: ") and "Traceback" not in out + err, err
+    for text in expected:
+        assert text in line, line
+
+
+@pytest.mark.parametrize(
+    ("route", "status", "expected"),
+    [
+        ("commit", 503, "the Hub answered 503 (a server error): run again later"),
+        ("commit", 401, "the Hub refused the token (invalid, expired or revoked)"),  # revoked while uploading
+        ("preupload", 403, f"this token cannot write to {REPO}"),
+    ],
+)
+def test_hub_errors_are_one_line(
+    hub: FakeHub, prepared_dir: Path, capsys: pytest.CaptureFixture[str], route: str, status: int, expected: str
+) -> None:
+    hub.create_repo(REPO)
+    head = hub.head(REPO).oid
+    hub.inject_fault(route, status=status)
+    publish_fails_with(prepared_dir, capsys, expected)
+    assert hub.head(REPO).oid == head
+
+
+def test_a_read_only_token_cannot_write(
+    hub: FakeHub, prepared_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hub.create_repo(REPO)
+    monkeypatch.setenv("HF_TOKEN", hub.add_user("alice", token="hf_alice_read_only", role="read").token)
+    publish_fails_with(prepared_dir, capsys, REPO)
+    assert len(hub.commits) == 1  # the repo's initial commit only
+
+
+@pytest.mark.parametrize("repo_id", ["alice", "a/b/c", "alice/"])
+def test_malformed_repo_id(hub: FakeHub, prepared_dir: Path, capsys: pytest.CaptureFixture[str], repo_id: str) -> None:
+    publish_fails_with(prepared_dir, capsys, f"repo id {repo_id!r} is malformed: expected NAMESPACE/NAME", repo=repo_id)
+    assert not hub.requests
+
+
+def test_unreachable_hub(
+    hub: FakeHub, prepared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, caplog
+) -> None:
+    closed = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    point_clients_at(closed, monkeypatch, tmp_path / "hf-home", token=DEFAULT_TOKEN, xet=False)
+    publish_fails_with(prepared_dir, capsys, f"cannot reach the Hub at {closed}", "nothing was committed")
+    # A dry run still plans, as against an empty repo, and says the Hub could not be reached.
+    plan = tmp_path / "plan"
+    assert main(["publish", REPO, "--prepared", str(prepared_dir), "--dry-run", str(plan)]) == 0
+    assert "could not reach the Hub" in caplog.text and "add: 21 file(s)" in capsys.readouterr().out  # 3 x 3 x 2 + 3
+    assert local_tree(plan).keys() == local_tree(prepared_dir).keys()

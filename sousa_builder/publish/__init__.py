@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,12 +40,13 @@ from ..manifest import write_manifest
 from ..output import refuse_overlap, replacing
 from ..prepare import README
 from ..validate import validate_prepared
-from .plan import LocalFile, PublishPlan, local_files, make_plan, remote_state
+from .plan import LocalFile, PublishPlan, RemoteState, local_files, make_plan, remote_state
 
 __all__ = ["PublishPlan", "PublishResult", "check_prepared", "publish", "read_prepared_infos"]
 
 logger = logging.getLogger(__name__)
 
+_REPO_NAME = re.compile(r"[A-Za-z0-9][\w.\-]{0,95}")
 DRY_RUN = "publish --dry-run"  # the kind of folder in its manifest
 # Rows per split that the pre-publish validation loads with `datasets` (the footers are checked in full).
 VALIDATION_ROWS = 100
@@ -84,6 +86,7 @@ def publish(
     `confirm` sees the plan before anything is uploaded; returning False stops there.
     """
     prepared = Path(prepared)
+    check_repo_id(repo_id)
     if dry_run_dir is not None:
         refuse_overlap(Path(dry_run_dir), "--dry-run", prepared, "the prepared folder")
     local_infos = read_prepared_infos(prepared)
@@ -96,7 +99,13 @@ def publish(
     api = HfApi(endpoint=endpoint, token=token or get_token())
     if dry_run_dir is None:
         _check_write_access(api, repo_id)
-    remote = remote_state(api, repo_id, revision, local_card)
+    try:
+        remote = remote_state(api, repo_id, revision, local_card)
+    except Exception as err:
+        if dry_run_dir is None or not is_connection_error(err):
+            raise
+        logger.warning("could not reach the Hub (%s): planned as against an empty repo", type(err).__name__)
+        remote = RemoteState(revision or "main", None, {}, {})
     kept_infos = {name: info for name, info in remote.infos.items() if name not in local_infos}
     card = dataset_card_text({**kept_infos, **local_infos}).encode("utf-8")
     local = local_files(prepared, card, local_infos)
@@ -134,6 +143,23 @@ def publish(
             ) from None
         raise
     return PublishResult(plan, commit_url=commit.commit_url, pull_request_url=commit.pr_url)
+
+
+def check_repo_id(repo_id: str) -> None:
+    """Refuse a repo id that is not NAMESPACE/NAME (a dataset repo on the Hub has both)."""
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(parts) or not all(_REPO_NAME.fullmatch(part) for part in parts):
+        raise ValueError(f"repo id {repo_id!r} is malformed: expected NAMESPACE/NAME, e.g. user/sousa")
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """Whether `error`, or one behind it, is a failure to reach a server (built-in, httpx or requests)."""
+    while error is not None:
+        names = {cls.__name__ for cls in type(error).__mro__}
+        if names & {"ConnectionError", "ConnectError", "ConnectTimeout", "ConnectionRefusedError"}:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def read_prepared_infos(prepared: Path) -> dict[str, DatasetInfo]:

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -231,3 +232,31 @@ def test_an_out_folder_that_cannot_be_made_is_one_line(
     err = assert_refused(capsys, f"--out {tmp_path / 'a-file' / 'out'}: cannot make its folder")
     assert len(err.strip().splitlines()) == 1
     assert (tmp_path / "a-file").read_text() == "mine"
+
+
+def test_validate_json_to_a_folder_is_one_line(sample_dir: Path, tmp_path: Path, capsys) -> None:
+    assert main(["validate", str(sample_dir), "--json", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"sousa-builder validate: error: {tmp_path}: is a directory"
+    assert "Traceback" not in err
+
+
+def test_debug_shows_the_traceback(sample_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("mine")
+    command = [sys.executable, "-m", "sousa_builder", "--debug", "validate", str(sample_dir), "--json", str(tmp_path)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert (
+        run.returncode == 1 and "Traceback (most recent call last)" in run.stderr and "IsADirectoryError" in run.stderr
+    )
+
+
+def test_killed_publish_runs_leave_no_temporary_folder(
+    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = tmp_path / f"sousa-publish-{int(dead.stdout)}-abcd"  # what a SIGKILLed publish --data-dir leaves
+    (left / "prepared").mkdir(parents=True)
+    plan = tmp_path / "plan"
+    assert main(["publish", "alice/sousa", "--data-dir", str(sample_dir), "--dry-run", str(plan)]) == 0
+    assert not left.exists() and not list(tmp_path.glob("sousa-publish-*"))

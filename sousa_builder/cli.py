@@ -388,8 +388,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("SOUSA_DEBUG") == "1"
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    # The upload client's INFO lines carry the storage URLs it uploads to (presigned on the Hub): not for CI logs.
-    logging.getLogger("huggingface_hub").setLevel(logging.WARNING)
+    # The HTTP clients' INFO lines carry the storage URLs uploads go to (presigned on the Hub): not for CI logs.
+    for name in ("httpx", "httpx2", "httpcore", "httpcore2", "huggingface_hub", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.run(args) or 0

@@ -6,6 +6,7 @@ Assertions are on the server's record (commits, LFS uploads, trees), not only on
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 from pathlib import Path
 
@@ -411,3 +412,11 @@ def test_unreachable_hub(
     assert main(["publish", REPO, "--prepared", str(prepared_dir), "--dry-run", str(plan)]) == 0
     assert "could not reach the Hub" in caplog.text and "add: 21 file(s)" in capsys.readouterr().out  # 3 x 3 x 2 + 3
     assert local_tree(plan).keys() == local_tree(prepared_dir).keys()
+
+
+def test_upload_urls_stay_out_of_the_log(hub: FakeHub, prepared_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """On the Hub, LFS upload URLs are presigned write URLs: a CI log at INFO must not hold them."""
+    caplog.set_level(logging.INFO)  # what the command line logs at
+    assert main(["publish", REPO, "--prepared", str(prepared_dir), "--yes"]) == 0
+    assert hub.lfs_uploads  # files were uploaded...
+    assert not [r for r in caplog.records if "lfs-upload" in r.getMessage()]  # ...and their URLs not logged

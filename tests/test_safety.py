@@ -260,3 +260,31 @@ def test_killed_publish_runs_leave_no_temporary_folder(
     plan = tmp_path / "plan"
     assert main(["publish", "alice/sousa", "--data-dir", str(sample_dir), "--dry-run", str(plan)]) == 0
     assert not left.exists() and not list(tmp_path.glob("sousa-publish-*"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="a private read-only mount needs root")
+@pytest.mark.parametrize("command", ["prepare", "sample"])
+def test_a_read_only_filesystem_is_one_line(sample_dir: Path, tmp_path: Path, command: str) -> None:
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    out = readonly / "out"
+    args = [str(sample_dir), "--out", str(out)] if command == "prepare" else [str(out)]
+    cli = " ".join([sys.executable, "-m", "sousa_builder", command, *args])
+    # In a mount namespace of its own, so the read-only mount is seen by this command alone.
+    script = f"mount -t tmpfs -o ro,size=1m tmpfs {readonly} && {cli}"
+    run = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"sousa-builder {command}: error: ") and "read-only file system" in last, run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_sample_onto_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "a-file").write_text("mine")
+    assert main(["sample", str(tmp_path / "a-file")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err.strip()
+        == f"sousa-builder sample: error: OUT {tmp_path / 'a-file'}: exists and is not a folder; choose another"
+    )
+    assert (tmp_path / "a-file").read_text() == "mine"

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import yaml
-from datasets import Audio, DatasetInfo
+from datasets import Audio, ClassLabel, DatasetInfo
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
@@ -197,6 +197,21 @@ def _body(infos: Mapping[str, DatasetInfo], ordered: list[str], pretty_name: str
             ],
         ),
         "",
+        "## Class labels",
+        "",
+        "The classification targets are `ClassLabel`s: stored as class ids, named by "
+        '`ds.features["skill_tier"].names` / `.int2str(id)`, and usable with '
+        '`train_test_split(stratify_by_column="skill_tier")`.',
+        "",
+        *_table(
+            ("column", "classes (id: name)"),
+            [
+                (f"`{column}`", ", ".join(f"{i}: {name}" for i, name in enumerate(feature.names)))
+                for column, feature in infos[default].features.items()
+                if isinstance(feature, ClassLabel)
+            ],
+        ),
+        "",
         "## Label hierarchy",
         "",
         "An exercise (one row: metadata and the scores above) is made of measures, and each measure of "
@@ -237,6 +252,8 @@ def _body(infos: Mapping[str, DatasetInfo], ordered: list[str], pretty_name: str
 def _type_name(feature: object) -> str:
     if isinstance(feature, Audio):
         return f"Audio ({feature.sampling_rate} Hz)"
+    if isinstance(feature, ClassLabel):
+        return f"ClassLabel ({feature.num_classes} classes)"
     if isinstance(feature, list) or type(feature).__name__ in ("List", "Sequence"):
         return "list of structs"
     return feature.dtype

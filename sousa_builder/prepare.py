@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets import DatasetInfo, SplitDict, SplitInfo
 
-from .builder import Sousa, SousaConfig, config_names
+from .builder import Sousa, SousaConfig, class_ids, config_names
 from .card import dataset_card_text
 from .errors import OutputExistsError
 from .features import FLAT_COLUMNS, features_for
@@ -168,7 +168,7 @@ def _shard_plan(
 def _estimated_bytes(spec: SousaConfig, rows: pa.Table, root: Path, labels: LabelBuckets) -> int:
     """The Arrow size of a config's split (what `max_shard_size` bounds, as in `datasets`): its label columns,
     its strokes and measures at their mean row size, and its media files."""
-    total = rows.select(FLAT_COLUMNS).nbytes
+    total = class_ids(rows.select(FLAT_COLUMNS)).nbytes
     for name, count in (("strokes", "num_strokes"), ("measures", "num_measures")):
         total += labels.row_bytes[name] * (pc.sum(rows[count]).as_py() or 0)
     for column in ["midi_path"] * spec.with_midi + ["audio_path"] * spec.with_audio:

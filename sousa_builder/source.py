@@ -20,9 +20,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from datasets import ClassLabel
 
 from .errors import SourceFormatError, SourceNotFoundError
-from .features import MEASURE_FIELDS, NULLABLE_INT_FIELDS, SAMPLE_COLUMNS, SCORE_COLUMNS, STROKE_FIELDS
+from .features import (
+    MEASURE_FIELDS,
+    NULLABLE_INT_FIELDS,
+    SAMPLE_COLUMNS,
+    SCORE_COLUMNS,
+    STROKE_FIELDS,
+    class_label_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +79,8 @@ def listing(items: Sequence[str], shown: int = SHOWN) -> str:
 
 
 def _arrow_type(feature) -> pa.DataType:
+    if isinstance(feature, ClassLabel):  # the source writes the class name; the output stores its id
+        return pa.string()
     return feature.pa_type if hasattr(feature, "pa_type") else pa.type_for_alias(feature.dtype)
 
 
@@ -243,6 +253,7 @@ class SousaSource:
 
         samples = read_label_table(root / LABEL_FILES["samples"], SAMPLES_SCHEMA)
         _refuse_duplicates(samples["sample_id"], root / LABEL_FILES["samples"], "sample_id")
+        _refuse_unknown_classes(samples, root / LABEL_FILES["samples"])
         exercises = read_label_table(root / LABEL_FILES["exercises"], EXERCISES_SCHEMA)
         exercises = exercises.filter(pc.is_in(exercises["sample_id"], value_set=samples["sample_id"]))
         _refuse_duplicates(exercises["sample_id"], root / LABEL_FILES["exercises"], "exercise row for sample")
@@ -292,6 +303,21 @@ def _refuse_duplicates(column: pa.ChunkedArray, path: Path, what: str) -> None:
     duplicates = _duplicates(column)
     if duplicates:
         raise SourceFormatError(f"{path}: duplicate {what} {listing(duplicates)}")
+
+
+def _refuse_unknown_classes(samples: pa.Table, path: Path) -> None:
+    """Refuse a sample whose class column (skill_tier, rudiment_slug, ...) holds a value outside its vocabulary:
+    the output stores class ids, which only the documented names have."""
+    for column, label in class_label_columns().items():
+        known = pc.fill_null(pc.is_in(samples[column], value_set=pa.array(label.names)), False)
+        bad = samples.filter(pc.invert(known))
+        if bad.num_rows:
+            names = f" ({', '.join(label.names)})" if len(label.names) <= 6 else ""
+            found = [f"{sid} ({value!r})" for sid, value in zip(bad["sample_id"].to_pylist(), bad[column].to_pylist())]
+            raise SourceFormatError(
+                f"{path}: {bad.num_rows} sample(s) have a {column} that is not one of its {len(label.names)} "
+                f"documented values{names}: {listing(found)}"
+            )
 
 
 def _splits_of(rows: pa.Table, split_of: dict[str, str], root: Path) -> pa.Array:

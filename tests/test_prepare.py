@@ -129,6 +129,29 @@ def test_media_bytes_identical_to_source(prepared_dir: Path, sample_dir: Path) -
     assert [r["midi"] for r in midi_only] == [r["midi"] for r in audio]
 
 
+def test_class_labels(prepared_dir: Path, sample_dir: Path) -> None:
+    """The classification targets are ClassLabels named by their documented vocabularies: ids in the shards,
+    names through `features`, and `train_test_split` can stratify on them."""
+    ds = datasets.load_dataset(str(prepared_dir), "labels_only", split="train")
+    features = ds.features
+    assert features["skill_tier"].names == ["beginner", "intermediate", "advanced", "professional"]
+    assert features["skill_tier_binary"].names == ["novice", "skilled"]
+    assert features["dominant_hand"].names == ["right", "left"]
+    assert len(features["rudiment_slug"].names) == 40 and features["rudiment_slug"].str2int("flam") == 19
+    source = source_rows(sample_dir)
+    for row in ds:
+        for column in ("skill_tier", "skill_tier_binary", "dominant_hand", "rudiment_slug"):
+            assert features[column].int2str(row[column]) == source[row["sample_id"]][column], column
+    halves = ds.train_test_split(test_size=0.5, stratify_by_column="skill_tier", seed=0)
+    for part in halves.values():  # train holds 6 beginner and 6 intermediate rows: 3 of each in either half
+        assert sorted(part["skill_tier"]) == [0, 0, 0, 1, 1, 1]
+    body = (prepared_dir / "README.md").read_text().split("---", 2)[2]
+    assert "| `skill_tier` | beginner, intermediate, advanced or professional. |" not in body
+    assert "| `skill_tier` | ClassLabel (4 classes) |" in body
+    assert "| `skill_tier` | 0: beginner, 1: intermediate, 2: advanced, 3: professional |" in body
+    assert "19: flam, 20: flam_accent" in body
+
+
 def test_nested_labels_equal_source_tables(prepared_dir: Path, sample_dir: Path) -> None:
     strokes = pq.read_table(sample_dir / "labels/strokes.parquet").to_pandas()
     measures = pq.read_table(sample_dir / "labels/measures.parquet").to_pandas()

@@ -170,10 +170,10 @@ def _body(infos: Mapping[str, DatasetInfo], ordered: list[str], pretty_name: str
         f'stream = load_dataset("<repo or folder>", "{default}", split="{splits[0]}", streaming=True)',
         "```",
         "",
-        "Every configuration has the same rows in the same order (sorted by `sample_id`). Decoding the "
-        "`audio` column needs torchcodec on datasets 4+ (soundfile and librosa on 3.x); "
-        '`ds.cast_column("audio", Audio(decode=False))` gives the FLAC bytes as they were generated.',
+        "Every configuration has the same rows in the same order (sorted by `sample_id`). "
+        "`streaming=True` reads the shards as it goes, without downloading them first.",
         "",
+        *(_decoding(splits[0]) if "audio" in ordered else []),
         "## Splits",
         "",
         "Splits are by player profile: all samples of a simulated player are in one split, so a model is "
@@ -247,6 +247,52 @@ def _body(infos: Mapping[str, DatasetInfo], ordered: list[str], pretty_name: str
         "",
     ]
     return "\n".join(lines)
+
+
+# Decoding `audio` with soundfile alone; the card test runs it. Same as `sousa_builder.decode`, without the package.
+DECODE_SNIPPET = """import io
+
+import soundfile as sf
+from datasets import Audio, load_dataset
+
+
+def decode(batch):
+    \"\"\"The FLAC bytes of a batch of rows decoded with soundfile: no torch, torchcodec or librosa.\"\"\"
+    batch["audio"] = [
+        dict(zip(("array", "sampling_rate"), sf.read(io.BytesIO(audio["bytes"]), dtype="float32")))
+        for audio in batch["audio"]
+    ]
+    return batch
+
+
+ds = load_dataset("<repo or folder>", "audio", split="{split}").cast_column("audio", Audio(decode=False))
+ds = ds.with_transform(decode)
+print(ds[0]["audio"]["array"].shape, ds[0]["audio"]["sampling_rate"])  # (frames, 2) 44100: stereo float32
+
+stream = load_dataset("<repo or folder>", "audio", split="{split}", streaming=True)
+stream = stream.cast_column("audio", Audio(decode=False)).map(decode, batched=True)
+print(next(iter(stream))["audio"]["sampling_rate"])"""
+
+
+def _decoding(split: str) -> list[str]:
+    """The card's section on decoding the `audio` column: natively, and with soundfile alone."""
+    native = f'load_dataset("<repo or folder>", "audio", split="{split}")'
+    return [
+        "### Decoding the audio",
+        "",
+        f'`{native}[0]["audio"]` decodes with the `datasets` version\'s own `Audio` decoding: torchcodec '
+        "(torch and FFmpeg) on datasets 4+, soundfile and librosa on 3.x. Without those, read the column as "
+        "stored (`Audio(decode=False)`: the FLAC bytes as generated, 44.1 kHz stereo) and decode it with "
+        "soundfile:",
+        "",
+        "```python",
+        DECODE_SNIPPET.replace("{split}", split),
+        "```",
+        "",
+        "With the sousa-builder package installed, `sousa_builder.decoded(ds)` does the same for a dataset, "
+        "a dataset dict or a stream.",
+        "",
+    ]
 
 
 def _type_name(feature: object) -> str:

@@ -30,7 +30,7 @@ from .card import dataset_card_text
 from .errors import OutputExistsError
 from .features import FLAT_COLUMNS, features_for
 from .labels import LABEL_TABLES, LabelBuckets
-from .shards import ShardTask, ShardWriters, count_shards, shard_ranges
+from .shards import ShardTask, ShardWriters, count_shards, shard_ranges, size_text
 from .source import SousaSource
 
 logger = logging.getLogger(__name__)
@@ -181,6 +181,7 @@ def _prepare_config(
 ) -> tuple[DatasetInfo, dict[str, SplitOutput]]:
     """Write the shards of one config; its info (features, splits, sizes) for the card."""
     (staging / spec.name).mkdir()
+    started = time.perf_counter()
     splits, split_infos = {}, SplitDict(dataset_name="sousa")
     for split, tasks in plan.items():
         shards = writers.write(tasks, desc=f"Preparing {spec.name}/{split}")
@@ -193,6 +194,15 @@ def _prepare_config(
         splits=split_infos,
         download_size=sum(s.file_bytes for s in splits.values()),
         dataset_size=sum(s.num_bytes for s in splits.values()),
+    )
+    logger.info(
+        "prepared %s: %d rows (%s) in %d shards, %s, %.1f s",
+        spec.name,
+        sum(s.num_examples for s in splits.values()),
+        ", ".join(f"{split} {output.num_examples}" for split, output in splits.items()),
+        sum(len(s.files) for s in splits.values()),
+        size_text(info.download_size),
+        time.perf_counter() - started,
     )
     return info, splits
 

@@ -10,8 +10,10 @@ multiprocessing start method (fork, spawn, forkserver).
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -33,6 +35,8 @@ DEFAULT_MAX_SHARD_SIZE = "500MB"  # as `datasets.config.MAX_SHARD_SIZE`
 # pages cut by content, so that a changed row changes few pages and the Hub's Xet storage deduplicates the rest.
 CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
 PYARROW_HAS_CDC = Version(pa.__version__) >= Version("21")  # pyarrow 21 added content-defined chunking
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,14 @@ class ShardResult:
     num_examples: int
     num_bytes: int
     file_bytes: int
+
+
+def size_text(num_bytes: int) -> str:
+    """A byte count for people: '43.6 kB', '6.0 MB', '1.2 GB' (decimal units, as `--max-shard-size`)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:.1f} {unit}"
+    return f"{num_bytes} bytes"
 
 
 def shard_ranges(num_rows: int, num_shards: int) -> list[tuple[int, int]]:
@@ -162,13 +174,24 @@ class ShardWriters:
             self._pool.shutdown(cancel_futures=True)
 
     def write(self, tasks: Sequence[ShardTask], desc: str) -> list[ShardResult]:
-        """Write `tasks`; their results in task order. Progress in rows, under `desc`."""
+        """Write `tasks`; their results in task order.
+
+        Progress in rows, under `desc`: a bar on a terminal; elsewhere (a CI log) one INFO line when done,
+        since a bar redrawn into a file runs together.
+        """
         results: dict[int, ShardResult] = {}
-        with tqdm(total=sum(t.stop - t.start for t in tasks), desc=desc, unit=" rows") as bar:
+        started = time.perf_counter()
+        with tqdm(total=sum(t.stop - t.start for t in tasks), desc=desc, unit=" rows", disable=None) as bar:
             for position, result in self._results(tasks):
                 results[position] = result
                 bar.update(result.num_examples)
-        return [results[position] for position in range(len(tasks))]
+            shown = not bar.disable
+        ordered = [results[position] for position in range(len(tasks))]
+        if not shown:
+            rows, size = sum(r.num_examples for r in ordered), size_text(sum(r.file_bytes for r in ordered))
+            seconds = time.perf_counter() - started
+            logger.info("%s: %d rows in %d shard(s), %s, %.1f s", desc, rows, len(ordered), size, seconds)
+        return ordered
 
     def _results(self, tasks: Sequence[ShardTask]) -> Iterator[tuple[int, ShardResult]]:
         if self._pool is None or len(tasks) <= 1:

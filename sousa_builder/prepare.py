@@ -31,7 +31,7 @@ from .errors import OutputExistsError
 from .features import FLAT_COLUMNS, features_for
 from .labels import LABEL_TABLES, LabelBuckets
 from .shards import ShardTask, ShardWriters, count_shards, shard_ranges, size_text
-from .source import SousaSource
+from .source import DataDir, SousaSource
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class PrepareResult:
 
 
 def prepare(
-    data_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | DataDir,
     out: str | os.PathLike,
     configs: Sequence[str] | None = None,
     num_proc: int | None = None,

@@ -53,22 +53,36 @@ SHOWN = 5
 _ID = ("sample_id", pa.string())
 
 
+# What to do about a directory that holds no SOUSA dataset: one that was named (an argument, on the command
+# line or in Python), and one that was not (found through the environment or the default).
+GIVE_THE_OUTPUT_DIRECTORY = "Give the generator's output directory: the folder that holds labels/ and splits.json."
+NAME_THE_OUTPUT_DIRECTORY = f"Point to the generator's output directory with data_dir=..., or set ${DATA_DIR_ENV}."
+
+
 @dataclass(frozen=True)
 class DataDir:
-    """A candidate SOUSA directory and how it was chosen (for error messages)."""
+    """A candidate SOUSA directory, how it was chosen and what to do if it is not one (for error messages)."""
 
     path: Path
     origin: str
+    hint: str = GIVE_THE_OUTPUT_DIRECTORY
 
 
-def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> DataDir:
-    """`data_dir` if given, else `$SOUSA_DATA_DIR`, else `./output/dataset`, made absolute."""
+def resolve_data_dir(data_dir: str | os.PathLike | None = None, origin: str = "the data_dir argument") -> DataDir:
+    """`data_dir` if given, else `$SOUSA_DATA_DIR`, else `./output/dataset`, made absolute.
+
+    `origin` names the given `data_dir` in messages (the command line passes "the DATA_DIR argument").
+    """
     if data_dir is not None:
-        return DataDir(Path(data_dir).expanduser().absolute(), "the data_dir argument")
+        return DataDir(Path(data_dir).expanduser().absolute(), origin)
     if os.environ.get(DATA_DIR_ENV):
-        return DataDir(Path(os.environ[DATA_DIR_ENV]).expanduser().absolute(), f"${DATA_DIR_ENV}")
+        return DataDir(
+            Path(os.environ[DATA_DIR_ENV]).expanduser().absolute(), f"${DATA_DIR_ENV}", NAME_THE_OUTPUT_DIRECTORY
+        )
     return DataDir(
-        DEFAULT_DATA_DIR.absolute(), f"the default ./{DEFAULT_DATA_DIR} (no data_dir, ${DATA_DIR_ENV} unset)"
+        DEFAULT_DATA_DIR.absolute(),
+        f"the default ./{DEFAULT_DATA_DIR} (no data_dir, ${DATA_DIR_ENV} unset)",
+        NAME_THE_OUTPUT_DIRECTORY,
     )
 
 
@@ -241,11 +255,8 @@ class SousaSource:
         where = data_dir if isinstance(data_dir, DataDir) else resolve_data_dir(data_dir)
         root = where.path
         if not (root / LABEL_FILES["samples"]).is_file():
-            raise SourceNotFoundError(
-                f"No SOUSA dataset at {root} (from {where.origin}): expected {LABEL_FILES['samples']} there. "
-                f"Point to the generator's output directory with data_dir=... (on the command line: "
-                f"the DATA_DIR argument), or set ${DATA_DIR_ENV}."
-            )
+            found = f"expected {LABEL_FILES['samples']} there" if root.is_dir() else "no such directory"
+            raise SourceNotFoundError(f"No SOUSA dataset at {root} (from {where.origin}): {found}. {where.hint}")
         for name, relative in LABEL_FILES.items():
             if not (root / relative).is_file():
                 raise SourceFormatError(f"{root / relative}: missing; a SOUSA dataset needs its {name} labels")

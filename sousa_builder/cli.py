@@ -14,10 +14,10 @@ from datasets.utils.py_utils import convert_file_size_to_int
 from . import __version__
 from .builder import config_names
 from .errors import PublishNotConfirmedError, SousaError
-from .prepare import PrepareResult, prepare
+from .prepare import README, PrepareResult, prepare
 from .publish import PublishPlan, publish
 from .sample import make_sample
-from .source import resolve_data_dir
+from .source import LABEL_FILES, resolve_data_dir
 from .validate import validate_prepared, validate_source
 from .validate.audio import MAX_FLAGGED_SHARE, MAX_LAG_MS, MIN_CORRELATION, TIMBRE_THRESHOLD_DB, AudioSettings
 
@@ -314,6 +314,16 @@ def _run_validate(args: argparse.Namespace) -> int:
     for option, value in (("DATA_DIR", args.data_dir), ("--prepared", args.prepared), ("--source", args.source)):
         if value is not None and not Path(value).is_dir():
             args.usage_error(f"{option} {value}: no such directory")
+    if args.data_dir is not None and _looks_prepared(Path(args.data_dir)):
+        args.usage_error(
+            f"DATA_DIR {args.data_dir} looks like a prepared folder (a README.md and config shards, no "
+            f"{LABEL_FILES['samples']}): use --prepared {args.data_dir}"
+        )
+    if args.prepared is not None and (Path(args.prepared) / LABEL_FILES["samples"]).is_file():
+        args.usage_error(
+            f"--prepared {args.prepared} looks like a SOUSA source directory (it holds {LABEL_FILES['samples']}): "
+            f"check it without --prepared (sousa-builder validate {args.prepared}), or give it as --source"
+        )
     thresholds = {name: getattr(args, name) for name in AUDIO_OPTIONS if getattr(args, name) is not None}
     if thresholds and not args.audio:
         args.usage_error(f"--{next(iter(thresholds)).replace('_', '-')} goes with --audio")
@@ -327,6 +337,13 @@ def _run_validate(args: argparse.Namespace) -> int:
         Path(args.json).write_text(report.to_json(strict=args.strict), encoding="utf-8")
     print(report.summary(strict=args.strict))
     return 0 if report.ok(strict=args.strict) else 1
+
+
+def _looks_prepared(folder: Path) -> bool:
+    """Whether `folder` is a `prepare` output rather than a SOUSA source: a README and config shards, no labels."""
+    if (folder / LABEL_FILES["samples"]).is_file() or not (folder / README).is_file():
+        return False
+    return any(next((folder / name).glob("*.parquet"), None) for name in config_names())
 
 
 def format_summary(result: PrepareResult) -> str:

@@ -100,3 +100,18 @@ def test_missing_source_named_in_the_cli_terms(tmp_path: Path, capsys: pytest.Ca
 def test_missing_source_named_in_python_terms(tmp_path: Path) -> None:
     with pytest.raises(SourceNotFoundError, match=r"from the data_dir argument\): expected labels/samples.parquet"):
         prepare(tmp_path, tmp_path / "out")
+
+
+def test_validate_says_which_kind_of_folder_it_was_given(prepared_dir: Path, sample_dir: Path) -> None:
+    run = sousa_builder("validate", str(prepared_dir))
+    assert run.returncode == 2
+    assert (
+        f"looks like a prepared folder (a README.md and config shards, no labels/samples.parquet): use "
+        f"--prepared {prepared_dir}" in run.stderr
+    )
+    run = sousa_builder("validate", "--prepared", str(sample_dir))
+    assert run.returncode == 2
+    assert (
+        f"--prepared {sample_dir} looks like a SOUSA source directory (it holds labels/samples.parquet): "
+        f"check it without --prepared (sousa-builder validate {sample_dir})" in run.stderr
+    )

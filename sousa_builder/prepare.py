@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from datasets import DatasetInfo, SplitDict, SplitInfo
 
 from .builder import Sousa, SousaConfig, class_ids, config_names
-from .card import dataset_card_text
+from .card import dataset_card_text, label_counts
 from .errors import OutputExistsError
 from .features import FLAT_COLUMNS, features_for
 from .labels import LABEL_TABLES, LabelBuckets
@@ -96,7 +96,8 @@ def prepare(
                 plan = _shard_plan(spec, splits, source, labels, staging, max_shard_size, num_shards)
                 infos[spec.name], result.configs[spec.name] = _prepare_config(spec, plan, staging, writers)
         _write_auxiliary(labels, staging / AUXILIARY_DIR)
-        (staging / README).write_bytes(dataset_card_text(infos).encode("utf-8"))
+        card = dataset_card_text(infos, counts=label_counts(staging, infos))
+        (staging / README).write_bytes(card.encode("utf-8"))
         shutil.rmtree(cache)
         _replace(out, staging)
     except BaseException:

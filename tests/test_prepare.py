@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -14,7 +16,7 @@ import yaml
 from conftest import SAMPLE_SPLIT_ROWS
 
 from sousa_builder.builder import config_names
-from sousa_builder.features import FLAT_COLUMNS, features_for
+from sousa_builder.features import FLAT_COLUMNS, RUDIMENT_SLUGS, TIERS, features_for
 from sousa_builder.shards import PYARROW_HAS_CDC
 from sousa_builder.source import SPLIT_KEYS
 
@@ -83,6 +85,24 @@ def test_card_body_numbers_come_from_the_data(prepared_dir: Path) -> None:
     assert "| `audio` | Audio (44100 Hz) |" in body and "| `diddle_position` | int64 |" in body
     audio_mb = sum(f.stat().st_size for f in (prepared_dir / "audio").iterdir()) / 1e6
     assert f"{audio_mb:,.1f} MB" in body
+
+
+def test_card_counts_rows_per_split_tier_and_rudiment(prepared_dir: Path, sample_dir: Path) -> None:
+    """The card's count tables hold what the source says: rows per split and skill tier, per split and rudiment."""
+    splits = json.loads((sample_dir / "splits.json").read_text())
+    split_of = {profile: split for split, key in SPLIT_KEYS.items() for profile in splits[key]}
+    rows = source_rows(sample_dir).values()
+    body = (prepared_dir / "README.md").read_text().split("---", 2)[2]
+    for column, labels in (("skill_tier", TIERS), ("rudiment_slug", RUDIMENT_SLUGS[:1] + RUDIMENT_SLUGS[5:6])):
+        counts = Counter((row[column], split_of[row["profile_id"]]) for row in rows)
+        assert f"| {column} | train | validation | test | total |" in body
+        for label in labels:
+            per_split = [counts[label, split] for split in SPLIT_KEYS]
+            assert f"| {label} | {' | '.join(map(str, per_split))} | {sum(per_split)} |" in body, label
+        assert "| **total** | 12 | 6 | 6 | 24 |" in body
+    # Every tier, even one without rows; only the rudiments that have rows (3 here).
+    assert "| professional | 0 | 0 | 6 | 6 |" in body and "| beginner | 6 | 0 | 0 | 6 |" in body
+    assert "| flam |" not in body and "3 of the 40 rudiments have rows." in body
 
 
 @pytest.mark.parametrize("config", config_names())

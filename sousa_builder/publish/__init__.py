@@ -33,7 +33,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils.sha import git_hash
 
 from ..builder import config_names
-from ..card import card_infos, dataset_card_text
+from ..card import card_infos, dataset_card_text, label_counts
 from ..errors import HubAccessError, PreparedFolderError, PublishConflictError
 from ..prepare import README
 from ..validate import validate_prepared
@@ -93,7 +93,7 @@ def publish(
         _check_write_access(api, repo_id)
     remote = remote_state(api, repo_id, revision, local_card)
     kept_infos = {name: info for name, info in remote.infos.items() if name not in local_infos}
-    card = dataset_card_text({**kept_infos, **local_infos}).encode("utf-8")
+    card = dataset_card_text({**kept_infos, **local_infos}, counts=label_counts(prepared, local_infos)).encode("utf-8")
     local = local_files(prepared, card, local_infos)
     plan = make_plan(repo_id, remote, local, pushed_configs=set(local_infos))
     if plan.is_empty and dry_run_dir is None:

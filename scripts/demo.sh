@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on a sample dataset this project makes itself:
 # install -> sample -> validate -> prepare all three configs -> validate the prepared folder against the
-# source -> load each config back with `datasets` and print a summary.
+# source -> load each config back with `datasets` and print a summary -> decode one audio row without torch.
 # VENV (default .venv) is created when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +26,11 @@ for config in ("audio", "midi_only", "labels_only"):
              for name in ("midi", "audio") if name in first}
     print(f"{config:<12} rows {dict((s, d.num_rows) for s, d in ds.items())}  "
           f"first: {first['sample_id']} ({len(first['strokes'])} strokes, {len(first['measures'])} measures) {media}")
-    print(f"{'':<12} features: {', '.join(f'{k}: {type(v).__name__}' for k, v in ds['train'].features.items() if k in ('strokes', 'midi', 'audio'))}")
+    print(f"{'':<12} features: {', '.join(f'{k}: {type(v).__name__}' for k, v in ds['train'].features.items() if k in ('skill_tier', 'strokes', 'midi', 'audio'))}")
+    print(f"{'':<12} skill_tier of the first row: {ds['train'].features['skill_tier'].int2str(first['skill_tier'])}")
+
+from sousa_builder import decoded
+
+audio = decoded(datasets.load_dataset("build/sousa", "audio", split="train"))[0]["audio"]
+print(f"audio decoded without torch: {audio['array'].shape} float32 at {audio['sampling_rate']} Hz")
 PY

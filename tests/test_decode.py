@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,8 @@ def test_decoding_imports_neither_torch_nor_librosa(prepared_dir: Path) -> None:
 @pytest.mark.skipif(DATASETS_4, reason="datasets 4+ decodes Audio with torchcodec (torch + FFmpeg), not installed")
 def test_native_audio_decoding_on_datasets_3(prepared_dir: Path, sample_dir: Path) -> None:
     """datasets 3.x decodes `Audio` itself with soundfile + librosa, which the `script` extra installs."""
+    if importlib.util.find_spec("librosa") is None:
+        pytest.fail("librosa is not installed: the `script` extra (pyproject.toml) must install it for datasets 3.x")
     files = source_audio(sample_dir)
     row = datasets.load_dataset(str(prepared_dir), "audio", split="test")[0]
     stereo, rate = sf.read(files[row["sample_id"]], dtype="float32")

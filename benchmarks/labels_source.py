@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from sousa_builder.features import TIERS
+from sousa_builder.features import RUDIMENT_SLUGS, TIERS
 from sousa_builder.validate import validate_source
 
 PRESETS = ("blackpea_marchingfield", "generaluser_studio", "marching_garage", "fluidr3_concerthall", "arachno_room")
@@ -67,7 +67,7 @@ def make_source(out: Path, profiles: int = 100, rudiments: int = 40, tempos: int
     profile_ids = np.array([str(uuid.UUID(int=int(rng.integers(2**62)), version=4)) for _ in range(profiles)])
     tier = np.array(TIERS)[p % 4]
     tempo = 60 + 20 * t + 2 * (p % 7)
-    slug = _join("rudiment_", _text(r))
+    slug = _text(np.array(RUDIMENT_SLUGS)[r])  # prepare refuses a slug outside the 40 PAS rudiments
     group = _join(_text(np.char.add("p", p.astype(str))), slug, _join(_text(tempo), "bpm"), separator="_")
     preset = _text(np.array(PRESETS)[a])
     sample_id = _join(group, preset, separator="_")

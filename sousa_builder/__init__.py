@@ -1,7 +1,8 @@
 """sousa-builder: a SOUSA output directory -> a Hugging Face dataset (build, prepare, check, publish)."""
 
 from .builder import Sousa, SousaConfig
+from .decode import decode, decode_audio, decoded
 from .errors import SousaError
 
-__all__ = ["Sousa", "SousaConfig", "SousaError", "__version__"]
+__all__ = ["Sousa", "SousaConfig", "SousaError", "__version__", "decode", "decode_audio", "decoded"]
 __version__ = "0.1.0"

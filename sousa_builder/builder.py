@@ -13,8 +13,9 @@ from typing import Any
 
 import datasets
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from .features import FLAT_COLUMNS, features_for
+from .features import FLAT_COLUMNS, class_label_columns, features_for
 from .labels import LabelBuckets, LabelReader
 from .source import SousaSource, read_media_array, resolve_data_dir, source_signature
 
@@ -139,7 +140,8 @@ def build_tables(
     for offset in range(0, rows.num_rows, config.rows_per_batch):
         batch = rows.slice(offset, config.rows_per_batch)
         strokes, measures = reader.nested(batch["sample_id"].combine_chunks())
-        table = batch.select(FLAT_COLUMNS).append_column("strokes", strokes).append_column("measures", measures)
+        table = class_ids(batch.select(FLAT_COLUMNS))
+        table = table.append_column("strokes", strokes).append_column("measures", measures)
         ids = batch["sample_id"].to_pylist()
         if config.with_midi:
             table = table.append_column("midi", read_media_array(root, batch["midi_path"].to_pylist(), ids))
@@ -147,6 +149,16 @@ def build_tables(
             paths = batch["audio_path"].to_pylist()
             table = table.append_column("audio", _audio_column(read_media_array(root, paths, ids), paths))
         yield table
+
+
+def class_ids(table: pa.Table) -> pa.Table:
+    """`table` with its class columns (skill_tier, rudiment_slug, ...) as `ClassLabel` ids instead of names.
+
+    The names were checked by `SousaSource.open`: every one is in its vocabulary."""
+    for column, label in class_label_columns().items():
+        ids = pc.index_in(table[column], value_set=pa.array(label.names)).cast(pa.int64())
+        table = table.set_column(table.schema.get_field_index(column), column, ids)
+    return table
 
 
 def _audio_column(data: pa.ChunkedArray, paths: list[str]) -> pa.ChunkedArray:

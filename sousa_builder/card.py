@@ -9,11 +9,15 @@ version's files with the declared types. Every number in the body comes from the
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import yaml
-from datasets import Audio, DatasetInfo
+from datasets import Audio, ClassLabel, DatasetInfo
 from datasets.info import DatasetInfosDict
 from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
@@ -34,6 +38,12 @@ CITATION = """@misc{sousa,
   note   = {Synthetic drum-rudiment performances with hierarchical quality labels},
   year   = {2026}
 }"""
+
+
+# The columns whose rows per split and class the card counts.
+COUNTED_COLUMNS = ("skill_tier", "rudiment_slug")
+# column -> class name -> split -> rows
+LabelCounts = dict[str, dict[str, dict[str, int]]]
 
 
 def data_files_pattern(config_name: str, split: str) -> str:
@@ -89,9 +99,36 @@ def metadata_infos(metadata: Mapping[str, Any], ignore_metadata_errors: bool = F
     return dict(DatasetInfosDict.from_dataset_card_data(card_data))
 
 
-def dataset_card_text(infos: Mapping[str, DatasetInfo], pretty_name: str = "SOUSA") -> str:
+def label_counts(prepared: str | Path, infos: Mapping[str, DatasetInfo]) -> LabelCounts:
+    """Rows per class and split of `COUNTED_COLUMNS`, read from the shards in `prepared` of one config of `infos`
+    (every config holds the same rows: the smallest present is read, two columns of it).
+
+    Counted from the shards rather than carried in the card's YAML: the card is regenerated when publishing,
+    and the shards are what is published. Class ids are named by the config's `ClassLabel`s.
+    """
+    name = next(name for name in reversed(config_names()) if name in infos)
+    features = infos[name].features or {}
+    counts: LabelCounts = {column: {} for column in COUNTED_COLUMNS}
+    for split in (s for s in SPLIT_ORDER if s in (infos[name].splits or {})):
+        files = sorted((Path(prepared) / name).glob(f"{split}-*.parquet"))
+        table = pa.concat_tables(pq.read_table(f, columns=list(COUNTED_COLUMNS)) for f in files)
+        for column in COUNTED_COLUMNS:
+            feature = features.get(column)
+            for value, rows in Counter(table[column].to_pylist()).items():
+                label = feature.int2str(value) if isinstance(feature, ClassLabel) else str(value)
+                counts[column].setdefault(label, {})[split] = rows
+    for column in COUNTED_COLUMNS:  # class order: ids, as the ClassLabel names them
+        names = features[column].names if isinstance(features.get(column), ClassLabel) else sorted(counts[column])
+        counts[column] = {label: counts[column][label] for label in names if label in counts[column]}
+    return counts
+
+
+def dataset_card_text(
+    infos: Mapping[str, DatasetInfo], pretty_name: str = "SOUSA", counts: LabelCounts | None = None
+) -> str:
     """The card (README.md text) of a dataset holding the configs in `infos` (config name -> info with features
-    and splits), built with `DatasetCardData` and datasets' `configs` / `dataset_info` writers."""
+    and splits), built with `DatasetCardData` and datasets' `configs` / `dataset_info` writers. `counts`
+    (from `label_counts`) adds the tables of rows per split and skill tier, and per split and rudiment."""
     ordered = [name for name in config_names() if name in infos]
     unknown = sorted(set(infos) - set(ordered))
     if unknown or not ordered:
@@ -119,7 +156,7 @@ def dataset_card_text(infos: Mapping[str, DatasetInfo], pretty_name: str = "SOUS
             for name in ordered
         }
     ).to_dataset_card_data(card_data)
-    return f"---\n{card_data.to_yaml()}\n---\n\n{_body(infos, ordered, pretty_name)}"
+    return f"---\n{card_data.to_yaml()}\n---\n\n{_body(infos, ordered, pretty_name, counts)}"
 
 
 def _megabytes(num_bytes: int | None) -> str:
@@ -134,7 +171,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     ]
 
 
-def _body(infos: Mapping[str, DatasetInfo], ordered: list[str], pretty_name: str) -> str:
+def _body(infos: Mapping[str, DatasetInfo], ordered: list[str], pretty_name: str, counts: LabelCounts | None) -> str:
     descriptions = {config.name: config.description for config in Sousa.BUILDER_CONFIGS}
     default = ordered[0]
     splits = [s for s in SPLIT_ORDER if any(s in infos[name].splits for name in ordered)]
@@ -170,10 +207,10 @@ def _body(infos: Mapping[str, DatasetInfo], ordered: list[str], pretty_name: str
         f'stream = load_dataset("<repo or folder>", "{default}", split="{splits[0]}", streaming=True)',
         "```",
         "",
-        "Every configuration has the same rows in the same order (sorted by `sample_id`). Decoding the "
-        "`audio` column needs torchcodec on datasets 4+ (soundfile and librosa on 3.x); "
-        '`ds.cast_column("audio", Audio(decode=False))` gives the FLAC bytes as they were generated.',
+        "Every configuration has the same rows in the same order (sorted by `sample_id`). "
+        "`streaming=True` reads the shards as it goes, without downloading them first.",
         "",
+        *(_decoding(splits[0]) if "audio" in ordered else []),
         "## Splits",
         "",
         "Splits are by player profile: all samples of a simulated player are in one split, so a model is "
@@ -187,6 +224,7 @@ def _body(infos: Mapping[str, DatasetInfo], ordered: list[str], pretty_name: str
             ],
         ),
         "",
+        *(_count_tables(counts, infos[default], splits) if counts else []),
         "## Columns",
         "",
         *_table(
@@ -194,6 +232,21 @@ def _body(infos: Mapping[str, DatasetInfo], ordered: list[str], pretty_name: str
             [
                 (f"`{column}`", _type_name(feature), column_descriptions().get(column, ""))
                 for column, feature in infos[default].features.items()
+            ],
+        ),
+        "",
+        "## Class labels",
+        "",
+        "The classification targets are `ClassLabel`s: stored as class ids, named by "
+        '`ds.features["skill_tier"].names` / `.int2str(id)`, and usable with '
+        '`train_test_split(stratify_by_column="skill_tier")`.',
+        "",
+        *_table(
+            ("column", "classes (id: name)"),
+            [
+                (f"`{column}`", ", ".join(f"{i}: {name}" for i, name in enumerate(feature.names)))
+                for column, feature in infos[default].features.items()
+                if isinstance(feature, ClassLabel)
             ],
         ),
         "",
@@ -234,9 +287,75 @@ def _body(infos: Mapping[str, DatasetInfo], ordered: list[str], pretty_name: str
     return "\n".join(lines)
 
 
+def _count_tables(counts: LabelCounts, info: DatasetInfo, splits: list[str]) -> list[str]:
+    """Rows per split and skill tier (every tier), and per split and rudiment (the rudiments that have rows)."""
+    lines = []
+    for column, title in (("skill_tier", "skill tier"), ("rudiment_slug", "rudiment")):
+        by_label = dict(counts[column])
+        feature = (info.features or {}).get(column)
+        if column == "skill_tier" and isinstance(feature, ClassLabel):
+            by_label = {label: by_label.get(label, {}) for label in feature.names} | by_label
+        rows = [(label, *(n.get(s, 0) for s in splits), sum(n.values())) for label, n in by_label.items()]
+        totals = ("**total**", *(sum(row[k] for row in rows) for k in range(1, len(splits) + 2)))
+        lines += [f"Rows per {title} (`{column}`) and split:", ""]
+        lines += _table((column, *splits, "total"), [tuple(map(str, row)) for row in [*rows, totals]])
+        lines.append("")
+        if column == "rudiment_slug" and isinstance(feature, ClassLabel) and len(by_label) < feature.num_classes:
+            lines += [f"{len(by_label)} of the {feature.num_classes} rudiments have rows.", ""]
+    return lines
+
+
+# Decoding `audio` with soundfile alone; the card test runs it. Same as `sousa_builder.decode`, without the package.
+DECODE_SNIPPET = """import io
+
+import soundfile as sf
+from datasets import Audio, load_dataset
+
+
+def decode(batch):
+    \"\"\"The FLAC bytes of a batch of rows decoded with soundfile: no torch, torchcodec or librosa.\"\"\"
+    batch["audio"] = [
+        dict(zip(("array", "sampling_rate"), sf.read(io.BytesIO(audio["bytes"]), dtype="float32")))
+        for audio in batch["audio"]
+    ]
+    return batch
+
+
+ds = load_dataset("<repo or folder>", "audio", split="{split}").cast_column("audio", Audio(decode=False))
+ds = ds.with_transform(decode)
+print(ds[0]["audio"]["array"].shape, ds[0]["audio"]["sampling_rate"])  # (frames, 2) 44100: stereo float32
+
+stream = load_dataset("<repo or folder>", "audio", split="{split}", streaming=True)
+stream = stream.cast_column("audio", Audio(decode=False)).map(decode, batched=True)
+print(next(iter(stream))["audio"]["sampling_rate"])"""
+
+
+def _decoding(split: str) -> list[str]:
+    """The card's section on decoding the `audio` column: natively, and with soundfile alone."""
+    native = f'load_dataset("<repo or folder>", "audio", split="{split}")'
+    return [
+        "### Decoding the audio",
+        "",
+        f'`{native}[0]["audio"]` decodes with the `datasets` version\'s own `Audio` decoding: torchcodec '
+        "(torch and FFmpeg) on datasets 4+, soundfile and librosa on 3.x. Without those, read the column as "
+        "stored (`Audio(decode=False)`: the FLAC bytes as generated, 44.1 kHz stereo) and decode it with "
+        "soundfile:",
+        "",
+        "```python",
+        DECODE_SNIPPET.replace("{split}", split),
+        "```",
+        "",
+        "With the sousa-builder package installed, `sousa_builder.decoded(ds)` does the same for a dataset, "
+        "a dataset dict or a stream.",
+        "",
+    ]
+
+
 def _type_name(feature: object) -> str:
     if isinstance(feature, Audio):
         return f"Audio ({feature.sampling_rate} Hz)"
+    if isinstance(feature, ClassLabel):
+        return f"ClassLabel ({feature.num_classes} classes)"
     if isinstance(feature, list) or type(feature).__name__ in ("List", "Sequence"):
         return "list of structs"
     return feature.dtype

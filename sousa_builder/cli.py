@@ -16,12 +16,14 @@ from datasets.utils.py_utils import convert_file_size_to_int
 from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import HfHubHTTPError
 
+from . import __version__
 from .builder import config_names
 from .errors import PublishNotConfirmedError, SourceFormatError, SousaError
 from .output import refuse_overlap
-from .prepare import PrepareResult, prepare
+from .prepare import README, PrepareResult, prepare
 from .publish import PublishPlan, is_connection_error, publish
 from .sample import PRESETS, RUDIMENTS, TEMPOS, make_sample
+from .source import LABEL_FILES, resolve_data_dir
 from .validate import validate_prepared, validate_source
 from .validate.audio import MAX_FLAGGED_SHARE, MAX_LAG_MS, MIN_CORRELATION, TIMBRE_THRESHOLD_DB, AudioSettings
 
@@ -29,11 +31,28 @@ logger = logging.getLogger("sousa_builder")
 # validate options that set `AudioSettings` fields of the same name.
 AUDIO_OPTIONS = ("timbre_threshold", "max_lag_ms", "min_correlation", "max_flagged_share")
 
-EXAMPLES = """examples:
+EXAMPLES = """examples, one per command (COMMAND --help: its options and more examples):
+  sousa-builder sample ./demo-data --profiles 4 --seed 1
+  sousa-builder validate ./demo-data
+  sousa-builder prepare ./demo-data --out ./build/sousa
+  sousa-builder validate --prepared ./build/sousa --source ./demo-data
+  sousa-builder publish user/sousa --prepared ./build/sousa
+"""
+SAMPLE_EXAMPLES = """examples:
   sousa-builder sample ./demo-data
+  sousa-builder sample ./demo-data --profiles 8 --rudiments 6 --tempos 2 --augmentations 5 --seed 11
+  sousa-builder sample ./broken --pitched            # piano-like renders, for validate --audio
+"""
+PREPARE_EXAMPLES = """examples:
   sousa-builder prepare ./demo-data --out ./build/sousa
   sousa-builder prepare output/dataset --out build/sousa --configs midi_only labels_only --num-proc 2
+  sousa-builder prepare output/dataset --out build/sousa --max-shard-size 200MB
 """
+MAX_SHARD_SIZE_HELP = (
+    "largest shard: 500MB, 2GB or a number of bytes (default 500MB). Each split is cut into shards of "
+    "equal row counts (within one row), as few as keep each under SIZE of Arrow data (the labels plus the "
+    "media bytes), with row groups of 100 rows for audio and midi_only and 1000 for labels_only"
+)
 PUBLISH_EXAMPLES = """examples (the token comes from $HF_TOKEN or `hf auth login`, never from the command line):
   python -m sousa_builder.publish user/sousa --data-dir output/dataset
   python -m sousa_builder.publish user/sousa --prepared build/sousa --yes
@@ -83,62 +102,98 @@ def _non_negative(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sousa-builder",
-        description="Turn a SOUSA output directory into a Hugging Face dataset.",
+        description="Turn a SOUSA output directory into a Hugging Face dataset: prepare it as Parquet shards\n"
+        "with a dataset card, check it, publish it.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (also: SOUSA_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sample = commands.add_parser("sample", help="write a small SOUSA-layout dataset (real FLAC and MIDI)")
-    sample.add_argument("out", help="folder to write (must not exist, or be empty)")
+    sample = commands.add_parser(
+        "sample",
+        help="write a small SOUSA-layout dataset (real FLAC and MIDI)",
+        description="Write a small dataset in the SOUSA generator's layout: real FLAC and MIDI, consistent labels,\n"
+        "PROFILES x RUDIMENTS x TEMPOS x AUGMENTATIONS samples.",
+        epilog=SAMPLE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sample.add_argument("out", metavar="OUT", help="folder to write (must not exist, or be empty)")
     sample.add_argument(
-        "--profiles", type=_positive, default=3, help="player profiles (default 3: no validation split)"
+        "--profiles", type=_positive, default=3, help="player profiles (default 3: no validation split; 4 has one)"
     )
     sample.add_argument("--rudiments", type=_positive, default=3, help="rudiments per profile (1-6, default 3)")
-    sample.add_argument("--augmentations", type=_positive, default=2, help="audio variants per performance (1-5)")
+    sample.add_argument(
+        "--augmentations", type=_positive, default=2, help="audio variants per performance (1-5, default 2)"
+    )
     sample.add_argument("--tempos", type=_positive, default=1, help="tempos per rudiment (default 1)")
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--flat", action="store_true", help="older media layout: audio/<id>.flac, midi/<id>.mid")
+    sample.add_argument(
+        "--seed", type=int, default=0, help="random seed: the same seed writes the same dataset (default 0)"
+    )
+    sample.add_argument(
+        "--flat",
+        action="store_true",
+        help="older media layout audio/<id>.flac, midi/<id>.mid (default: audio/<slug>/<id>.flac, as today)",
+    )
     sample.add_argument("--overwrite", action="store_true", help="replace OUT if it already holds files")
     sample.add_argument(
         "--pitched", action="store_true", help="render harmonic tones at the MIDI pitch instead of drum hits"
     )
     sample.add_argument(
-        "--shift-ms", type=float, default=0.0, metavar="MS", help="play the audio MS later than the MIDI (< 0: earlier)"
+        "--shift-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="play the audio MS later than the MIDI (< 0: earlier; default 0)",
     )
     sample.set_defaults(run=_run_sample, usage_error=sample.error)
 
     prep = commands.add_parser(
         "prepare",
         help="build the configs to Parquet in the Hub layout, with a README",
-        epilog=EXAMPLES,
+        description="Build the configs (audio, midi_only, labels_only) of a SOUSA output directory as Parquet\n"
+        "shards in the Hub layout, with a README (dataset card) that datasets.load_dataset(OUT, CONFIG) reads.",
+        epilog=PREPARE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    prep.add_argument("data_dir", help="the SOUSA output directory (the generator's output/dataset)")
-    prep.add_argument("--out", required=True, help="folder to write; an earlier output there is replaced when done")
+    prep.add_argument(
+        "data_dir", metavar="DATA_DIR", help="the SOUSA output directory (the generator's output/dataset)"
+    )
+    prep.add_argument(
+        "--out", required=True, metavar="OUT", help="folder to write; an earlier output there is replaced when done"
+    )
     prep.add_argument("--configs", nargs="+", choices=config_names(), help="configs to build (default: all)")
-    prep.add_argument("--num-proc", type=_positive, default=None, help="processes per split (default 1)")
-    prep.add_argument("--max-shard-size", type=_size, default=None, help="largest Parquet shard (default 500MB)")
+    prep.add_argument(
+        "--num-proc", type=_positive, default=None, metavar="N", help="processes writing shards (default 1)"
+    )
+    prep.add_argument("--max-shard-size", type=_size, default=None, metavar="SIZE", help=MAX_SHARD_SIZE_HELP)
     prep.set_defaults(run=_run_prepare)
 
     pub = commands.add_parser(
         "publish", help="push prepared shards and the card to a Hub dataset repo, in one commit",
+        description="Push a prepared folder (or prepare DATA_DIR first) to a Hub dataset repo in one commit:\n"
+        "validated first, resumable, and nothing sent when the repo already holds these files.",
         epilog=PUBLISH_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    pub.add_argument("repo_id", help="the dataset repo, e.g. user/sousa")
+    pub.add_argument("repo_id", metavar="REPO_ID", help="the dataset repo, e.g. user/sousa")
     what = pub.add_mutually_exclusive_group(required=True)
-    what.add_argument("--data-dir", help="a SOUSA output directory: prepare it, then publish")
-    what.add_argument("--prepared", help="a folder made by `sousa-builder prepare`")
+    what.add_argument("--data-dir", metavar="DATA_DIR", help="a SOUSA output directory: prepare it, then publish")
+    what.add_argument("--prepared", metavar="OUT", help="a folder made by `sousa-builder prepare`")
     pub.add_argument("--dry-run", metavar="DIR", help="send nothing: write the tree that would be pushed to DIR")
     pub.add_argument("--configs", nargs="+", choices=config_names(), help="configs to push (default: all)")
     pub.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its own)")
-    pub.add_argument("--revision", help="branch to commit to (must exist; default main)")
+    pub.add_argument("--revision", metavar="BRANCH", help="branch to commit to (must exist; default main)")
     pub.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing to the branch")
-    pub.add_argument("--commit-message", help="default: says which configs and how many rows")
-    pub.add_argument("--num-proc", type=_positive, default=None, help="processes per split when preparing")
-    pub.add_argument("--max-shard-size", type=_size, default=None, help="largest Parquet shard when preparing")
-    pub.add_argument("--yes", action="store_true", help="do not ask before publishing")
+    pub.add_argument("--commit-message", metavar="TEXT", help="default: says which configs and how many rows")
+    pub.add_argument(
+        "--num-proc", type=_positive, default=None, metavar="N", help="with --data-dir: processes writing shards "
+        "(default 1)"
+    )  # fmt: skip
+    pub.add_argument(
+        "--max-shard-size", type=_size, default=None, metavar="SIZE", help=f"with --data-dir: {MAX_SHARD_SIZE_HELP}"
+    )
+    pub.add_argument("--yes", action="store_true", help="do not ask before publishing (needed without a terminal)")
     pub.set_defaults(run=_run_publish)
 
     check = commands.add_parser(
@@ -149,16 +204,23 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=VALIDATE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    check.add_argument("data_dir", nargs="?", help="the SOUSA directory to check")
+    check.add_argument("data_dir", nargs="?", metavar="DATA_DIR", help="the SOUSA directory to check")
     check.add_argument("--prepared", metavar="OUT", help="check this prepared (Hub-layout) folder instead")
     check.add_argument("--source", metavar="DATA_DIR", help="with --prepared: the SOUSA directory it was made from")
     check.add_argument("--json", metavar="REPORT.json", help="also write the full report as JSON")
     check.add_argument("--strict", action="store_true", help="warnings fail too")
-    check.add_argument("--num-proc", type=_positive, default=None, help="processes for the media checks")
     check.add_argument(
-        "--sample", type=_positive, metavar="K", help="check the media of K random samples (and load K rows a split)"
+        "--num-proc", type=_positive, default=None, metavar="N", help="processes for the media checks (default 1)"
     )
-    check.add_argument("--seed", type=int, default=None, help="seed for --sample (the JSON report gives the one used)")
+    check.add_argument(
+        "--sample",
+        type=_positive,
+        metavar="K",
+        help="check the media of K random samples and load K rows a split (default: all)",
+    )
+    check.add_argument(
+        "--seed", type=int, default=None, help="seed for --sample (default: a random one, which the JSON report gives)"
+    )
     sound = check.add_argument_group(
         "audio checks",
         "is each FLAC a drum (harmonic salience), does it follow its MIDI (onset cross-correlation)?\n"
@@ -214,8 +276,9 @@ def _run_sample(args: argparse.Namespace) -> None:
 
 
 def _run_prepare(args: argparse.Namespace) -> None:
+    data_dir = resolve_data_dir(args.data_dir, origin="the DATA_DIR argument")
     result = prepare(
-        args.data_dir, args.out, configs=args.configs, num_proc=args.num_proc, max_shard_size=args.max_shard_size
+        data_dir, args.out, configs=args.configs, num_proc=args.num_proc, max_shard_size=args.max_shard_size
     )
     print(format_summary(result))
 
@@ -234,7 +297,8 @@ def _run_publish(args: argparse.Namespace) -> None:
         _check_source(args.data_dir, args.num_proc)
         _remove_dead_work_folders()
         with tempfile.TemporaryDirectory(prefix=f"{WORK_PREFIX}{os.getpid()}-") as work:
-            prepared = prepare(args.data_dir, Path(work) / "prepared", configs=args.configs, num_proc=args.num_proc,
+            data_dir = resolve_data_dir(args.data_dir, origin="--data-dir")
+            prepared = prepare(data_dir, Path(work) / "prepared", configs=args.configs, num_proc=args.num_proc,
                                max_shard_size=args.max_shard_size)  # fmt: skip
             print(format_summary(prepared))
             result = publish(args.repo_id, prepared.out, **options)
@@ -298,6 +362,16 @@ def _run_validate(args: argparse.Namespace) -> int:
     for option, value in (("DATA_DIR", args.data_dir), ("--prepared", args.prepared), ("--source", args.source)):
         if value is not None and not Path(value).is_dir():
             args.usage_error(f"{option} {value}: no such directory")
+    if args.data_dir is not None and _looks_prepared(Path(args.data_dir)):
+        args.usage_error(
+            f"DATA_DIR {args.data_dir} looks like a prepared folder (a README.md and config shards, no "
+            f"{LABEL_FILES['samples']}): use --prepared {args.data_dir}"
+        )
+    if args.prepared is not None and (Path(args.prepared) / LABEL_FILES["samples"]).is_file():
+        args.usage_error(
+            f"--prepared {args.prepared} looks like a SOUSA source directory (it holds {LABEL_FILES['samples']}): "
+            f"check it without --prepared (sousa-builder validate {args.prepared}), or give it as --source"
+        )
     thresholds = {name: getattr(args, name) for name in AUDIO_OPTIONS if getattr(args, name) is not None}
     if thresholds and not args.audio:
         args.usage_error(f"--{next(iter(thresholds)).replace('_', '-')} goes with --audio")
@@ -311,6 +385,13 @@ def _run_validate(args: argparse.Namespace) -> int:
         Path(args.json).write_text(report.to_json(strict=args.strict), encoding="utf-8")
     print(report.summary(strict=args.strict))
     return 0 if report.ok(strict=args.strict) else 1
+
+
+def _looks_prepared(folder: Path) -> bool:
+    """Whether `folder` is a `prepare` output rather than a SOUSA source: a README and config shards, no labels."""
+    if (folder / LABEL_FILES["samples"]).is_file() or not (folder / README).is_file():
+        return False
+    return any(next((folder / name).glob("*.parquet"), None) for name in config_names())
 
 
 def format_summary(result: PrepareResult) -> str:

@@ -9,30 +9,47 @@ from __future__ import annotations
 from typing import Any
 
 import datasets
-from datasets import Features, Value
+from datasets import ClassLabel, Features, Value
 
 SAMPLING_RATE = 44_100
 # Real generator output lasts duration_sec + this.
 AUDIO_TAIL_SEC = 0.5
-# The documented values of the categorical columns.
+# The documented values of the categorical columns. Those of the sample columns are the names of their
+# ClassLabels, in class id order: changing an order changes the ids of published data.
 TIERS = ("beginner", "intermediate", "advanced", "professional")
 BINARY_TIER = {"beginner": "novice", "intermediate": "novice", "advanced": "skilled", "professional": "skilled"}
+BINARY_TIERS = ("novice", "skilled")
 DOMINANT_HANDS = ("right", "left")
 HANDS = ("L", "R")
+# The 40 PAS International Drum Rudiments, in PAS order (rolls, diddles, flams, drags), as upstream writes them.
+RUDIMENT_SLUGS = (
+    "single_stroke_roll", "single_stroke_four", "single_stroke_seven", "multiple_bounce_roll", "triple_stroke_roll",
+    "double_stroke_open_roll", "five_stroke_roll", "six_stroke_roll", "seven_stroke_roll", "nine_stroke_roll",
+    "ten_stroke_roll", "eleven_stroke_roll", "thirteen_stroke_roll", "fifteen_stroke_roll", "seventeen_stroke_roll",
+    "single_paradiddle", "double_paradiddle", "triple_paradiddle", "paradiddle_diddle",
+    "flam", "flam_accent", "flam_tap", "flamacue", "flam_paradiddle", "single_flammed_mill",
+    "flam_paradiddle_diddle", "pataflafla", "swiss_army_triplet", "inverted_flam_tap", "flam_drag",
+    "drag", "single_drag_tap", "double_drag_tap", "lesson_25", "single_dragadiddle", "drag_paradiddle_1",
+    "drag_paradiddle_2", "single_ratamacue", "double_ratamacue", "triple_ratamacue",
+)  # fmt: skip
 
 _str, _int, _float, _bool = Value("string"), Value("int64"), Value("float64"), Value("bool")
 
 # (column, type, description). Order here is column order in the output.
-SAMPLE_COLUMNS: tuple[tuple[str, Value, str], ...] = (
+SAMPLE_COLUMNS: tuple[tuple[str, Value | ClassLabel, str], ...] = (
     ("sample_id", _str, "Unique id of the sample (one rendered performance)."),
     ("profile_id", _str, "Simulated player profile (UUID); splits are by profile."),
-    ("rudiment_slug", _str, "Which of the 40 PAS rudiments is played, e.g. `flam`."),
+    ("rudiment_slug", ClassLabel(names=list(RUDIMENT_SLUGS)), "Which of the 40 PAS rudiments is played, e.g. `flam`."),
     ("tempo_bpm", _int, "Tempo in beats per minute."),
     ("duration_sec", _float, "Length of the performance in seconds (the audio lasts 0.5 s longer)."),
     ("num_cycles", _int, "How many times the rudiment pattern is repeated."),
-    ("skill_tier", _str, "beginner, intermediate, advanced or professional."),
-    ("skill_tier_binary", _str, "novice (beginner, intermediate) or skilled (advanced, professional)."),
-    ("dominant_hand", _str, "right or left."),
+    ("skill_tier", ClassLabel(names=list(TIERS)), "beginner, intermediate, advanced or professional."),
+    (
+        "skill_tier_binary",
+        ClassLabel(names=list(BINARY_TIERS)),
+        "novice (beginner, intermediate) or skilled (advanced, professional).",
+    ),
+    ("dominant_hand", ClassLabel(names=list(DOMINANT_HANDS)), "right or left."),
     ("num_strokes", _int, "Number of strokes (rows of `strokes`)."),
     ("num_measures", _int, "Number of measures (rows of `measures`)."),
     ("soundfont", _str, "Drum sound used to render the audio."),
@@ -110,6 +127,12 @@ MEDIA_COLUMNS: tuple[tuple[str, Any, str], ...] = (
     ("midi", Value("binary"), "The MIDI file, byte-identical to the generator's .mid."),
     ("audio", datasets.Audio(sampling_rate=SAMPLING_RATE), "The FLAC recording (44.1 kHz), bytes as generated."),
 )
+
+
+def class_label_columns() -> dict[str, ClassLabel]:
+    """The sample columns that are classification targets: column -> its `ClassLabel` (the names are the
+    documented vocabulary). The source stores them as strings; the output as class ids."""
+    return {name: feature for name, feature, _ in SAMPLE_COLUMNS if isinstance(feature, ClassLabel)}
 
 
 def _struct(fields: tuple[tuple[str, Value, str], ...]) -> dict[str, Value]:

@@ -26,14 +26,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datasets import DatasetInfo, SplitDict, SplitInfo
 
-from .builder import Sousa, SousaConfig, config_names
-from .card import dataset_card_text
+from .builder import Sousa, SousaConfig, class_ids, config_names
+from .card import dataset_card_text, label_counts
 from .features import FLAT_COLUMNS, features_for
 from .labels import LABEL_TABLES, LabelBuckets
 from .manifest import remember_hashes, write_manifest
 from .output import replacing
-from .shards import ShardTask, ShardWriters, count_shards, shard_ranges
-from .source import SousaSource
+from .shards import ShardTask, ShardWriters, count_shards, shard_ranges, size_text
+from .source import DataDir, SousaSource
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class PrepareResult:
 
 
 def prepare(
-    data_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | DataDir,
     out: str | os.PathLike,
     configs: Sequence[str] | None = None,
     num_proc: int | None = None,
@@ -96,7 +96,8 @@ def prepare(
                 plan = _shard_plan(spec, splits, source, labels, staging.path, max_shard_size, num_shards)
                 infos[spec.name], result.configs[spec.name] = _prepare_config(spec, plan, staging.path, writers, hashes)
         _write_auxiliary(labels, staging.path / AUXILIARY_DIR)
-        (staging.path / README).write_bytes(dataset_card_text(infos).encode("utf-8"))
+        card = dataset_card_text(infos, counts=label_counts(staging.path, infos))
+        (staging.path / README).write_bytes(card.encode("utf-8"))
         shutil.rmtree(cache)
         manifest = write_manifest(staging.path, PREPARED, known=hashes)
     remember_hashes(out, manifest)
@@ -150,7 +151,7 @@ def _shard_plan(
 def _estimated_bytes(spec: SousaConfig, rows: pa.Table, root: Path, labels: LabelBuckets) -> int:
     """The Arrow size of a config's split (what `max_shard_size` bounds, as in `datasets`): its label columns,
     its strokes and measures at their mean row size, and its media files."""
-    total = rows.select(FLAT_COLUMNS).nbytes
+    total = class_ids(rows.select(FLAT_COLUMNS)).nbytes
     for name, count in (("strokes", "num_strokes"), ("measures", "num_measures")):
         total += labels.row_bytes[name] * (pc.sum(rows[count]).as_py() or 0)
     for column in ["midi_path"] * spec.with_midi + ["audio_path"] * spec.with_audio:
@@ -163,6 +164,7 @@ def _prepare_config(
 ) -> tuple[DatasetInfo, dict[str, SplitOutput]]:
     """Write the shards of one config (their sha256 into `hashes`); its info (features, splits, sizes) for the card."""
     (staging / spec.name).mkdir()
+    started = time.perf_counter()
     splits, split_infos = {}, SplitDict(dataset_name="sousa")
     for split, tasks in plan.items():
         shards = writers.write(tasks, desc=f"Preparing {spec.name}/{split}")
@@ -176,6 +178,15 @@ def _prepare_config(
         splits=split_infos,
         download_size=sum(s.file_bytes for s in splits.values()),
         dataset_size=sum(s.num_bytes for s in splits.values()),
+    )
+    logger.info(
+        "prepared %s: %d rows (%s) in %d shards, %s, %.1f s",
+        spec.name,
+        sum(s.num_examples for s in splits.values()),
+        ", ".join(f"{split} {output.num_examples}" for split, output in splits.items()),
+        sum(len(s.files) for s in splits.values()),
+        size_text(info.download_size),
+        time.perf_counter() - started,
     )
     return info, splits
 

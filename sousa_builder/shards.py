@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import logging
 import multiprocessing
 import multiprocessing.pool
 import os
 import signal
 import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,8 @@ DEFAULT_MAX_SHARD_SIZE = "500MB"  # as `datasets.config.MAX_SHARD_SIZE`
 CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
 _PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies
 PYARROW_HAS_CDC = int(pa.__version__.split(".")[0]) >= 21  # pyarrow 21 added content-defined chunking
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,14 @@ class ShardResult:
     num_bytes: int
     file_bytes: int
     sha256: str
+
+
+def size_text(num_bytes: int) -> str:
+    """A byte count for people: '43.6 kB', '6.0 MB', '1.2 GB' (decimal units, as `--max-shard-size`)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:.1f} {unit}"
+    return f"{num_bytes} bytes"
 
 
 def shard_ranges(num_rows: int, num_shards: int) -> list[tuple[int, int]]:
@@ -176,13 +188,24 @@ class ShardWriters:
         self._pool.join()
 
     def write(self, tasks: Sequence[ShardTask], desc: str) -> list[ShardResult]:
-        """Write `tasks`; their results in task order. Progress in rows, under `desc`."""
+        """Write `tasks`; their results in task order.
+
+        Progress in rows, under `desc`: a bar on a terminal; elsewhere (a CI log) one INFO line when done,
+        since a bar redrawn into a file runs together.
+        """
         results: dict[str, ShardResult] = {}
-        with tqdm(total=sum(t.stop - t.start for t in tasks), desc=desc, unit=" rows") as bar:
+        started = time.perf_counter()
+        with tqdm(total=sum(t.stop - t.start for t in tasks), desc=desc, unit=" rows", disable=None) as bar:
             for result in self._results(tasks):
                 results[result.path] = result
                 bar.update(result.num_examples)
-        return [results[task.path] for task in tasks]
+            shown = not bar.disable
+        ordered = [results[task.path] for task in tasks]
+        if not shown:
+            rows, size = sum(r.num_examples for r in ordered), size_text(sum(r.file_bytes for r in ordered))
+            seconds = time.perf_counter() - started
+            logger.info("%s: %d rows in %d shard(s), %s, %.1f s", desc, rows, len(ordered), size, seconds)
+        return ordered
 
     def _results(self, tasks: Sequence[ShardTask]) -> Iterator[ShardResult]:
         if self._pool is None or len(tasks) <= 1:

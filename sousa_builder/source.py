@@ -21,9 +21,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from datasets import ClassLabel
 
 from .errors import SourceFormatError, SourceNotFoundError
-from .features import MEASURE_FIELDS, NULLABLE_INT_FIELDS, SAMPLE_COLUMNS, SCORE_COLUMNS, STROKE_FIELDS
+from .features import (
+    MEASURE_FIELDS,
+    NULLABLE_INT_FIELDS,
+    SAMPLE_COLUMNS,
+    SCORE_COLUMNS,
+    STROKE_FIELDS,
+    class_label_columns,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,22 +54,36 @@ SHOWN = 5
 _ID = ("sample_id", pa.string())
 
 
+# What to do about a directory that holds no SOUSA dataset: one that was named (an argument, on the command
+# line or in Python), and one that was not (found through the environment or the default).
+GIVE_THE_OUTPUT_DIRECTORY = "Give the generator's output directory: the folder that holds labels/ and splits.json."
+NAME_THE_OUTPUT_DIRECTORY = f"Point to the generator's output directory with data_dir=..., or set ${DATA_DIR_ENV}."
+
+
 @dataclass(frozen=True)
 class DataDir:
-    """A candidate SOUSA directory and how it was chosen (for error messages)."""
+    """A candidate SOUSA directory, how it was chosen and what to do if it is not one (for error messages)."""
 
     path: Path
     origin: str
+    hint: str = GIVE_THE_OUTPUT_DIRECTORY
 
 
-def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> DataDir:
-    """`data_dir` if given, else `$SOUSA_DATA_DIR`, else `./output/dataset`, made absolute."""
+def resolve_data_dir(data_dir: str | os.PathLike | None = None, origin: str = "the data_dir argument") -> DataDir:
+    """`data_dir` if given, else `$SOUSA_DATA_DIR`, else `./output/dataset`, made absolute.
+
+    `origin` names the given `data_dir` in messages (the command line passes "the DATA_DIR argument").
+    """
     if data_dir is not None:
-        return DataDir(Path(data_dir).expanduser().absolute(), "the data_dir argument")
+        return DataDir(Path(data_dir).expanduser().absolute(), origin)
     if os.environ.get(DATA_DIR_ENV):
-        return DataDir(Path(os.environ[DATA_DIR_ENV]).expanduser().absolute(), f"${DATA_DIR_ENV}")
+        return DataDir(
+            Path(os.environ[DATA_DIR_ENV]).expanduser().absolute(), f"${DATA_DIR_ENV}", NAME_THE_OUTPUT_DIRECTORY
+        )
     return DataDir(
-        DEFAULT_DATA_DIR.absolute(), f"the default ./{DEFAULT_DATA_DIR} (no data_dir, ${DATA_DIR_ENV} unset)"
+        DEFAULT_DATA_DIR.absolute(),
+        f"the default ./{DEFAULT_DATA_DIR} (no data_dir, ${DATA_DIR_ENV} unset)",
+        NAME_THE_OUTPUT_DIRECTORY,
     )
 
 
@@ -106,6 +128,8 @@ def listing(items: Sequence[str], shown: int = SHOWN) -> str:
 
 
 def _arrow_type(feature) -> pa.DataType:
+    if isinstance(feature, ClassLabel):  # the source writes the class name; the output stores its id
+        return pa.string()
     return feature.pa_type if hasattr(feature, "pa_type") else pa.type_for_alias(feature.dtype)
 
 
@@ -297,11 +321,8 @@ class SousaSource:
         where = data_dir if isinstance(data_dir, DataDir) else resolve_data_dir(data_dir)
         root = where.path
         if not (root / LABEL_FILES["samples"]).is_file():
-            raise SourceNotFoundError(
-                f"No SOUSA dataset at {root} (from {where.origin}): expected {LABEL_FILES['samples']} there. "
-                f"Point to the generator's output directory with data_dir=... (on the command line: "
-                f"the DATA_DIR argument), or set ${DATA_DIR_ENV}."
-            )
+            found = f"expected {LABEL_FILES['samples']} there" if root.is_dir() else "no such directory"
+            raise SourceNotFoundError(f"No SOUSA dataset at {root} (from {where.origin}): {found}. {where.hint}")
         for name, relative in LABEL_FILES.items():
             if not (root / relative).is_file():
                 raise SourceFormatError(f"{root / relative}: missing; a SOUSA dataset needs its {name} labels")
@@ -311,6 +332,7 @@ class SousaSource:
         if samples.num_rows == 0:
             raise SourceFormatError(f"{root / LABEL_FILES['samples']}: no samples (the file has no rows)")
         _refuse_duplicates(samples["sample_id"], root / LABEL_FILES["samples"], "sample_id")
+        _refuse_unknown_classes(samples, root / LABEL_FILES["samples"])
         exercises = read_label_table(root / LABEL_FILES["exercises"], EXERCISES_SCHEMA)
         exercises = exercises.filter(pc.is_in(exercises["sample_id"], value_set=samples["sample_id"]))
         _refuse_duplicates(exercises["sample_id"], root / LABEL_FILES["exercises"], "exercise row for sample")
@@ -360,6 +382,21 @@ def _refuse_duplicates(column: pa.ChunkedArray, path: Path, what: str) -> None:
     duplicates = _duplicates(column)
     if duplicates:
         raise SourceFormatError(f"{path}: duplicate {what} {listing(duplicates)}")
+
+
+def _refuse_unknown_classes(samples: pa.Table, path: Path) -> None:
+    """Refuse a sample whose class column (skill_tier, rudiment_slug, ...) holds a value outside its vocabulary:
+    the output stores class ids, which only the documented names have."""
+    for column, label in class_label_columns().items():
+        known = pc.fill_null(pc.is_in(samples[column], value_set=pa.array(label.names)), False)
+        bad = samples.filter(pc.invert(known))
+        if bad.num_rows:
+            names = f" ({', '.join(label.names)})" if len(label.names) <= 6 else ""
+            found = [f"{sid} ({value!r})" for sid, value in zip(bad["sample_id"].to_pylist(), bad[column].to_pylist())]
+            raise SourceFormatError(
+                f"{path}: {bad.num_rows} sample(s) have a {column} that is not one of its {len(label.names)} "
+                f"documented values{names}: {listing(found)}"
+            )
 
 
 def _splits_of(rows: pa.Table, split_of: dict[str, str], root: Path) -> pa.Array:

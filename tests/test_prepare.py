@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import datasets
@@ -15,7 +17,7 @@ import yaml
 from conftest import SAMPLE_SPLIT_ROWS
 
 from sousa_builder.builder import config_names
-from sousa_builder.features import FLAT_COLUMNS, features_for
+from sousa_builder.features import FLAT_COLUMNS, RUDIMENT_SLUGS, TIERS, features_for
 from sousa_builder.manifest import Manifest
 from sousa_builder.shards import PYARROW_HAS_CDC
 from sousa_builder.source import SPLIT_KEYS
@@ -89,6 +91,24 @@ def test_card_body_numbers_come_from_the_data(prepared_dir: Path) -> None:
     assert f"{audio_mb:,.1f} MB" in body
 
 
+def test_card_counts_rows_per_split_tier_and_rudiment(prepared_dir: Path, sample_dir: Path) -> None:
+    """The card's count tables hold what the source says: rows per split and skill tier, per split and rudiment."""
+    splits = json.loads((sample_dir / "splits.json").read_text())
+    split_of = {profile: split for split, key in SPLIT_KEYS.items() for profile in splits[key]}
+    rows = source_rows(sample_dir).values()
+    body = (prepared_dir / "README.md").read_text().split("---", 2)[2]
+    for column, labels in (("skill_tier", TIERS), ("rudiment_slug", RUDIMENT_SLUGS[:1] + RUDIMENT_SLUGS[5:6])):
+        counts = Counter((row[column], split_of[row["profile_id"]]) for row in rows)
+        assert f"| {column} | train | validation | test | total |" in body
+        for label in labels:
+            per_split = [counts[label, split] for split in SPLIT_KEYS]
+            assert f"| {label} | {' | '.join(map(str, per_split))} | {sum(per_split)} |" in body, label
+        assert "| **total** | 12 | 6 | 6 | 24 |" in body
+    # Every tier, even one without rows; only the rudiments that have rows (3 here).
+    assert "| professional | 0 | 0 | 6 | 6 |" in body and "| beginner | 6 | 0 | 0 | 6 |" in body
+    assert "| flam |" not in body and "3 of the 40 rudiments have rows." in body
+
+
 @pytest.mark.parametrize("config", config_names())
 def test_load_dataset_rows_and_types(prepared_dir: Path, config: str) -> None:
     ds = datasets.load_dataset(str(prepared_dir), config)
@@ -131,6 +151,29 @@ def test_media_bytes_identical_to_source(prepared_dir: Path, sample_dir: Path) -
     midi_only = read_split(prepared_dir, "midi_only", "train").to_pylist()
     audio = read_split(prepared_dir, "audio", "train").to_pylist()
     assert [r["midi"] for r in midi_only] == [r["midi"] for r in audio]
+
+
+def test_class_labels(prepared_dir: Path, sample_dir: Path) -> None:
+    """The classification targets are ClassLabels named by their documented vocabularies: ids in the shards,
+    names through `features`, and `train_test_split` can stratify on them."""
+    ds = datasets.load_dataset(str(prepared_dir), "labels_only", split="train")
+    features = ds.features
+    assert features["skill_tier"].names == ["beginner", "intermediate", "advanced", "professional"]
+    assert features["skill_tier_binary"].names == ["novice", "skilled"]
+    assert features["dominant_hand"].names == ["right", "left"]
+    assert len(features["rudiment_slug"].names) == 40 and features["rudiment_slug"].str2int("flam") == 19
+    source = source_rows(sample_dir)
+    for row in ds:
+        for column in ("skill_tier", "skill_tier_binary", "dominant_hand", "rudiment_slug"):
+            assert features[column].int2str(row[column]) == source[row["sample_id"]][column], column
+    halves = ds.train_test_split(test_size=0.5, stratify_by_column="skill_tier", seed=0)
+    for part in halves.values():  # train holds 6 beginner and 6 intermediate rows: 3 of each in either half
+        assert sorted(part["skill_tier"]) == [0, 0, 0, 1, 1, 1]
+    body = (prepared_dir / "README.md").read_text().split("---", 2)[2]
+    assert "| `skill_tier` | beginner, intermediate, advanced or professional. |" not in body
+    assert "| `skill_tier` | ClassLabel (4 classes) |" in body
+    assert "| `skill_tier` | 0: beginner, 1: intermediate, 2: advanced, 3: professional |" in body
+    assert "19: flam, 20: flam_accent" in body
 
 
 def test_nested_labels_equal_source_tables(prepared_dir: Path, sample_dir: Path) -> None:

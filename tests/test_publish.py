@@ -175,6 +175,9 @@ def test_subset_of_configs_keeps_the_others(hub: FakeHub, prepared_dir: Path, sa
     card = after["README.md"].decode()
     for config in ("audio", "midi_only", "labels_only"):
         assert f"config_name: {config}" in card
+    # The count tables survive a publish of one config: counted again from the shards that are pushed.
+    assert "| skill_tier | train | validation | test | total |" in card and "| beginner | 6 | 0 | 0 | 6 |" in card
+    assert "| single_stroke_roll | 4 | 2 | 2 | 8 |" in card
     ds = datasets.load_dataset(REPO, "midi_only", split="train")
     assert ds.num_rows == 12
 

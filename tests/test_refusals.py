@@ -184,12 +184,34 @@ def labels_not_parquet(d: Path) -> str:
     return "labels/measures.parquet: cannot read it as Parquet"
 
 
+def unknown_skill_tier(d: Path) -> str:
+    row = first_row(d)
+    rewrite(d / SAMPLES, lambda t: set_value(t, "skill_tier", 0, "expert"))
+    return (
+        "labels/samples.parquet: 1 sample(s) have a skill_tier that is not one of its 4 documented values "
+        f"(beginner, intermediate, advanced, professional): {row['sample_id']} ('expert')"
+    )
+
+
+def unknown_rudiment_slug(d: Path) -> str:
+    row = first_row(d)
+    rewrite(d / SAMPLES, lambda t: set_value(t, "rudiment_slug", 0, "paradiddle"))  # PAS: single_paradiddle
+    return f"1 sample(s) have a rudiment_slug that is not one of its 40 documented values: {row['sample_id']}"
+
+
+def null_dominant_hand(d: Path) -> str:
+    row = first_row(d)
+    rewrite(d / SAMPLES, lambda t: set_value(t, "dominant_hand", 0, None))
+    return f"have a dominant_hand that is not one of its 2 documented values (right, left): {row['sample_id']} (None)"
+
+
 BREAKAGES = [
     missing_exercises, missing_strokes, missing_splits, splits_not_json, splits_wrong_shape,
     profile_in_two_splits, profile_in_no_split, duplicate_sample_id, no_exercise_scores,
     audio_file_missing, midi_file_missing, audio_unreadable, audio_empty, audio_not_flac, midi_garbage,
     audio_escapes_root, audio_absolute, no_samples, integer_beyond_float,
     audio_path_null, group_without_midi, column_missing, column_wrong_type, labels_not_parquet,
+    unknown_skill_tier, unknown_rudiment_slug, null_dominant_hand,
 ]  # fmt: skip
 
 

@@ -13,8 +13,14 @@ import pytest
 import soundfile as sf
 
 from sousa_builder.cli import main
-from sousa_builder.sample import make_sample
+from sousa_builder.features import RUDIMENT_SLUGS
+from sousa_builder.sample import RUDIMENTS, make_sample
 from sousa_builder.source import SousaSource
+
+# Real upstream output, beside the repository (docs/upstream-renders.md: tests may read ../shared/calibration).
+UPSTREAM_SAMPLES = (
+    Path(__file__).resolve().parents[2] / "shared/calibration/upstream-renders/drums/labels/samples.parquet"
+)
 
 
 def test_labels_are_consistent(sample_dir: Path) -> None:
@@ -100,3 +106,12 @@ def test_several_tempos_give_distinct_samples(tmp_path: Path) -> None:
     assert SousaSource.open(out).rows.num_rows == 30
     with pytest.raises(ValueError, match="tempos 1-46"):
         make_sample(tmp_path / "more", tempos=47)
+
+
+def test_rudiment_slugs_are_upstreams() -> None:
+    """The rudiment_slug vocabulary is the 40 slugs real upstream output holds; the sample maker uses some of them."""
+    assert len(set(RUDIMENT_SLUGS)) == len(RUDIMENT_SLUGS) == 40
+    assert {rudiment.slug for rudiment in RUDIMENTS} <= set(RUDIMENT_SLUGS)
+    if not UPSTREAM_SAMPLES.is_file():
+        pytest.skip(f"no upstream render at {UPSTREAM_SAMPLES}")
+    assert set(pq.read_table(UPSTREAM_SAMPLES)["rudiment_slug"].to_pylist()) == set(RUDIMENT_SLUGS)

@@ -233,6 +233,12 @@ def tier_undocumented(d: Path) -> tuple[str, str]:
     return "categorical_values", f"{members[0]} skill_tier 'expert'"
 
 
+def rudiment_undocumented(d: Path) -> tuple[str, str]:
+    _, members = group_of(d)
+    rewrite(labels(d, "samples"), lambda t: set_where(t, "rudiment_slug", in_group(members), "paradiddle"))
+    return "categorical_values", f"{members[0]} rudiment_slug 'paradiddle'"
+
+
 def hand_undocumented(d: Path) -> tuple[str, str]:
     sample_id = victim(d)["sample_id"]
     first = at(sample_id, 0)
@@ -329,8 +335,8 @@ SOURCE_BREAKAGES = [
     column_wrong_type, whole_number_column_fractional, duplicate_sample, unknown_sample, no_exercise_row,
     stroke_row_missing, measure_row_missing, stroke_index_repeated, measure_index_gap, measures_overlap,
     measure_outside_strokes, group_disagrees, score_out_of_range, velocity_out_of_range, tempo_zero,
-    tier_undocumented, hand_undocumented, profile_in_two_splits, profile_in_no_split, audio_missing,
-    midi_missing, audio_outside_root, group_without_midi, audio_truncated, audio_resampled,
+    tier_undocumented, rudiment_undocumented, hand_undocumented, profile_in_two_splits, profile_in_no_split,
+    audio_missing, midi_missing, audio_outside_root, group_without_midi, audio_truncated, audio_resampled,
     audio_too_long, audio_is_wav, midi_garbage, midi_without_notes,
 ]  # fmt: skip
 # Checks that cannot run on a broken input are skipped (the failing check says why), not failed.

@@ -34,7 +34,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils.sha import git_hash
 
 from ..builder import config_names
-from ..card import card_infos, dataset_card_text
+from ..card import card_infos, dataset_card_text, label_counts
 from ..errors import HubAccessError, PreparedFolderError, PublishConflictError
 from ..manifest import write_manifest
 from ..output import refuse_overlap, replacing
@@ -107,7 +107,7 @@ def publish(
         logger.warning("could not reach the Hub (%s): planned as against an empty repo", type(err).__name__)
         remote = RemoteState(revision or "main", None, {}, {})
     kept_infos = {name: info for name, info in remote.infos.items() if name not in local_infos}
-    card = dataset_card_text({**kept_infos, **local_infos}).encode("utf-8")
+    card = dataset_card_text({**kept_infos, **local_infos}, counts=label_counts(prepared, local_infos)).encode("utf-8")
     local = local_files(prepared, card, local_infos)
     plan = make_plan(repo_id, remote, local, pushed_configs=set(local_infos))
     if plan.is_empty and dry_run_dir is None:

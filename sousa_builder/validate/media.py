@@ -1,8 +1,9 @@
 """Media checks: the source's files are there, FLAC decodes in full, MIDI parses; embedded bytes compared.
 
 The expensive ones run in chunks, in worker processes with `num_proc` > 1, under one progress bar
-(datasets' tqdm: `datasets.disable_progress_bars()` or `HF_DATASETS_DISABLE_PROGRESS_BARS=1` turns it
-off). Workers are top-level functions that take plain data and return offender strings.
+shown on a terminal only (datasets' tqdm: `datasets.disable_progress_bars()` or
+`HF_DATASETS_DISABLE_PROGRESS_BARS=1` turns it off). Workers are top-level functions that take plain
+data and return offender strings.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ def run_tasks(
     if not tasks:
         return []
     results: list[list[T]] = [[] for _ in tasks]
-    with tqdm(total=sum(weights), desc=desc, unit=unit) as bar:
+    with tqdm(total=sum(weights), desc=desc, unit=unit, disable=None) as bar:  # no bar without a terminal
         if not num_proc or num_proc <= 1 or len(tasks) <= 1:
             for position, task in enumerate(tasks):
                 results[position] = worker(*task)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import SourceNotFoundError
+from ..features import class_label_columns
 from .audio import AudioSettings, skipped_audio_checks, source_audio_checks
 from .label_files import LabelData, read_labels
 from .media import MEDIA_CHECKS, MEDIA_COLUMNS, MediaRefs, sampled_rows, source_media_checks
@@ -111,7 +112,7 @@ LABEL_CHECKS: tuple[tuple[str, dict[str, tuple[str, ...]], Callable[[LabelData],
     (
         "categorical_values",
         {
-            "samples": ("sample_id", "skill_tier", "skill_tier_binary", "dominant_hand"),
+            "samples": ("sample_id", *class_label_columns()),
             "strokes": ("sample_id", "index", "hand"),
         },
         categorical_values,

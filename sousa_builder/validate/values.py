@@ -8,16 +8,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..features import BINARY_TIER, DOMINANT_HANDS, HANDS, SCORE_COLUMNS, TIERS
+from ..features import BINARY_TIER, HANDS, SCORE_COLUMNS, class_label_columns
 from .label_files import LabelData, floats, ints, key_positions, number
 from .report import KEPT, CheckResult, verdict
 
 logger = logging.getLogger(__name__)
 
+# The sample columns' vocabularies are the names of their ClassLabels: what `prepare` accepts.
 CATEGORIES = {
-    ("samples", "skill_tier"): TIERS,
-    ("samples", "skill_tier_binary"): tuple(dict.fromkeys(BINARY_TIER.values())),
-    ("samples", "dominant_hand"): DOMINANT_HANDS,
+    **{("samples", column): tuple(label.names) for column, label in class_label_columns().items()},
     ("strokes", "hand"): HANDS,
 }
 SCORES = tuple(name for name, _, _ in SCORE_COLUMNS)
@@ -136,6 +135,6 @@ def categorical_values(data: LabelData) -> CheckResult:
         count,
         offenders,
         "categorical value(s) not documented (or skill_tier_binary not matching skill_tier)",
-        "skill_tier, skill_tier_binary, dominant_hand and hand take only their documented values",
+        "rudiment_slug, skill_tier, skill_tier_binary, dominant_hand and hand take only their documented values",
         details={"documented": {column: list(allowed) for (_, column), allowed in CATEGORIES.items()}},
     )

@@ -1,0 +1,117 @@
+"""The command line as a user meets it: help, version, progress in a log, messages in its own terms."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+
+import sousa_builder as sousa_builder_package
+from sousa_builder.cli import main
+from sousa_builder.errors import SourceNotFoundError
+from sousa_builder.prepare import prepare
+
+SAMPLE_SPLIT_ROWS_TEXT = "24 rows (train 12, validation 6, test 6)"
+
+
+def sousa_builder(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`sousa-builder ARGS` in a fresh interpreter, its output captured (not a terminal, as in CI)."""
+    command = [sys.executable, "-m", "sousa_builder", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def exits(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `sousa-builder ARGS` here, for what argparse does and exits on (help, version, usage errors):
+    the exit code, stdout and stderr."""
+    with pytest.raises(SystemExit) as exit_:
+        main(list(args))
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out, captured.err
+
+
+def test_prepare_progress_in_a_log(sample_dir: Path, tmp_path: Path) -> None:
+    """Without a terminal: no progress bars redrawn into the log, one line per split and a summary per config."""
+    run = sousa_builder("prepare", str(sample_dir), "--out", str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    assert "\r" not in run.stderr and "%|" not in run.stderr
+    lines = run.stderr.splitlines()
+    for config in ("audio", "midi_only", "labels_only"):
+        for split, rows in (("train", 12), ("validation", 6), ("test", 6)):
+            assert any(line.startswith(f"Preparing {config}/{split}: {rows} rows in 1 shard(s), ") for line in lines)
+        assert any(line.startswith(f"prepared {config}: {SAMPLE_SPLIT_ROWS_TEXT} in 3 shards, ") for line in lines)
+    assert "config       split" in run.stdout  # the table of what was written, on stdout
+
+
+def test_version() -> None:
+    run = sousa_builder("--version")  # as installed: the console script's module
+    assert run.returncode == 0
+    assert run.stdout.strip() == f"sousa-builder {sousa_builder_package.__version__}"
+    assert sousa_builder_package.__version__ == version("sousa-builder")  # the package's and the installed one's
+
+
+def test_top_level_help_shows_an_example_of_each_command(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = exits(capsys, "--help")
+    assert code == 0
+    examples = out.split("examples", 1)[1]
+    for command in ("sample", "prepare", "validate", "publish"):
+        assert f"\n  sousa-builder {command} " in examples, command
+    assert "--version" in out
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        ("sample", ["--seed SEED", "(default 0)", "(1-6, default 3)", "(1-5, default 2)", "default 3: no validation"]),
+        ("prepare", ["--num-proc N", "(default 1)", "--max-shard-size SIZE", "examples:"]),
+        ("validate", ["--sample K", "(default: all)", "(default: a random one", "examples:"]),
+        ("publish", ["--max-shard-size SIZE", "--yes", "examples"]),
+    ],
+)
+def test_command_help_documents_options_and_defaults(
+    command: str, shown: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = exits(capsys, command, "--help")
+    assert code == 0
+    text = " ".join(out.split())  # argparse wraps lines where it likes
+    for part in shown:
+        assert part in text, part
+
+
+def test_max_shard_size_help_says_how_splits_are_cut(capsys: pytest.CaptureFixture[str]) -> None:
+    text = " ".join(exits(capsys, "prepare", "--help")[1].split())
+    assert "500MB, 2GB or a number of bytes (default 500MB)" in text
+    assert "shards of equal row counts" in text and "Arrow data (the labels plus the media bytes)" in text
+    assert "row groups of 100 rows for audio and midi_only and 1000 for labels_only" in text
+
+
+def test_missing_source_named_in_the_cli_terms(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prepare", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"No SOUSA dataset at {tmp_path / 'nowhere'} (from the DATA_DIR argument): no such directory" in err
+    assert "data_dir=" not in err and "Traceback" not in err
+    assert main(["prepare", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    assert "(from the DATA_DIR argument): expected labels/samples.parquet there" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_source_named_in_python_terms(tmp_path: Path) -> None:
+    with pytest.raises(SourceNotFoundError, match=r"from the data_dir argument\): expected labels/samples.parquet"):
+        prepare(tmp_path, tmp_path / "out")
+
+
+def test_validate_says_which_kind_of_folder_it_was_given(prepared_dir: Path, sample_dir: Path) -> None:
+    run = sousa_builder("validate", str(prepared_dir))
+    assert run.returncode == 2
+    assert (
+        f"looks like a prepared folder (a README.md and config shards, no labels/samples.parquet): use "
+        f"--prepared {prepared_dir}" in run.stderr
+    )
+    run = sousa_builder("validate", "--prepared", str(sample_dir))
+    assert run.returncode == 2
+    assert (
+        f"--prepared {sample_dir} looks like a SOUSA source directory (it holds labels/samples.parquet): "
+        f"check it without --prepared (sousa-builder validate {sample_dir})" in run.stderr
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -68,12 +69,23 @@ def magnitudes(signal: np.ndarray, size: int, hop: int) -> Iterator[np.ndarray]:
 
 @lru_cache(maxsize=8)
 def _band_matrix(rate: int, low: float, high: float, count: int) -> np.ndarray:
-    """(FFT bins x count) triangular filters, log-spaced from `low` to `high` Hz (capped below Nyquist)."""
+    """(count x FFT bins) triangular filters, log-spaced from `low` to `high` Hz (capped below Nyquist)."""
     edges = np.geomspace(low, min(high, 0.45 * rate), count + 2)
     hz = np.arange(ONSET_FFT // 2 + 1) * rate / ONSET_FFT
-    rising = (hz[:, None] - edges[None, :-2]) / (edges[1:-1] - edges[:-2])
-    falling = (edges[None, 2:] - hz[:, None]) / (edges[2:] - edges[1:-1])
+    rising = (hz[None, :] - edges[:-2, None]) / (edges[1:-1] - edges[:-2])[:, None]
+    falling = (edges[2:, None] - hz[None, :]) / (edges[2:] - edges[1:-1])[:, None]
     return np.clip(np.minimum(rising, falling), 0.0, None).astype(np.float32)
+
+
+@lru_cache(maxsize=8)
+def _bands(rate: int) -> Any:
+    """All bands, then the high ones, as a sparse matrix: a dense product would start BLAS threads, which in
+    worker processes cost more CPU than they save."""
+    from scipy.sparse import csr_matrix
+
+    return csr_matrix(
+        np.concatenate([_band_matrix(rate, *BANDS_HZ, BANDS), _band_matrix(rate, *HIGH_BANDS_HZ, HIGH_BANDS)])
+    )
 
 
 def _rise(power: np.ndarray, rate: int) -> np.ndarray:
@@ -93,10 +105,10 @@ def _rise(power: np.ndarray, rate: int) -> np.ndarray:
 
 def onset_strengths(signal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
     """The onset strength over all bands, and over the bands above `HIGH_BANDS_HZ`, every `ONSET_HOP` samples."""
-    bands = np.concatenate([_band_matrix(rate, *BANDS_HZ, BANDS), _band_matrix(rate, *HIGH_BANDS_HZ, HIGH_BANDS)], 1)
-    # Floored so that squares of near-silent bins are not float32 subnormals, which slow the product ~15x.
+    bands = _bands(rate)
+    # Floored so that squares of near-silent bins are not float32 subnormals, which slow arithmetic ~15x.
     floored = (np.maximum(block, _TINY) for block in magnitudes(signal, ONSET_FFT, ONSET_HOP))
-    power = np.concatenate([(block * block) @ bands for block in floored])
+    power = np.concatenate([(bands @ (block * block).T).T for block in floored])
     return _rise(power[:, :BANDS], rate), _rise(power[:, BANDS:], rate)
 
 

@@ -1,11 +1,13 @@
 """Onsets for `validate --audio`: does a file's audio follow its MIDI (`audio_alignment`)?
 
-The onset strength is the rise of band energies (40 log-spaced bands, in dB over a 40 dB range) above
-their maximum over the previous 15 ms. Upstream's rooms add, after each hit, discrete reflections
-(up to 65 ms later) and a noise tail; against the recent maximum those rise little, while a new hit
-rises from its decay. It is cross-correlated with the MIDI note-ons (weighted by (velocity/127)^2);
-of the correlation peaks within 80% of the best, the earliest gives the lag, since a reflection can
-only come after its hit. Per-event precision / recall of picked onset peaks is reported, not gated.
+An onset strength is the rise of band levels (dB over a 40 dB range) above their maximum in the
+previous 15 ms: upstream's rooms add, after each hit, reflections (up to 65 ms later) and a loud noise
+tail, which rise little above the recent maximum, while a new hit rises from the decay. One strength
+uses 40 bands from 60 Hz, the other 10 above 6 kHz, where upstream's reverb (low-passed at 8 kHz)
+hardly reaches and the direct hit stands out. Each is cross-correlated with the MIDI note-ons
+(weighted by (velocity/127)^2); of the peaks of the mean curve within 80% of the best, the earliest
+gives the lag, since an echo can only come after its hit. Per-event precision / recall of picked
+onset peaks is reported, not gated.
 """
 
 from __future__ import annotations
@@ -45,8 +47,8 @@ LAG_SEARCH_MS = 100.0
 # this share of the best, the earliest is taken (echoes come later). The correlation reported is the
 # higher of the two curves' there.
 EARLIEST_PEAK_SHARE = 0.8
-# Frames are stamped at their centre, so an onset reads half a hop early; measured on real renders,
-# whose hits start on the note-on (0.0 ms median), and on the sample maker's (+1 ms).
+# Subtracted from the lag read. Real renders, whose hits start on the note-on, read +1.9 ms (median of
+# 1,040), the sample maker's -1.5 (attacks out of digital silence enter the window early): no correction.
 ONSET_DELAY_MS = 0.0
 # A detected onset peak matches a note-on within this (after the best lag) for precision / recall.
 EVENT_TOLERANCE_MS = 25.0

@@ -45,14 +45,14 @@ AUDIO_CHECKS = ("audio_timbre", "audio_alignment")
 TIMBRE_THRESHOLD_DB = 7.0
 # The note-salience threshold is this much below the timbre threshold (--timbre-threshold moves both).
 NOTE_MARGIN_DB = 2.4
-# Real drums: best lag -0.6 to +3.2 ms for 99% of files (most of the rest read a room echo, +35-45 ms);
-# shifted by +30 / -30 ms they read back +31.8 / -28.4 (medians). 10 ms keeps the former and catches
+# Real drums: best lag -0.9 to +3.8 ms for 99% of files (most of the rest read a room echo, +35-45 ms);
+# shifted by +30 / -30 ms they read back +31.8 / -28.2 (medians). 10 ms keeps the former and catches
 # the latter; against another sample's MIDI it also catches 3% more files than 20 ms would (some
 # correlate at a lag near +/-20 ms).
 MAX_LAG_MS = 10.0
-# Real drums correlate at 0.18-0.90 (1st percentile 0.31, median 0.69); against another sample's
-# MIDI 0.20 median, 0.45 at the 95th percentile (same tempo, same stroke grid: timing alone cannot
-# tell some rudiments apart). 0.3 flags 1.5% of real drums (gym 4.4%), 97% of the mismatched ones.
+# Real drums correlate at 0.20-0.92 (1st percentile 0.31, median 0.74); against another sample's
+# MIDI 0.21 median, 0.46 at the 95th percentile (same tempo, same stroke grid: timing alone cannot
+# tell some rudiments apart). 0.3 flags 1.6% of real drums (gym 4.9%), 97% of the mismatched ones.
 MIN_CORRELATION = 0.3
 # A dataset fails when more than this share of the checked files is flagged (--strict: any).
 MAX_FLAGGED_SHARE = 0.02

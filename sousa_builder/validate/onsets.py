@@ -47,6 +47,7 @@ LAG_SEARCH_MS = 100.0
 # this share of the best, the earliest is taken (echoes come later). The correlation reported is the
 # higher of the two curves' there.
 EARLIEST_PEAK_SHARE = 0.8
+TRAIN_SPREAD = (0.5, 1.0, 0.5)
 # Subtracted from the lag read. Real renders, whose hits start on the note-on, read +1.9 ms (median of
 # 1,040), the sample maker's -1.5 (attacks out of digital silence enter the window early): no correction.
 ONSET_DELAY_MS = 0.0
@@ -140,7 +141,8 @@ def alignment(
     reach = int(round(LAG_SEARCH_MS / 1000.0 / frame_sec))
     envelopes, curves = onset_strengths(signal, rate), []
     for envelope in envelopes:
-        train = note_train(times, weights, len(envelope), frame_sec)
+        # Spread over a frame either side: an onset's rise spans 2-3 frames, and jitters by one.
+        train = np.convolve(note_train(times, weights, len(envelope), frame_sec), TRAIN_SPREAD, "same")
         x, y = envelope - envelope.mean(), train - train.mean()
         norm = float(np.sqrt((x * x).sum() * (y * y).sum()))
         lags = correlation_lags(len(x), len(y))

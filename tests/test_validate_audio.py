@@ -1,9 +1,11 @@
 """`validate --audio`: clean sample audio passes; pitched renders fail the timbre check, shifted audio and
-another sample's MIDI fail the alignment check, each with the file named; share, --strict, JSON, exit codes."""
+another sample's MIDI fail the alignment check, each with the file named; share, --strict, JSON, exit codes.
+The same on real upstream renders (`../shared/calibration/upstream-renders`): drums pass, piano fails."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -12,12 +14,13 @@ import mido
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import soundfile as sf
 
 from sousa_builder.cli import main
 from sousa_builder.prepare import prepare
 from sousa_builder.sample import make_sample
 from sousa_builder.validate import Report, validate_prepared, validate_source
-from sousa_builder.validate.audio import AudioSettings, alignment, harmonic_salience
+from sousa_builder.validate.audio import AudioSettings, alignment, harmonic_salience, timbre
 
 AUDIO = AudioSettings()
 # 2 profiles x 2 rudiments x 2 augmentations: 8 FLAC files, 4 MIDI files (one per augmentation group).
@@ -62,8 +65,10 @@ def test_measurements_on_synthetic_signals() -> None:
     signal = np.tile(tone, 4) + 1e-3 * np.random.default_rng(0).standard_normal(4 * t.size)
     score, pitch = harmonic_salience(signal, rate)
     assert score > 15 and pitch == pytest.approx(110.0, rel=0.01)
+    at_note = {note: timbre(signal, rate, [note])["note_salience_db"] for note in (45, 46)}
+    assert at_note[45] > at_note[46] + 20  # 110 Hz is MIDI note 45; a semitone above is not the series
     noise = np.random.default_rng(1).standard_normal(3 * rate)
-    assert harmonic_salience(noise, rate)[0] < 3
+    assert harmonic_salience(noise, rate)[0] < 3 and timbre(noise, rate, [38])["note_salience_db"] < 3
 
     # Clicks 40 ms after their note-ons (positive lag: the audio is late), at irregular times.
     times = np.array([0.1, 0.35, 0.5, 0.9, 1.2, 1.33, 1.7, 2.2, 2.45])
@@ -133,13 +138,14 @@ def test_one_pitched_file_is_named_and_share_decides(source_copy: Path, pitched_
     assert main(["validate", data, "--audio", "--max-flagged-share", "0.05", "--json", out]) == 0
     assert json.loads(Path(out).read_text())["counts"]["warn"] >= 1
     assert main(["validate", data, "--audio", "--max-flagged-share", "0.05", "--strict"]) == 1
-    # A threshold above its score: timbre passes (alignment still flags it: the pitched tone's onsets are weak).
-    assert main(["validate", data, "--audio", "--timbre-threshold", "40", "--json", out]) == 1
-    checks = {c["name"]: c for c in json.loads(Path(out).read_text())["checks"]}
-    assert (checks["audio_timbre"]["status"], checks["audio_alignment"]["status"]) == ("pass", "fail")
+    # A threshold above its scores (the note threshold moves with it): timbre passes. (Alignment is not
+    # asserted: the pitched tone's slow attack reads about 12 ms late, at the edge of the 10 ms limit.)
+    main(["validate", data, "--audio", "--timbre-threshold", "40", "--json", out])
+    timbre = {c["name"]: c for c in json.loads(Path(out).read_text())["checks"]}["audio_timbre"]
+    assert (timbre["status"], timbre["details"]["flagged"], timbre["details"]["note_threshold_db"]) == ("pass", 0, 37.6)
 
 
-@pytest.mark.parametrize(("shift_ms", "status"), [(30.0, "fail"), (-30.0, "fail"), (8.0, "pass")])
+@pytest.mark.parametrize(("shift_ms", "status"), [(30.0, "fail"), (-30.0, "fail"), (5.0, "pass")])
 def test_shifted_audio_and_alignment(shift_ms: float, status: str, tmp_path: Path) -> None:
     data = make_sample(tmp_path / "data", **SMALL, shift_ms=shift_ms)
     report = validate_source(data, audio=AUDIO)
@@ -149,7 +155,7 @@ def test_shifted_audio_and_alignment(shift_ms: float, status: str, tmp_path: Pat
     for entry in aligned.details["files"]:
         assert entry["lag_ms"] == pytest.approx(shift_ms, abs=4.0)  # the shift read back, its sign too
     if status == "fail":
-        assert aligned.count == 8 and "best lag" in aligned.offenders[0] and "(limit +/-20)" in aligned.offenders[0]
+        assert aligned.count == 8 and "best lag" in aligned.offenders[0] and "(limit +/-10)" in aligned.offenders[0]
 
 
 def test_another_samples_midi_fails_alignment(source_copy: Path) -> None:
@@ -246,4 +252,80 @@ def test_cli_sample_options(tmp_path: Path, capsys) -> None:
     assert main(["validate", str(tmp_path / "late"), "--audio"]) == 1
     out = capsys.readouterr().out
     assert "  PASS  audio_timbre" in out and "  FAIL  audio_alignment" in out
-    assert re.search(r"best lag \+(2[7-9]|3[0-3])\.\d ms \(limit \+/-20\)", out)  # 30 ms, read back
+    assert re.search(r"best lag \+(2[7-9]|3[0-3])\.\d ms \(limit \+/-10\)", out)  # 30 ms, read back
+
+
+# --- real upstream renders (../shared/calibration/upstream-renders, README there) ----------------
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "calibration" / "upstream-renders"
+
+
+@pytest.fixture(scope="module")
+def real() -> Path:
+    """The calibration renders beside the repository: required in CI, skipped locally when absent."""
+    if not (REAL / "drums" / "labels").is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must provide the real calibration renders at {REAL}")
+        pytest.skip(f"no real calibration renders at {REAL}")
+    return REAL
+
+
+def flagged(report: Report, check: str) -> set[str]:
+    return {sid for sid, entry in files(report, check).items() if entry["flagged"]}
+
+
+def shifted_copy(source: Path, out: Path, shift_ms: float) -> Path:
+    """A copy of `source` whose every FLAC is `shift_ms` later (earlier if negative), length kept."""
+    shutil.copytree(source, out, ignore=shutil.ignore_patterns("*.flac"))
+    for row in rows(source):
+        data, rate = sf.read(source / row["audio_path"], always_2d=True)
+        n = round(abs(shift_ms) * rate / 1000)
+        pad = np.zeros((n, data.shape[1]))
+        data = np.concatenate([pad, data[:-n]] if shift_ms > 0 else [data[n:], pad])
+        sf.write(out / row["audio_path"], data, rate, subtype="PCM_24")
+    return out
+
+
+def test_real_drums_pass_and_real_piano_fails(real: Path) -> None:
+    drums = validate_source(real / "drums", audio=AUDIO)
+    assert drums["audio_timbre"].status == drums["audio_alignment"].status == "pass", drums.summary()
+    assert len(files(drums, "audio_alignment")) == 80
+    assert not flagged(drums, "audio_timbre") and not flagged(drums, "audio_alignment")
+    # The four files whose old cross-correlation read 37-86 ms (README there) are aligned by construction.
+    aligned = {entry["file"].split("/")[-1][:-5]: entry for entry in files(drums, "audio_alignment").values()}
+    for hard in ("pro002_fifteen_stroke_roll_147bpm_blackpea_gym", "int001_multiple_bounce_roll_134bpm_blackpea_gym"):
+        assert abs(aligned[hard]["lag_ms"]) < 5, aligned[hard]
+
+    piano = validate_source(real / "piano", audio=AUDIO)
+    timbre_ = piano["audio_timbre"]
+    assert (timbre_.status, timbre_.count) == ("fail", 40)  # every file, the buzz roll too
+    entries = timbre_.details["files"]
+    assert all(entry["flagged"] and entry["note_salience_db"] > AUDIO.note_threshold for entry in entries)
+    assert any("multiple_bounce_roll" in entry["file"] for entry in entries)
+
+
+@pytest.mark.parametrize("shift_ms", [30.0, -30.0])
+def test_real_drums_shifted_fail_alignment(real: Path, tmp_path: Path, shift_ms: float) -> None:
+    data = shifted_copy(real / "drums", tmp_path / "drums", shift_ms)
+    out = tmp_path / "report.json"
+    assert main(["validate", str(data), "--audio", "--json", str(out)]) == 1
+    checks = {c["name"]: c for c in json.loads(out.read_text())["checks"]}
+    aligned, timbre_ = checks["audio_alignment"], checks["audio_timbre"]
+    assert (aligned["status"], timbre_["status"]) == ("fail", "pass")
+    entries = aligned["details"]["files"]
+    assert all(type(entry["flagged"]) is bool for entry in entries + timbre_["details"]["files"])  # JSON true/false
+    assert sum(entry["flagged"] for entry in entries) >= 0.97 * len(entries) == 0.97 * 80
+    assert np.median([entry["lag_ms"] for entry in entries]) == pytest.approx(shift_ms, abs=3)  # read back, sign too
+
+
+def test_real_drums_against_other_midi_fail_alignment(real: Path, tmp_path: Path) -> None:
+    data = Path(shutil.copytree(real / "drums", tmp_path / "drums"))
+    table = sorted(rows(data), key=lambda row: row["midi_path"])
+    midi = {row["midi_path"]: (data / row["midi_path"]).read_bytes() for row in table}
+    # Each sample gets the MIDI of the sample 40 places on: another rudiment (two samples per rudiment, sorted).
+    for row, other in zip(table, table[40:] + table[:40]):
+        assert other["rudiment_slug"] != row["rudiment_slug"]
+        (data / row["midi_path"]).write_bytes(midi[other["midi_path"]])
+    report = validate_source(data, audio=AUDIO)
+    assert report["audio_timbre"].status == "pass" and report["audio_alignment"].status == "fail"
+    assert len(flagged(report, "audio_alignment")) >= 0.97 * 80

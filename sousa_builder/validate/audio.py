@@ -3,13 +3,12 @@
 - **Timbre** (`audio_timbre`): harmonic salience. The long-term magnitude spectrum, less a running
   median over ~200 Hz (which removes mic and EQ tilt), read at the first 20 harmonics of every
   candidate fundamental from 40 to 400 Hz, stretched as a piano string's are; the best mean level (dB
-  above the median) is the score, its fundamental the best-fit pitch. A drum has no harmonic series
-  and scores low; a drum part played by a melodic instrument (upstream's channel bug: note 38 as a
-  ~73 Hz piano) scores high.
-- **Alignment** (`audio_alignment`): the onset strength of the audio (spectral flux) is
-  cross-correlated with the MIDI note-ons (weighted by (velocity/127)^2); the best lag and the
-  correlation there say whether the audio follows the MIDI. Per-event precision / recall of picked
-  onset peaks is reported, not gated (reverb and buzz strokes a few ms apart make it a poor test).
+  above the median) is the score, its fundamental the best-fit pitch. With the MIDI, the same is read
+  at the pitches of the notes it plays, on the mean of the frames' dB spectra (note salience): a
+  drum part played by a melodic instrument (upstream's channel bug: note 38 as a ~73 Hz piano) rings
+  at those pitches all along, even in a buzz roll whose re-struck hammers blur the long-term spectrum.
+- **Alignment** (`audio_alignment`): onset strengths (`validate.onsets`) cross-correlated with the
+  MIDI note-ons; the lag and the correlation there say whether the audio follows the MIDI.
 
 Workers take plain data and return one plain dict per file, so they run in processes through
 `validate.media.run_tasks`. Thresholds are applied afterwards, in `audio_checks`.
@@ -19,7 +18,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,24 +31,28 @@ import pyarrow.parquet as pq
 import soundfile as sf
 
 from .media import MediaRefs, run_chunked, run_tasks
+from .onsets import AnalysisError, alignment, magnitudes
 from .report import CheckResult, first_line, share_verdict, skipped
 
 AUDIO_CHECKS = ("audio_timbre", "audio_alignment")
 
-# --- thresholds (calibrated on `sousa-builder sample` renders: README "Audio checks (`--audio`)") ------
-# 240 renders per kind (4 profiles x 6 rudiments x 2 tempos x 5 augmentation presets): clean drum
-# renders score 2.6-4.5 dB (median 3.5; at most 5.5 with added reverb, noise and EQ), `--pitched`
-# renders 22-31 dB (at least 20.6 degraded). Upstream's real output measured 5.6 dB (snare median)
-# against 10.9 dB (piano median), best split near 7 dB (issue 6): 7 dB serves both.
+# --- thresholds (calibrated on real upstream renders: README "Audio checks (`--audio`)") -----------
+# 1,040 drum renders (all 5 presets) and 840 piano renders (the channel bug; 21 buzz rolls) of the
+# upstream generator. Harmonic salience: drums 3.5-7.0 dB (median 5.2), piano 6.0-13.7 (buzz rolls
+# from 6.0): it alone cannot split them, and 7 dB, which flags 1 drum file, is kept for audio without
+# MIDI. Note salience: drums 1.7-4.6 dB (median 2.8), piano 4.6-14.3 (median 9.1); 4.6 dB splits
+# all of them but the margin is thin (0.07 dB). `sousa-builder sample`: clean 2.6-4.5 dB, --pitched 20-31.
 TIMBRE_THRESHOLD_DB = 7.0
-# Clean renders: best lag -1.0 to +2.3 ms; shifted renders read back their shift within 3 ms. Real
-# renders start 2-6 ms after the note-on, spread about +/-10 ms (issue 6): 20 ms keeps those and
-# catches shifts of 25 ms and more (real files: from +31 ms; a shift earlier by 25 ms reads -19 ms,
-# so tighten --max-lag-ms to catch early shifts on real data).
-MAX_LAG_MS = 20.0
-# Clean renders correlate at 0.47-0.85 (median 0.71); audio against another sample's MIDI at
-# 0.04-0.30 (median 0.10), and none of those also has its best lag within 20 ms. The issue found
-# >= 0.3 on 96-98% of correctly aligned real files (heavier reverb than ours).
+# The note-salience threshold is this much below the timbre threshold (--timbre-threshold moves both).
+NOTE_MARGIN_DB = 2.4
+# Real drums: best lag -0.9 to +3.8 ms for 99% of files (most of the rest read a room echo, +35-45 ms);
+# shifted by +30 / -30 ms they read back +31.8 / -28.2 (medians). 10 ms keeps the former and catches
+# the latter; against another sample's MIDI it also catches 3% more files than 20 ms would (some
+# correlate at a lag near +/-20 ms).
+MAX_LAG_MS = 10.0
+# Real drums correlate at 0.20-0.92 (1st percentile 0.31, median 0.74); against another sample's
+# MIDI 0.21 median, 0.46 at the 95th percentile (same tempo, same stroke grid: timing alone cannot
+# tell some rudiments apart). 0.3 flags 1.6% of real drums (gym 4.9%), 97% of the mismatched ones.
 MIN_CORRELATION = 0.3
 # A dataset fails when more than this share of the checked files is flagged (--strict: any).
 MAX_FLAGGED_SHARE = 0.02
@@ -63,20 +66,13 @@ PITCH_STEPS_PER_OCTAVE = 96
 HARMONICS = 20
 # Inharmonicity B tried: f_k = k f0 sqrt(1 + B k^2); a piano's bass strings have B ~ 1e-4.
 STRETCHES = (0.0, 5e-5, 1e-4, 2e-4, 4e-4)
-# Alignment: onset strength with 1024-point frames every 128 samples (2.9 ms at 44.1 kHz).
-ONSET_FFT = 1024
-ONSET_HOP = 128
-# Lags searched either side of zero: well beyond any threshold, below most inter-stroke gaps.
-LAG_SEARCH_MS = 100.0
-# With frames stamped at their centre, the (log) flux of an onset starts as soon as it enters the
-# window, ~10 ms early, and spreads over the next frames; cross-correlation against the note-ons
-# reads it 6.9 ms early. Measured on clean renders, whose hits start exactly on the note-on; taken
-# off, so that the lag is the audio's own.
-ONSET_DELAY_MS = -6.9
-# A detected onset peak matches a note-on within this (after the best lag) for precision / recall.
-EVENT_TOLERANCE_MS = 25.0
+# Note salience: the mean over frames of their dB spectra (floored NOTE_FLOOR below the loudest bin)
+# keeps what sounds all along, a string's partials, over what comes and goes, a hit's broadband
+# burst; it is read within NOTE_STEPS / 96 octave of each pitch the MIDI plays, in NOTE_RANGE_HZ.
+NOTE_FLOOR = 1e-5
+NOTE_STEPS = 4
+NOTE_RANGE_HZ = (25.0, 2000.0)
 _SILENCE = 1e-6  # peak level below which a file counts as silent
-_FRAMES_PER_BLOCK = 512
 
 
 @dataclass(frozen=True)
@@ -88,6 +84,11 @@ class AudioSettings:
     min_correlation: float = MIN_CORRELATION
     max_flagged_share: float = MAX_FLAGGED_SHARE
 
+    @property
+    def note_threshold(self) -> float:
+        """The note salience above which a file is flagged: `NOTE_MARGIN_DB` below the timbre threshold."""
+        return self.timbre_threshold - NOTE_MARGIN_DB
+
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_flagged_share <= 1.0:
             raise ValueError(f"max_flagged_share must be within 0-1, got {self.max_flagged_share}")
@@ -96,10 +97,6 @@ class AudioSettings:
 
 
 # --- analysis -----------------------------------------------------------------------------------
-
-
-class AnalysisError(ValueError):
-    """A file cannot be analysed: it does not decode, is silent, or its MIDI holds no notes."""
 
 
 def read_audio(source: str | Path | bytes) -> tuple[np.ndarray, int]:
@@ -135,36 +132,16 @@ def read_note_ons(source: str | Path | bytes) -> tuple[np.ndarray, np.ndarray, l
     return np.array(times), np.array(weights), sorted(notes)
 
 
-def _magnitudes(signal: np.ndarray, size: int, hop: int) -> Iterator[np.ndarray]:
-    """|FFT| of Hann-windowed frames of `size` every `hop` samples (frame i centred on sample i * hop).
-
-    In blocks of `_FRAMES_PER_BLOCK` frames, so that memory does not grow with the file's length.
-    """
-    import scipy.fft  # here and below: scipy.signal takes ~0.5 s to import, only --audio needs scipy
-
-    frames = np.lib.stride_tricks.sliding_window_view(np.pad(signal, size // 2), size)[::hop]
-    window = np.hanning(size).astype(signal.dtype)
-    for start in range(0, len(frames), _FRAMES_PER_BLOCK):
-        yield np.abs(scipy.fft.rfft(frames[start : start + _FRAMES_PER_BLOCK] * window, axis=1))
-
-
-def harmonic_salience(signal: np.ndarray, rate: int) -> tuple[float, float]:
-    """(score in dB, best-fit fundamental in Hz): how strongly the long-term spectrum holds a harmonic series."""
+def _relative_level(level: np.ndarray, bin_hz: float) -> np.ndarray:
+    """A level spectrum (dB) less its running median over `MEDIAN_HZ`, each bin the highest of it and its neighbours."""
     from scipy.ndimage import median_filter
 
-    total, frames = 0.0, 0
-    for block in _magnitudes(signal, TIMBRE_FFT, TIMBRE_FFT // 2):  # one block held at a time
-        total, frames = total + block.sum(axis=0), frames + len(block)
-    spectrum = total / frames
-    level = 20 * np.log10(spectrum + 1e-12 * spectrum.max())
-    bin_hz = rate / TIMBRE_FFT
-    width = int(round(MEDIAN_HZ / bin_hz)) | 1
-    relative = level - median_filter(level, size=width, mode="nearest")
-    # Each harmonic's level is the highest bin within a bin of its predicted frequency.
-    peak = np.maximum(relative, np.maximum(np.roll(relative, 1), np.roll(relative, -1)))
-    low, high = PITCH_RANGE_HZ
-    steps = np.arange(int(math.log2(high / low) * PITCH_STEPS_PER_OCTAVE) + 1)
-    candidates = low * 2.0 ** (steps / PITCH_STEPS_PER_OCTAVE)
+    relative = level - median_filter(level, size=int(round(MEDIAN_HZ / bin_hz)) | 1, mode="nearest")
+    return np.maximum(relative, np.maximum(np.roll(relative, 1), np.roll(relative, -1)))
+
+
+def _series_score(peak: np.ndarray, bin_hz: float, candidates: np.ndarray) -> tuple[float, float]:
+    """(best mean level of the first `HARMONICS` partials, its fundamental) over candidates and `STRETCHES`."""
     k = np.arange(1, HARMONICS + 1)
     best_score, best_pitch = -np.inf, float("nan")
     for stretch in STRETCHES:
@@ -178,97 +155,57 @@ def harmonic_salience(signal: np.ndarray, rate: int) -> tuple[float, float]:
     return best_score, best_pitch
 
 
-def onset_strength(signal: np.ndarray) -> np.ndarray:
-    """Spectral flux of log-compressed magnitudes, one value every `ONSET_HOP` samples."""
-    flux, previous = [np.zeros(1)], None
-    for block in _magnitudes(signal, ONSET_FFT, ONSET_HOP):
-        compressed = np.log1p(100.0 * block)
-        joined = compressed if previous is None else np.concatenate([previous, compressed])
-        flux.append(np.maximum(np.diff(joined, axis=0), 0.0).sum(axis=1))
-        previous = compressed[-1:]
-    return np.concatenate(flux)
+def timbre(signal: np.ndarray, rate: int, notes: Sequence[int] = ()) -> dict[str, float]:
+    """Harmonic salience (dB) and best-fit pitch (Hz); with `notes`, the salience at those notes' pitches too."""
+    total, frames, loudest = 0.0, 0, 0.0
+    for block in magnitudes(signal, TIMBRE_FFT, TIMBRE_FFT // 2):  # one block held at a time
+        total, frames, loudest = total + block.sum(axis=0), frames + len(block), max(loudest, float(block.max()))
+    spectrum = total / frames
+    bin_hz = rate / TIMBRE_FFT
+    low, high = PITCH_RANGE_HZ
+    steps = np.arange(int(math.log2(high / low) * PITCH_STEPS_PER_OCTAVE) + 1)
+    score, pitch = _series_score(
+        _relative_level(20 * np.log10(spectrum + 1e-12 * spectrum.max()), bin_hz),
+        bin_hz,
+        low * 2.0 ** (steps / PITCH_STEPS_PER_OCTAVE),
+    )
+    result = {"harmonic_salience_db": score, "pitch_hz": pitch}
+    hz = [440.0 * 2.0 ** ((note - 69) / 12) for note in notes]
+    hz = [f for f in hz if NOTE_RANGE_HZ[0] <= f <= NOTE_RANGE_HZ[1]]
+    if hz:
+        around = 2.0 ** (np.arange(-NOTE_STEPS, NOTE_STEPS + 1) / PITCH_STEPS_PER_OCTAVE)
+        candidates = np.concatenate([f * around for f in hz])
+        log_total = 0.0  # a second pass (the first found the loudest bin): ~1 ms for a 4 s file
+        for block in magnitudes(signal, TIMBRE_FFT, TIMBRE_FFT // 2):
+            log_total = log_total + (20 * np.log10(block + NOTE_FLOOR * loudest)).sum(axis=0)
+        result["note_salience_db"] = _series_score(_relative_level(log_total / frames, bin_hz), bin_hz, candidates)[0]
+    return result
 
 
-def note_train(times: np.ndarray, weights: np.ndarray, frames: int, frame_sec: float) -> np.ndarray:
-    """The note-ons as weighted impulses on the onset-strength frame grid (split between two frames)."""
-    train = np.zeros(frames)
-    position = times / frame_sec
-    below = np.floor(position).astype(int)
-    fraction = position - below
-    for offset, share in ((0, 1.0 - fraction), (1, fraction)):
-        index = below + offset
-        inside = (index >= 0) & (index < frames)
-        np.add.at(train, index[inside], (weights * share)[inside])
-    return train
-
-
-def alignment(
-    signal: np.ndarray, rate: int, times: np.ndarray, weights: np.ndarray
-) -> tuple[float, float, float, float]:
-    """(best lag in ms, correlation at it, precision, recall) of the audio's onsets against the note-ons.
-
-    A positive lag means the audio comes later than the MIDI.
-    """
-    from scipy.signal import correlate, correlation_lags
-
-    envelope = onset_strength(signal)
-    frame_sec = ONSET_HOP / rate
-    train = note_train(times, weights, len(envelope), frame_sec)
-    x, y = envelope - envelope.mean(), train - train.mean()
-    norm = float(np.sqrt((x * x).sum() * (y * y).sum()))
-    if norm == 0.0:
-        raise AnalysisError("no onsets in the audio")
-    lags = correlation_lags(len(x), len(y))
-    reach = int(round(LAG_SEARCH_MS / 1000.0 / frame_sec))
-    window = np.flatnonzero(np.abs(lags) <= reach)
-    values = correlate(x, y, method="fft")[window] / norm
-    best = int(np.argmax(values))
-    shift = 0.0
-    if 0 < best < len(values) - 1:  # parabolic interpolation between frames
-        before, at, after = values[best - 1 : best + 2]
-        curvature = before - 2 * at + after
-        shift = 0.5 * (before - after) / curvature if curvature < 0 else 0.0
-    lag_sec = (lags[window][best] + shift) * frame_sec - ONSET_DELAY_MS / 1000.0
-    precision, recall = _event_scores(envelope, frame_sec, times + lag_sec)
-    return lag_sec * 1000.0, float(values[best]), precision, recall
-
-
-def _event_scores(envelope: np.ndarray, frame_sec: float, expected: np.ndarray) -> tuple[float, float]:
-    """Precision and recall of onset peaks against the expected note-on times, one-to-one within tolerance."""
-    from scipy.signal import find_peaks
-
-    floor = np.median(envelope)
-    peaks, _ = find_peaks(envelope, height=floor + 0.1 * (envelope.max() - floor), distance=3)
-    found = peaks * frame_sec - ONSET_DELAY_MS / 1000.0
-    tolerance = EVENT_TOLERANCE_MS / 1000.0
-    used = np.zeros(len(found), bool)
-    matched = 0
-    for time in np.sort(expected):
-        gaps = np.where(used, np.inf, np.abs(found - time))
-        if len(gaps) and gaps.min() <= tolerance:
-            used[int(np.argmin(gaps))] = True
-            matched += 1
-    return (matched / len(found) if len(found) else 0.0), matched / len(expected)
+def harmonic_salience(signal: np.ndarray, rate: int) -> tuple[float, float]:
+    """(score in dB, best-fit fundamental in Hz): how strongly the long-term spectrum holds a harmonic series."""
+    found = timbre(signal, rate)
+    return found["harmonic_salience_db"], found["pitch_hz"]
 
 
 def analyse(audio: str | Path | bytes, midi: str | Path | bytes | None) -> dict[str, Any]:
     """Both measurements of one file (timbre only without `midi`); a `problem` for what cannot be measured."""
-    result: dict[str, Any] = {}
     try:
         signal, rate = read_audio(audio)
     except AnalysisError as err:
         return {"problem": str(err)}
-    result["harmonic_salience_db"], result["pitch_hz"] = harmonic_salience(signal, rate)
     if midi is None:
-        return result  # the caller says why there is no MIDI
+        return timbre(signal, rate)  # the caller says why there is no MIDI
     try:
         times, weights, notes = read_note_ons(midi)
+    except AnalysisError as err:
+        return {**timbre(signal, rate), "alignment_problem": str(err)}
+    result: dict[str, Any] = {**timbre(signal, rate, notes), "midi_notes": notes}
+    try:
         lag, correlation, precision, recall = alignment(signal, rate, times, weights)
     except AnalysisError as err:
-        result["alignment_problem"] = str(err)
-        return result
-    result.update(midi_notes=notes, lag_ms=lag, correlation=correlation, event_precision=precision, event_recall=recall)
-    return result
+        return {**result, "alignment_problem": str(err)}
+    return {**result, "lag_ms": lag, "correlation": correlation, "event_precision": precision, "event_recall": recall}
 
 
 # --- workers (plain data in, one plain dict per file out) ---------------------------------------
@@ -333,29 +270,39 @@ def _median(values: Sequence[float], digits: int) -> float | None:
 
 
 def timbre_check(results: Sequence[Mapping[str, Any]], settings: AudioSettings, details: dict[str, Any]) -> CheckResult:
-    """audio_timbre: files whose harmonic salience is above the threshold (or that do not analyse) are flagged."""
+    """audio_timbre: files whose harmonic salience, or note salience, is above its threshold (or that do not
+    analyse) are flagged."""
     flagged: list[tuple[float, str]] = []  # (badness, offender)
     files = []
     for result in results:
-        score, problem = result.get("harmonic_salience_db"), result.get("problem")
-        bad = problem is not None or score > settings.timbre_threshold
-        entry = {"sample_id": result["sample_id"], "file": result["file"], "flagged": bad}
+        problem = result.get("problem")
+        entry = {"sample_id": result["sample_id"], "file": result["file"]}
         if problem is not None:
             flagged.append((math.inf, f"{result['where']}: {problem}"))
-            files.append({**entry, "problem": problem})
+            files.append({**entry, "flagged": True, "problem": problem})
             continue
-        files.append({**entry, "harmonic_salience_db": round(score, 2), "pitch_hz": round(result["pitch_hz"], 1)})
-        if bad:
+        score, note = float(result["harmonic_salience_db"]), result.get("note_salience_db")
+        badness = max(score - settings.timbre_threshold, -math.inf if note is None else note - settings.note_threshold)
+        measured = {"harmonic_salience_db": round(score, 2), "pitch_hz": round(float(result["pitch_hz"]), 1)}
+        if note is not None:
+            measured["note_salience_db"] = round(float(note), 2)
+        files.append({**entry, "flagged": bool(badness > 0), **measured})
+        if badness > 0:
             pitch = _pitch_text(result["pitch_hz"], result.get("midi_notes", ()))
-            flagged.append((score, f"{result['where']}: harmonic salience {score:.1f} dB, pitch {pitch}"))
+            why = f"{result['where']}: harmonic salience {score:.1f} dB, pitch {pitch}"
+            if note is not None:
+                why += f"; at the pitches of its MIDI notes {note:.1f} dB (limit {settings.note_threshold:g})"
+            flagged.append((badness, why))
     scores = [f["harmonic_salience_db"] for f in files if "harmonic_salience_db" in f]
     details = {
         **details,
         "checked": len(results),
         "flagged": len(flagged),
         "threshold_db": settings.timbre_threshold,
+        "note_threshold_db": settings.note_threshold,
         "max_flagged_share": settings.max_flagged_share,
         "median_harmonic_salience_db": _median(scores, 2),
+        "median_note_salience_db": _median([f["note_salience_db"] for f in files if "note_salience_db" in f], 2),
         "files": files,
     }
     flagged.sort(key=lambda item: -item[0])
@@ -363,9 +310,11 @@ def timbre_check(results: Sequence[Mapping[str, Any]], settings: AudioSettings, 
         "audio_timbre",
         len(results),
         [offender for _, offender in flagged],
-        f"file(s) pitched, not a drum (harmonic salience above {settings.timbre_threshold:g} dB), or not analysable",
+        f"file(s) pitched, not a drum (harmonic salience above {settings.timbre_threshold:g} dB, or above "
+        f"{settings.note_threshold:g} dB at the pitches of the notes its MIDI plays), or not analysable",
         f"{len(results):,} file(s) sound like a drum: harmonic salience at most {settings.timbre_threshold:g} dB "
-        f"(median {_shown(details['median_harmonic_salience_db'], '.1f')} dB)",
+        f"(median {_shown(details['median_harmonic_salience_db'], '.1f')} dB), at most {settings.note_threshold:g} dB "
+        f"at the pitches of their MIDI notes (median {_shown(details['median_note_salience_db'], '.1f')} dB)",
         settings.max_flagged_share,
         details,
     )
@@ -384,10 +333,10 @@ def alignment_check(
             flagged.append((math.inf, f"{result['where']}: {problem}"))
             files.append({**entry, "flagged": True, "problem": problem})
             continue
-        lag, correlation = result["lag_ms"], result["correlation"]
+        lag, correlation = float(result["lag_ms"]), float(result["correlation"])
         late, weak = abs(lag) > settings.max_lag_ms, correlation < settings.min_correlation
-        measured = {key: round(result[key], 3) for key in _ALIGNMENT_KEYS}
-        files.append({**entry, "flagged": late or weak, **measured})
+        measured = {key: round(float(result[key]), 3) for key in _ALIGNMENT_KEYS}
+        files.append({**entry, "flagged": bool(late or weak), **measured})
         if late or weak:
             why = [f"best lag {lag:+.1f} ms" + (f" (limit +/-{settings.max_lag_ms:g})" if late else "")]
             why.append(f"correlation {correlation:.2f}" + (f" (minimum {settings.min_correlation:g})" if weak else ""))

@@ -21,6 +21,7 @@ from sousa_builder.prepare import prepare
 from sousa_builder.sample import make_sample
 from sousa_builder.validate import Report, validate_prepared, validate_source
 from sousa_builder.validate.audio import AudioSettings, alignment, harmonic_salience, timbre
+from sousa_builder.validate.media import sampled_rows
 
 AUDIO = AudioSettings()
 # 2 profiles x 2 rudiments x 2 augmentations: 8 FLAC files, 4 MIDI files (one per augmentation group).
@@ -48,9 +49,9 @@ def pitched_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
-def one_pitched_file(source_copy: Path, pitched_dir: Path) -> dict:
-    """Replace one FLAC of the clean copy by its pitched render; return that sample's row."""
-    row = rows(source_copy)[5]
+def one_pitched_file(source_copy: Path, pitched_dir: Path, index: int = 5) -> dict:
+    """Replace one FLAC of the clean copy (row `index`) by its pitched render; return that sample's row."""
+    row = rows(source_copy)[index]
     shutil.copy(pitched_dir / row["audio_path"], source_copy / row["audio_path"])
     return row
 
@@ -195,15 +196,20 @@ def test_unreadable_inputs_are_reported_per_file(source_copy: Path) -> None:
     assert files(report, "audio_alignment")[silent_midi["sample_id"]]["problem"] == "MIDI holds no note events"
 
 
-def test_sample_limits_the_audio_checks(source_copy: Path, pitched_dir: Path) -> None:
-    pitched = one_pitched_file(source_copy, pitched_dir)  # row 5: seed 2 draws rows 1, 2, 5, 11; seed 3 does not
+def test_sample_limits_the_audio_checks(source_copy: Path, pitched_dir: Path, sample_dir: Path) -> None:
+    count = len(rows(source_copy))
+    drawn, _ = sampled_rows(count, 4, seed=2)  # the rows --sample 4 --seed 2 checks, whichever they are
+    pitched = one_pitched_file(source_copy, pitched_dir, drawn[0])
     report = validate_source(source_copy, audio=AUDIO, sample=4, seed=2, num_proc=2)
     for name in ("audio_decode", "audio_timbre", "audio_alignment"):
         details = report[name].details
         assert (details["sampled"], details["sample"], details["seed"], details["checked"]) == (True, 4, 2, 4)
     assert report["audio_timbre"].count == 1 and pitched["audio_path"] in report["audio_timbre"].offenders[0]
     assert report.to_dict()["checks"] == validate_source(source_copy, audio=AUDIO, sample=4, seed=2).to_dict()["checks"]
-    assert validate_source(source_copy, audio=AUDIO, sample=4, seed=3)["audio_timbre"].status == "pass"
+    # The same file in a row the draw leaves out is not checked, so nothing is flagged.
+    shutil.copy(sample_dir / pitched["audio_path"], source_copy / pitched["audio_path"])
+    one_pitched_file(source_copy, pitched_dir, next(row for row in range(count) if row not in drawn))
+    assert validate_source(source_copy, audio=AUDIO, sample=4, seed=2)["audio_timbre"].status == "pass"
 
 
 # --- a prepared folder: the bytes embedded in the audio config ----------------------------------

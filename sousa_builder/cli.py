@@ -320,13 +320,7 @@ WORK_PREFIX = "sousa-publish-"  # + the pid of the run: `publish --data-dir` pre
 def _check_source(data_dir: str, num_proc: int | None) -> None:
     """Refuse a source that fails the checks of `sousa-builder validate` (labels and media; not --audio)."""
     report = validate_source(data_dir, num_proc=num_proc)
-    failures = report.with_status("fail")
-    if failures:
-        reasons = "; ".join(f"{check.name}: {check.text}" for check in failures)
-        raise SourceFormatError(
-            f"{data_dir} fails validation, so nothing was published ({reasons}); "
-            f"`sousa-builder validate {data_dir}` gives the full report"
-        )
+    report.refuse_if_failed(SourceFormatError, f"sousa-builder validate {data_dir}")
 
 
 def _remove_dead_work_folders() -> None:

@@ -181,13 +181,7 @@ def read_prepared_infos(prepared: Path) -> dict[str, DatasetInfo]:
 def check_prepared(prepared: Path) -> None:
     """Run the prepared-folder checks of `sousa-builder validate`; raise if any fails."""
     report = validate_prepared(prepared, sample=VALIDATION_ROWS)
-    failures = report.with_status("fail")
-    if failures:
-        reasons = "\n".join(f"  {check.name}: {check.text}" for check in failures)
-        raise PreparedFolderError(
-            f"{prepared} fails validation, so nothing was published:\n{reasons}\n"
-            f"(`sousa-builder validate --prepared {prepared}` gives the full report)"
-        )
+    report.refuse_if_failed(PreparedFolderError, f"sousa-builder validate --prepared {prepared}")
     logger.info("validated %s: %d checks, no failure", prepared, len(report.checks))
 
 

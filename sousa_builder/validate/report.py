@@ -111,6 +111,14 @@ class Report:
         """The checks whose status is one of `statuses`, in report order."""
         return [check for check in self.checks if check.status in statuses]
 
+    def refuse_if_failed(self, error: type[Exception], command: str) -> None:
+        """Raise `error` naming every failed check, in one line, if any failed; `command` gives the full report."""
+        failures = self.with_status("fail")
+        if failures:
+            reasons = "; ".join(f"{check.name}: {check.text}" for check in failures)
+            summary = f"{self.target} fails validation, so nothing was published ({reasons})"
+            raise error(f"{summary}; `{command}` gives the full report")
+
     def ok(self, strict: bool = False) -> bool:
         """True when no check failed (and, with `strict`, none warned)."""
         return not self.with_status("fail", *(("warn",) if strict else ()))

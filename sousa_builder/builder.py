@@ -17,7 +17,8 @@ import pyarrow.compute as pc
 
 from .features import FLAT_COLUMNS, class_label_columns, features_for
 from .labels import LabelBuckets, LabelReader
-from .source import SousaSource, read_media_array, resolve_data_dir, source_signature
+from .media import read_media_array
+from .source import SousaSource, resolve_data_dir, source_signature
 
 logger = logging.getLogger(__name__)
 

@@ -7,17 +7,14 @@ exercise scores, and media paths that are missing, unreadable or outside the dat
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 import os
-import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -32,6 +29,7 @@ from .features import (
     STROKE_FIELDS,
     class_label_columns,
 )
+from .media import MEDIA_FOLDERS, forget_resolved_folders, media_problem
 
 logger = logging.getLogger(__name__)
 
@@ -85,9 +83,6 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None, origin: str = "t
         f"the default ./{DEFAULT_DATA_DIR} (no data_dir, ${DATA_DIR_ENV} unset)",
         NAME_THE_OUTPUT_DIRECTORY,
     )
-
-
-MEDIA_FOLDERS = ("audio", "midi")
 
 
 def source_signature(root: Path) -> str:
@@ -362,7 +357,7 @@ class SousaSource:
     def check_media(self, with_midi: bool, with_audio: bool) -> None:
         """Refuse if any media file the rows need is absent, unreadable or outside the root."""
         needed = [("midi_path", "MIDI")] * with_midi + [("audio_path", "audio")] * with_audio
-        _real_directory.cache_clear()  # folders are resolved once per check (and then per read)
+        forget_resolved_folders()  # folders are resolved once per check (and then per read)
         for column, kind in needed:
             ids, paths = self.rows["sample_id"].to_pylist(), self.rows[column].to_pylist()
             no_path = [sid for sid, path in zip(ids, paths) if path is None]
@@ -425,97 +420,3 @@ def _midi_through_groups(rows: pa.Table) -> pa.Array:
         if group is not None and path is not None:
             group_midi.setdefault(group, path)
     return pa.array([path or group_midi.get(group) for group, path in zip(groups, paths)], pa.string())
-
-
-def media_problem(root: Path, relative: str) -> str | None:
-    """Why `relative` cannot be read as a media file inside `root`, or None if it can."""
-    if os.path.isabs(relative):
-        return "an absolute path; media paths must be relative to the dataset root"
-    path = _real_path(os.path.join(root, relative))
-    real_root = _real_directory(os.fspath(root))
-    if path != real_root and not path.startswith(real_root.rstrip(os.sep) + os.sep):
-        return "escapes the dataset root"
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        return "missing"
-    except OSError as err:
-        return f"unreadable ({err.strerror})"
-    if not stat.S_ISREG(mode):
-        return "not a regular file"
-    try:
-        with open(path, "rb") as stream:
-            head = stream.read(_HEADER_BYTES)
-    except OSError as err:
-        return f"unreadable ({err.strerror})"
-    return header_problem(relative, head)
-
-
-# FLAC: "fLaC", then the STREAMINFO block header (type 0, 34 bytes long); MIDI: "MThd" and its length, 6.
-_FLAC_HEAD, _MIDI_HEAD, _HEADER_BYTES = b"fLaC\x00\x00\x00\x22", b"MThd\x00\x00\x00\x06", 8
-
-
-def header_problem(name: str, head: bytes) -> str | None:
-    """Why a media file's first bytes are not what its name claims (a cheap check, not a decode), or None."""
-    if not head:
-        return "empty (0 bytes)"
-    suffix = os.path.splitext(name)[1].lower()
-    if suffix == ".flac" and not (head[:4] == _FLAC_HEAD[:4] and head[4] & 0x7F == 0 and head[5:8] == _FLAC_HEAD[5:]):
-        return "not a FLAC file (it does not start with fLaC and a STREAMINFO block)"
-    if suffix in (".mid", ".midi") and head[:8] != _MIDI_HEAD:
-        return "not a MIDI file (it does not start with an MThd header)"
-    return None
-
-
-def _real_path(path: str) -> str:
-    """`os.path.realpath(path)`, resolving each folder once: a dataset has 100k files in a few dozen folders."""
-    folder, name = os.path.split(path)
-    if name in ("", os.curdir, os.pardir):
-        return os.path.realpath(path)
-    resolved = os.path.join(_real_directory(folder), name)
-    return os.path.realpath(resolved) if os.path.islink(resolved) else resolved
-
-
-@functools.lru_cache(maxsize=4096)
-def _real_directory(folder: str) -> str:
-    return os.path.realpath(folder)
-
-
-def read_media_array(root: Path, relatives: Sequence[str], sample_ids: Sequence[str]) -> pa.ChunkedArray:
-    """The bytes of several media files as a binary array, each file read straight into the Arrow buffer.
-
-    One chunk, unless the files hold more than a binary array can (2 GiB): then as many as needed.
-    The paths must have passed `SousaSource.check_media` (inside the root, regular, readable): the
-    builder checks them all before it reads any, so they are not resolved again here.
-    """
-    paths, sizes = [root / relative for relative in relatives], []
-    for path, sample_id in zip(paths, sample_ids):
-        try:
-            sizes.append(os.stat(path).st_size)
-        except OSError as err:
-            raise SourceFormatError(f"{path} (sample {sample_id}): unreadable ({err.strerror})") from err
-    if sum(sizes) >= 2**31:
-        if len(paths) == 1:
-            raise SourceFormatError(f"{paths[0]} (sample {sample_ids[0]}): larger than 2 GiB, too large for one row")
-        half = len(paths) // 2
-        chunks = [read_media_array(root, relatives[:half], sample_ids[:half])]
-        chunks.append(read_media_array(root, relatives[half:], sample_ids[half:]))
-        return pa.chunked_array([chunk for part in chunks for chunk in part.chunks], pa.binary())
-    offsets = np.zeros(len(paths) + 1, np.int64)
-    np.cumsum(sizes, out=offsets[1:])
-    # From Arrow's memory pool, which keeps freed pages for the next batch: a fresh numpy array per
-    # batch made the kernel fault in (and compact into huge pages) new memory each time, 2-8x the read.
-    data = pa.allocate_buffer(int(offsets[-1]))
-    view = memoryview(data)
-    for path, sample_id, start, end in zip(paths, sample_ids, offsets[:-1], offsets[1:]):
-        try:
-            with open(path, "rb", buffering=0) as stream:
-                while start < end and (count := stream.readinto(view[start:end])):
-                    start += count
-                changed = start != end or stream.read(1)
-        except OSError as err:
-            raise SourceFormatError(f"{path} (sample {sample_id}): unreadable ({err.strerror})") from err
-        if changed:
-            raise SourceFormatError(f"{path} (sample {sample_id}): changed size while it was read")
-    buffers = [None, pa.py_buffer(offsets.astype(np.int32)), data]
-    return pa.chunked_array([pa.BinaryArray.from_buffers(pa.binary(), len(paths), buffers)], pa.binary())

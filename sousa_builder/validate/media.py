@@ -25,7 +25,7 @@ import soundfile as sf
 from datasets.utils.tqdm import tqdm
 
 from ..features import AUDIO_TAIL_SEC, SAMPLING_RATE
-from ..source import media_problem
+from ..media import media_problem
 from .report import CheckResult, first_line, verdict
 
 logger = logging.getLogger(__name__)

@@ -90,7 +90,8 @@ def publish(
     if dry_run_dir is not None:
         refuse_overlap(Path(dry_run_dir), "--dry-run", prepared, "the prepared folder")
     local_infos = read_prepared_infos(prepared)
-    local_card = (git_hash((prepared / README).read_bytes()), dict(local_infos))
+    prepared_card = (prepared / README).read_bytes()
+    local_card = (git_hash(prepared_card), dict(local_infos))
     if configs:
         missing = sorted(set(configs) - set(local_infos))
         if missing:
@@ -107,7 +108,10 @@ def publish(
         logger.warning("could not reach the Hub (%s): planned as against an empty repo", type(err).__name__)
         remote = RemoteState(revision or "main", None, {}, {})
     kept_infos = {name: info for name, info in remote.infos.items() if name not in local_infos}
-    card = dataset_card_text({**kept_infos, **local_infos}, counts=label_counts(prepared, local_infos)).encode("utf-8")
+    if kept_infos or local_infos.keys() != local_card[1].keys():
+        card = dataset_card_text({**kept_infos, **local_infos}, counts=label_counts(prepared, local_infos)).encode()
+    else:  # the card prepare wrote describes exactly these configs (and has passed validation's readme check)
+        card = prepared_card
     local = local_files(prepared, card, local_infos)
     plan = make_plan(repo_id, remote, local, pushed_configs=set(local_infos))
     if plan.is_empty and dry_run_dir is None:

@@ -1,0 +1,67 @@
+"""`prepare --engine ray`: the shards as Ray tasks give the single-machine output byte for byte.
+
+Runs where Ray is installed (the `ray` extra; CI's newest environment); skipped elsewhere, except the
+test of a missing Ray, which runs everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_prepare import tree_bytes
+
+from sousa_builder.cli import main
+from sousa_builder.manifest import Manifest
+from sousa_builder.prepare import prepare
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def assert_same_output(found: Path, expected: Path) -> None:
+    """Every file but the manifest byte for byte; the manifest's hashes are those of the files."""
+    want, got = tree_bytes(expected), tree_bytes(found)
+    assert list(got) == list(want)
+    assert [name for name in want if got[name] != want[name]] == []
+    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in got.items()}
+    assert {name: entry.sha256 for name, entry in Manifest.read(found).files.items()} == hashes
+
+
+def test_ray_engine_equals_the_local_prepare(sample_dir: Path, prepared_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    out = tmp_path / "ray"
+    prepare(sample_dir, out, num_proc=2, num_shards=2, engine="ray")  # starts Ray here with 2 CPUs, stops it after
+    assert_same_output(out, prepared_dir)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_without_ray_engine_ray_says_how_to_install_it(
+    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as when it is not installed
+    assert main(["prepare", str(sample_dir), "--out", str(tmp_path / "out"), "--engine", "ray"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "sousa-builder prepare: error: --engine ray needs Ray, which is not installed: "
+        'pip install "sousa-builder[ray]"\n'
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_single_machine_prepare_does_not_import_ray(sample_dir: Path, tmp_path: Path) -> None:
+    code = (
+        "import sys; from sousa_builder.cli import main; "
+        f"main(['prepare', {str(sample_dir)!r}, '--out', {str(tmp_path / 'out')!r}, '--configs', 'labels_only']); "
+        "assert 'ray' not in sys.modules, 'ray imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+
+
+def test_ray_address_needs_engine_ray(sample_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["prepare", str(sample_dir), "--out", str(tmp_path / "out"), "--ray-address", "auto"])
+    assert exit_.value.code == 2

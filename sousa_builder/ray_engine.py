@@ -11,11 +11,14 @@ Ray is an optional extra (`pip install "sousa-builder[ray]"`), imported here onl
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +54,7 @@ class RayShardWriters:
     after; "auto" or a head's "HOST:PORT" joins a running cluster. `submit` hands every shard of the
     run to Ray at once (so that small splits do not wait for each other); `write` then collects one
     split's, with one progress bar over all the shards. If the block is left by an exception (Ctrl-C
-    included), the tasks still running are cancelled.
+    included), the driver leaves Ray, which ends the tasks still running.
     """
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None):
@@ -70,21 +73,24 @@ class RayShardWriters:
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
             if self.address is None:
                 options.update(num_cpus=self.num_cpus, _node_ip_address="127.0.0.1")
-            ray.init(address=self.address, **options)
+                # Its one message is that the Ray started here requires a token (made for the run): no news.
+                logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+            with _own_signal_handlers():
+                ray.init(address=self.address, **options)
             self._started_ray = True
         self._remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(write_shard)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        # No ray.cancel on the way out: cancelling a task whose reply is under way aborts the driver in Ray 2.60
+        # ("Tried to complete task that was not pending"). Ending the job is enough: Ray kills the workers of a
+        # driver that left, and a local Ray is stopped whole.
         try:
-            if exc_type is not None:
-                for ref in self._pending.values():
-                    self._ray.cancel(ref, force=True)
             if self._bar is not None:
                 self._bar.close()
         finally:
             self._pending.clear()
-            if self._started_ray:
+            if self._started_ray:  # connected by us (ray.init), locally or to a cluster: disconnect
                 self._ray.shutdown()
 
     def submit(self, tasks: Sequence[ShardTask]) -> None:
@@ -128,6 +134,22 @@ class RayShardWriters:
             if isinstance(cause, Exception):
                 raise cause from None
             raise
+
+
+@contextlib.contextmanager
+def _own_signal_handlers() -> Iterator[None]:
+    """Keep this process's SIGINT and SIGTERM handlers across `ray.init`, which replaces them (SIGTERM with an
+    exit, and its core worker's crash handler with a stack dump): the CLI turns both into one line and a
+    clean exit, the tasks still running cancelled."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 def _absolute(task: ShardTask) -> ShardTask:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from test_prepare import tree_bytes
 from sousa_builder.cli import main
 from sousa_builder.manifest import Manifest
 from sousa_builder.prepare import prepare
+from sousa_builder.sample import make_sample
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -65,3 +68,50 @@ def test_ray_address_needs_engine_ray(sample_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["prepare", str(sample_dir), "--out", str(tmp_path / "out"), "--ray-address", "auto"])
     assert exit_.value.code == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signal_number", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupting_a_ray_prepare_is_one_line_and_leaves_nothing(
+    tmp_path: Path, signal_number: int, code: int
+) -> None:
+    """Ctrl-C or SIGTERM while Ray tasks write shards: one line, OUT unchanged, the Ray started for the run gone.
+    (Ray replaces both handlers in ray.init; a force-cancel of a finishing task aborted the driver.)"""
+    pytest.importorskip("ray")
+    source = make_sample(tmp_path / "data", profiles=6, rudiments=6, tempos=2, augmentations=5, seed=1)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "sousa_builder", "prepare", str(source), "--out", str(out), "--engine", "ray"]
+    command += ["--num-proc", "1", "--max-shard-size", "1MB"]  # many shards, one at a time: busy when signalled
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.partial-*/audio/*.parquet")):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "prepare wrote no shard in 60 s"
+        time.sleep(0.02)
+    ray_processes = ray_children(process.pid)
+    assert ray_processes, "no Ray started for the run"
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code
+    lines = [line for line in stderr.splitlines() if not line.startswith(("Preparing", "prepared"))]
+    assert lines == [f"sousa-builder prepare: interrupted: {out} is unchanged"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    time.sleep(1)
+    assert [pid for pid in ray_processes if Path(f"/proc/{pid}").exists()] == []
+
+
+def ray_children(pid: int) -> list[int]:
+    """The processes started under `pid` (Ray's, once it runs): every descendant, from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, grew = {pid}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in found} - found
+        found |= more
+        grew = bool(more)
+    return sorted(found - {pid})

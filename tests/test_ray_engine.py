@@ -115,3 +115,17 @@ def ray_children(pid: int) -> list[int]:
         found |= more
         grew = bool(more)
     return sorted(found - {pid})
+
+
+def test_a_failing_shard_task_raises_its_own_error(sample_dir: Path, tmp_path: Path) -> None:
+    """A task's error comes back as itself (what the CLI turns into one line), not as Ray's traceback wrapper."""
+    pytest.importorskip("ray")
+    from sousa_builder.labels import LabelBuckets
+    from sousa_builder.ray_engine import RayShardWriters
+    from sousa_builder.shards import ShardTask
+
+    labels = LabelBuckets(str(tmp_path), 1000, (), {"strokes": 1.0, "measures": 1.0})
+    task = ShardTask("labels_only", str(tmp_path / "missing.arrow"), 0, 1, str(sample_dir), labels, str(tmp_path / "x"))
+    with pytest.raises(FileNotFoundError) as raised, RayShardWriters(num_cpus=1) as writers:
+        writers.write([task], desc="failing")
+    assert type(raised.value) is FileNotFoundError and "missing.arrow" in str(raised.value)

@@ -51,7 +51,8 @@ class RayShardWriters:
     """Writes shards as Ray tasks; the interface of `shards.ShardWriters`, plus `submit`.
 
     `address` None starts Ray on this machine (with `num_cpus` CPUs, default all) for the run and stops it
-    after; "auto" or a head's "HOST:PORT" joins a running cluster. `submit` hands every shard of the
+    after; "auto" or a head's "HOST:PORT" joins a running cluster (a Ray this process already joined is
+    used as it is, and left connected). `submit` hands every shard of the
     run to Ray at once (so that small splits do not wait for each other); `write` then collects one
     split's, with one progress bar over all the shards. If the block is left by an exception (Ctrl-C
     included), the driver leaves Ray, which ends the tasks still running.
@@ -95,10 +96,13 @@ class RayShardWriters:
 
     def submit(self, tasks: Sequence[ShardTask]) -> None:
         """Start writing `tasks` (every shard of the run); `write` collects them."""
-        for task in tasks:
-            if task.path not in self._pending:
-                self._pending[task.path] = self._remote.remote(_absolute(task))
-        self._bar = tqdm(total=len(self._pending), desc="Preparing shards (ray)", unit=" shards", disable=None)
+        new = [task for task in tasks if task.path not in self._pending]
+        for task in new:
+            self._pending[task.path] = self._remote.remote(_absolute(task))
+        if self._bar is None:
+            self._bar = tqdm(total=0, desc="Preparing shards (ray)", unit=" shards", disable=None)
+        self._bar.total += len(new)
+        self._bar.refresh()
 
     def write(self, tasks: Sequence[ShardTask], desc: str) -> list[ShardResult]:
         """Wait for `tasks` (submitting those not yet submitted); their results in task order.

@@ -20,7 +20,7 @@ from . import __version__
 from .builder import config_names
 from .errors import PublishNotConfirmedError, SourceFormatError, SousaError
 from .output import refuse_overlap
-from .prepare import README, PrepareResult, prepare
+from .prepare import ENGINES, README, PrepareResult, prepare
 from .publish import PublishPlan, is_connection_error, publish
 from .sample import PRESETS, RUDIMENTS, TEMPOS, make_sample
 from .source import LABEL_FILES, resolve_data_dir
@@ -47,6 +47,7 @@ PREPARE_EXAMPLES = """examples:
   sousa-builder prepare ./demo-data --out ./build/sousa
   sousa-builder prepare output/dataset --out build/sousa --configs midi_only labels_only --num-proc 2
   sousa-builder prepare output/dataset --out build/sousa --max-shard-size 200MB
+  sousa-builder prepare output/dataset --out build/sousa --engine ray --ray-address auto  # the "ray" extra
 """
 MAX_SHARD_SIZE_HELP = (
     "largest shard: 500MB, 2GB or a number of bytes (default 500MB). Each split is cut into shards of "
@@ -168,7 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--num-proc", type=_positive, default=None, metavar="N", help="processes writing shards (default 1)"
     )
     prep.add_argument("--max-shard-size", type=_size, default=None, metavar="SIZE", help=MAX_SHARD_SIZE_HELP)
-    prep.set_defaults(run=_run_prepare)
+    prep.add_argument(
+        "--engine", choices=ENGINES, default="local", help="who writes the shards: processes of this machine "
+        "(local, the default) or Ray tasks (ray; needs the ray extra)"
+    )  # fmt: skip
+    prep.add_argument(
+        "--ray-address", metavar="ADDRESS", help="with --engine ray: 'auto' joins the running Ray cluster, HOST:PORT "
+        "the one whose head is there (default: start Ray on this machine, with --num-proc CPUs)"
+    )  # fmt: skip
+    prep.set_defaults(run=_run_prepare, usage_error=prep.error)
 
     pub = commands.add_parser(
         "publish", help="push prepared shards and the card to a Hub dataset repo, in one commit",
@@ -276,9 +285,17 @@ def _run_sample(args: argparse.Namespace) -> None:
 
 
 def _run_prepare(args: argparse.Namespace) -> None:
+    if args.ray_address is not None and args.engine != "ray":
+        args.usage_error("--ray-address needs --engine ray")
     data_dir = resolve_data_dir(args.data_dir, origin="the DATA_DIR argument")
     result = prepare(
-        data_dir, args.out, configs=args.configs, num_proc=args.num_proc, max_shard_size=args.max_shard_size
+        data_dir,
+        args.out,
+        configs=args.configs,
+        num_proc=args.num_proc,
+        max_shard_size=args.max_shard_size,
+        engine=args.engine,
+        ray_address=args.ray_address,
     )
     print(format_summary(result))
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,6 +35,9 @@ from .manifest import remember_hashes, write_manifest
 from .output import replacing
 from .shards import ShardTask, ShardWriters, count_shards, shard_ranges, size_text
 from .source import DataDir, SousaSource
+
+if TYPE_CHECKING:
+    from .ray_engine import RayShardWriters
 
 logger = logging.getLogger(__name__)
 
@@ -69,17 +73,22 @@ def prepare(
     num_proc: int | None = None,
     max_shard_size: int | str | None = None,
     num_shards: int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> PrepareResult:
     """Build the chosen configs (default: all) of the SOUSA directory `data_dir` into `out`.
 
     Each split of a config is cut into shards of at most `max_shard_size` (bytes, or "500MB"; the
     default), or into exactly `num_shards`; they are written in `num_proc` processes. The output is
-    the same byte for byte whatever `num_proc`. The source is checked first; nothing is written when
+    the same byte for byte whatever `num_proc`, and with `engine="ray"`, where the shards are Ray tasks on
+    this machine (Ray started with `num_proc` CPUs, default all) or on the cluster at `ray_address`
+    ("auto": the running one; see `ray_engine`). The source is checked first; nothing is written when
     it is refused. An existing `out` is replaced only if it is an earlier output of this command (or empty),
     unchanged since (its manifest).
     """
     started = time.perf_counter()
     names = _checked_config_names(configs)
+    writers = _shard_writers(engine, num_proc, ray_address)
     out = Path(out).absolute()
     specs = [Sousa.builder_configs[name] for name in names]
     with replacing(out, PREPARED, "--out") as staging:
@@ -91,9 +100,12 @@ def prepare(
         labels = LabelBuckets.write(source.root, source.rows["sample_id"].combine_chunks(), cache / "labels")
         splits = _write_split_rows(source, cache)
         infos = {}
-        with ShardWriters(num_proc) as writers:
+        plans = {spec.name: _shard_plan(spec, splits, source, labels, staging.path, max_shard_size, num_shards)
+                 for spec in specs}  # fmt: skip
+        with writers:
+            writers.submit([task for plan in plans.values() for tasks in plan.values() for task in tasks])
             for spec in specs:
-                plan = _shard_plan(spec, splits, source, labels, staging.path, max_shard_size, num_shards)
+                plan = plans[spec.name]
                 infos[spec.name], result.configs[spec.name] = _prepare_config(spec, plan, staging.path, writers, hashes)
         _write_auxiliary(labels, staging.path / AUXILIARY_DIR)
         card = dataset_card_text(infos, counts=label_counts(staging.path, infos))
@@ -103,6 +115,23 @@ def prepare(
     remember_hashes(out, manifest)
     result.seconds = time.perf_counter() - started
     return result
+
+
+ENGINES = ("local", "ray")
+
+
+def _shard_writers(engine: str, num_proc: int | None, ray_address: str | None) -> ShardWriters | RayShardWriters:
+    """The shard writers of `engine`: processes of this machine, or Ray tasks (Ray is imported only then)."""
+    if engine == "local":
+        if ray_address is not None:
+            raise ValueError("ray_address (--ray-address) needs engine='ray' (--engine ray)")
+        return ShardWriters(num_proc)
+    if engine == "ray":
+        from .ray_engine import RayShardWriters, import_ray
+
+        import_ray()  # a missing Ray is said before anything is read or written
+        return RayShardWriters(ray_address, num_cpus=num_proc)
+    raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
 
 
 def _checked_config_names(configs: Sequence[str] | None) -> list[str]:
@@ -135,8 +164,9 @@ def _shard_plan(
     max_shard_size: int | str | None,
     num_shards: int | None,
 ) -> dict[str, list[ShardTask]]:
-    """split -> the shards of one config: ranges of the split's rows and the files they go to."""
+    """split -> the shards of one config: ranges of the split's rows and the files they go to (in its folder, made)."""
     plan = {}
+    (staging / spec.name).mkdir()
     for split, (rows_file, rows) in splits.items():
         count = num_shards or count_shards(_estimated_bytes(spec, rows, source.root, labels), max_shard_size)
         ranges = shard_ranges(rows.num_rows, count)
@@ -160,10 +190,13 @@ def _estimated_bytes(spec: SousaConfig, rows: pa.Table, root: Path, labels: Labe
 
 
 def _prepare_config(
-    spec: SousaConfig, plan: dict[str, list[ShardTask]], staging: Path, writers: ShardWriters, hashes: dict[str, str]
+    spec: SousaConfig,
+    plan: dict[str, list[ShardTask]],
+    staging: Path,
+    writers: ShardWriters | RayShardWriters,
+    hashes: dict[str, str],
 ) -> tuple[DatasetInfo, dict[str, SplitOutput]]:
     """Write the shards of one config (their sha256 into `hashes`); its info (features, splits, sizes) for the card."""
-    (staging / spec.name).mkdir()
     started = time.perf_counter()
     splits, split_infos = {}, SplitDict(dataset_name="sousa")
     for split, tasks in plan.items():

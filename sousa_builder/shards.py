@@ -187,6 +187,9 @@ class ShardWriters:
             self._pool.terminate()
         self._pool.join()
 
+    def submit(self, tasks: Sequence[ShardTask]) -> None:
+        """The shards of the whole run, before the first `write`: nothing to do ahead here (a split at a time)."""
+
     def write(self, tasks: Sequence[ShardTask], desc: str) -> list[ShardResult]:
         """Write `tasks`; their results in task order.
 

@@ -1,0 +1,168 @@
+"""`prepare --engine ray`: the shards of every config written as Ray tasks, on this machine or a Ray cluster.
+
+Each shard is a Ray core task running `shards.write_shard`, the function the local pool runs, on the same
+`ShardTask`: it reads the split's rows and the label buckets from the staging folder and writes its Parquet
+file straight into it. So the output is byte-identical to the single-machine prepare's, and a task retried
+after its worker died writes the same file again. Every node must see the staging folder (next to OUT) and
+the SOUSA directory at the same paths: this machine, or a filesystem shared by the cluster.
+
+Ray is an optional extra (`pip install "sousa-builder[ray]"`), imported here only, when a run asks for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from datasets.utils.tqdm import tqdm
+
+from .errors import SousaError
+from .shards import ShardResult, ShardTask, size_text, write_shard
+
+logger = logging.getLogger(__name__)
+
+# Retries of a shard whose worker process (or node) died; the rewrite is identical, so a retry is harmless.
+MAX_RETRIES = 3
+INSTALL_HINT = 'pip install "sousa-builder[ray]"'
+
+
+class RayNotInstalledError(SousaError, ImportError):
+    """`--engine ray` without Ray installed."""
+
+
+def import_ray() -> Any:
+    """The `ray` module, or a one-line error saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise RayNotInstalledError(f"--engine ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+class RayShardWriters:
+    """Writes shards as Ray tasks; the interface of `shards.ShardWriters`, plus `submit`.
+
+    `address` None starts Ray on this machine (with `num_cpus` CPUs, default all) for the run and stops it
+    after; "auto" or a head's "HOST:PORT" joins a running cluster (a Ray this process already joined is
+    used as it is, and left connected). `submit` hands every shard of the
+    run to Ray at once (so that small splits do not wait for each other); `write` then collects one
+    split's, with one progress bar over all the shards. If the block is left by an exception (Ctrl-C
+    included), the driver leaves Ray, which ends the tasks still running.
+    """
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None):
+        self.address = address
+        self.num_cpus = num_cpus
+        self._ray: Any = None
+        self._remote: Any = None
+        self._pending: dict[str, Any] = {}  # shard path -> its task's ObjectRef
+        self._bar: tqdm | None = None
+        self._started_ray = False
+
+    def __enter__(self) -> RayShardWriters:
+        ray = self._ray = import_ray()
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the machine unless the user asks
+        if not ray.is_initialized():
+            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
+            if self.address is None:
+                options.update(num_cpus=self.num_cpus, _node_ip_address="127.0.0.1")
+                # Its one message is that the Ray started here requires a token (made for the run): no news.
+                logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+            with _own_signal_handlers():
+                ray.init(address=self.address, **options)
+            self._started_ray = True
+        self._remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(write_shard)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
+        # No ray.cancel on the way out: cancelling a task whose reply is under way aborts the driver in Ray 2.60
+        # ("Tried to complete task that was not pending"). Ending the job is enough: Ray kills the workers of a
+        # driver that left, and a local Ray is stopped whole.
+        try:
+            if self._bar is not None:
+                self._bar.close()
+        finally:
+            self._pending.clear()
+            if self._started_ray:  # connected by us (ray.init), locally or to a cluster: disconnect
+                self._ray.shutdown()
+
+    def submit(self, tasks: Sequence[ShardTask]) -> None:
+        """Start writing `tasks` (every shard of the run); `write` collects them."""
+        new = [task for task in tasks if task.path not in self._pending]
+        for task in new:
+            self._pending[task.path] = self._remote.remote(_absolute(task))
+        if self._bar is None:
+            self._bar = tqdm(total=0, desc="Preparing shards (ray)", unit=" shards", disable=None)
+        self._bar.total += len(new)
+        self._bar.refresh()
+
+    def write(self, tasks: Sequence[ShardTask], desc: str) -> list[ShardResult]:
+        """Wait for `tasks` (submitting those not yet submitted); their results in task order.
+
+        A task's own error is raised as it is (a one-line `SousaError`, say), not as Ray's wrapper.
+        """
+        missing = [task for task in tasks if task.path not in self._pending]
+        if missing:
+            self.submit(missing)
+        started = time.perf_counter()
+        refs = {self._pending[task.path]: task.path for task in tasks}
+        results: dict[str, ShardResult] = {}
+        waiting = list(refs)
+        while waiting:
+            done, waiting = self._ray.wait(waiting, num_returns=1, timeout=None)
+            for ref in done:
+                results[refs[ref]] = self._get(ref)
+                del self._pending[refs[ref]]
+                if self._bar is not None:
+                    self._bar.update(1)
+        ordered = [results[task.path] for task in tasks]
+        if self._bar is None or self._bar.disable:
+            rows, size = sum(r.num_examples for r in ordered), size_text(sum(r.file_bytes for r in ordered))
+            seconds = time.perf_counter() - started
+            logger.info("%s: %d rows in %d shard(s), %s, %.1f s", desc, rows, len(ordered), size, seconds)
+        return ordered
+
+    def _get(self, ref: Any) -> ShardResult:
+        try:
+            return self._ray.get(ref)
+        except self._ray.exceptions.RayTaskError as err:
+            cause = getattr(err, "cause", None)
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise
+
+
+@contextlib.contextmanager
+def _own_signal_handlers() -> Iterator[None]:
+    """Keep this process's SIGINT and SIGTERM handlers across `ray.init`, which replaces them (SIGTERM with an
+    exit, and its core worker's crash handler with a stack dump): the CLI turns both into one line and a
+    clean exit, the tasks still running cancelled."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+def _absolute(task: ShardTask) -> ShardTask:
+    """The task with absolute paths: a Ray worker's working folder is not the driver's."""
+    labels = dataclasses.replace(task.labels, folder=os.path.abspath(task.labels.folder))
+    return dataclasses.replace(
+        task,
+        rows_file=os.path.abspath(task.rows_file),
+        root=str(Path(task.root).absolute()),
+        labels=labels,
+        path=os.path.abspath(task.path),
+    )

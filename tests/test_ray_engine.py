@@ -1,0 +1,131 @@
+"""`prepare --engine ray`: the shards as Ray tasks give the single-machine output byte for byte.
+
+Runs where Ray is installed (the `ray` extra; CI's newest environment); skipped elsewhere, except the
+test of a missing Ray, which runs everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from test_prepare import tree_bytes
+
+from sousa_builder.cli import main
+from sousa_builder.manifest import Manifest
+from sousa_builder.prepare import prepare
+from sousa_builder.sample import make_sample
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def assert_same_output(found: Path, expected: Path) -> None:
+    """Every file but the manifest byte for byte; the manifest's hashes are those of the files."""
+    want, got = tree_bytes(expected), tree_bytes(found)
+    assert list(got) == list(want)
+    assert [name for name in want if got[name] != want[name]] == []
+    hashes = {name: hashlib.sha256(data).hexdigest() for name, data in got.items()}
+    assert {name: entry.sha256 for name, entry in Manifest.read(found).files.items()} == hashes
+
+
+def test_ray_engine_equals_the_local_prepare(sample_dir: Path, prepared_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    out = tmp_path / "ray"
+    prepare(sample_dir, out, num_proc=2, num_shards=2, engine="ray")  # starts Ray here with 2 CPUs, stops it after
+    assert_same_output(out, prepared_dir)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_without_ray_engine_ray_says_how_to_install_it(
+    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as when it is not installed
+    assert main(["prepare", str(sample_dir), "--out", str(tmp_path / "out"), "--engine", "ray"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "sousa-builder prepare: error: --engine ray needs Ray, which is not installed: "
+        'pip install "sousa-builder[ray]"\n'
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_single_machine_prepare_does_not_import_ray(sample_dir: Path, tmp_path: Path) -> None:
+    code = (
+        "import sys; from sousa_builder.cli import main; "
+        f"main(['prepare', {str(sample_dir)!r}, '--out', {str(tmp_path / 'out')!r}, '--configs', 'labels_only']); "
+        "assert 'ray' not in sys.modules, 'ray imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
+
+
+def test_ray_address_needs_engine_ray(sample_dir: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["prepare", str(sample_dir), "--out", str(tmp_path / "out"), "--ray-address", "auto"])
+    assert exit_.value.code == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signal_number", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupting_a_ray_prepare_is_one_line_and_leaves_nothing(
+    tmp_path: Path, signal_number: int, code: int
+) -> None:
+    """Ctrl-C or SIGTERM while Ray tasks write shards: one line, OUT unchanged, the Ray started for the run gone.
+    (Ray replaces both handlers in ray.init; a force-cancel of a finishing task aborted the driver.)"""
+    pytest.importorskip("ray")
+    source = make_sample(tmp_path / "data", profiles=6, rudiments=6, tempos=2, augmentations=5, seed=1)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "sousa_builder", "prepare", str(source), "--out", str(out), "--engine", "ray"]
+    command += ["--num-proc", "1", "--max-shard-size", "1MB"]  # many shards, one at a time: busy when signalled
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.partial-*/audio/*.parquet")):
+        assert process.poll() is None, process.stderr.read()
+        assert time.monotonic() < deadline, "prepare wrote no shard in 60 s"
+        time.sleep(0.02)
+    ray_processes = ray_children(process.pid)
+    assert ray_processes, "no Ray started for the run"
+    process.send_signal(signal_number)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code
+    lines = [line for line in stderr.splitlines() if not line.startswith(("Preparing", "prepared"))]
+    assert lines == [f"sousa-builder prepare: interrupted: {out} is unchanged"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    time.sleep(1)
+    assert [pid for pid in ray_processes if Path(f"/proc/{pid}").exists()] == []
+
+
+def ray_children(pid: int) -> list[int]:
+    """The processes started under `pid` (Ray's, once it runs): every descendant, from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    found, grew = {pid}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in found} - found
+        found |= more
+        grew = bool(more)
+    return sorted(found - {pid})
+
+
+def test_a_failing_shard_task_raises_its_own_error(sample_dir: Path, tmp_path: Path) -> None:
+    """A task's error comes back as itself (what the CLI turns into one line), not as Ray's traceback wrapper."""
+    pytest.importorskip("ray")
+    from sousa_builder.labels import LabelBuckets
+    from sousa_builder.ray_engine import RayShardWriters
+    from sousa_builder.shards import ShardTask
+
+    labels = LabelBuckets(str(tmp_path), 1000, (), {"strokes": 1.0, "measures": 1.0})
+    task = ShardTask("labels_only", str(tmp_path / "missing.arrow"), 0, 1, str(sample_dir), labels, str(tmp_path / "x"))
+    with pytest.raises(FileNotFoundError) as raised, RayShardWriters(num_cpus=1) as writers:
+        writers.write([task], desc="failing")
+    assert type(raised.value) is FileNotFoundError and "missing.arrow" in str(raised.value)

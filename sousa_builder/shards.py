@@ -14,12 +14,12 @@ import ctypes
 import json
 import logging
 import multiprocessing
-import multiprocessing.pool
 import os
 import signal
 import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,27 +165,30 @@ class ShardWriters:
 
     One pool serves every config and split of a prepare: workers started with spawn or forkserver
     import `datasets` first, about a second each. If the block is left by an exception (Ctrl-C
-    included), the workers are killed at once; they also die with this process (Linux).
+    included), the workers are killed at once (SIGKILL); they also die with this process (Linux).
+    Not `multiprocessing.Pool`: its terminate() could hang on a queue lock held by a worker that a
+    signal to the process group had killed (seen 1 run in 4 with SIGTERM); this executor notices
+    dead workers.
     """
 
     def __init__(self, num_proc: int | None = None):
         self.num_proc = num_proc or 1
-        self._pool: multiprocessing.pool.Pool | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> ShardWriters:
         if self.num_proc > 1:
             # The start method is the user's (multiprocessing's default, or set_start_method): the output is the same.
-            self._pool = multiprocessing.get_context().Pool(self.num_proc, initializer=_worker_signals)
+            context = multiprocessing.get_context()
+            self._pool = ProcessPoolExecutor(self.num_proc, mp_context=context, initializer=_worker_signals)
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         if self._pool is None:
             return
-        if exc_type is None:
-            self._pool.close()
-        else:
-            self._pool.terminate()
-        self._pool.join()
+        if exc_type is not None:
+            for worker in multiprocessing.active_children():
+                worker.kill()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, tasks: Sequence[ShardTask]) -> None:
         """The shards of the whole run, before the first `write`: nothing to do ahead here (a split at a time)."""
@@ -213,13 +216,13 @@ class ShardWriters:
     def _results(self, tasks: Sequence[ShardTask]) -> Iterator[ShardResult]:
         if self._pool is None or len(tasks) <= 1:
             return map(write_shard, tasks)
-        return self._pool.imap_unordered(write_shard, tasks)
+        return (future.result() for future in as_completed([self._pool.submit(write_shard, t) for t in tasks]))
 
 
 def _worker_signals() -> None:
     """In a worker: Ctrl-C and SIGTERM are the parent's to handle (it then kills the workers); die with the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

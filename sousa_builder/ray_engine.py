@@ -25,7 +25,7 @@ from typing import Any
 from datasets.utils.tqdm import tqdm
 
 from .errors import SousaError
-from .shards import ShardResult, ShardTask, size_text, write_shard
+from .shards import ShardResult, ShardTask, log_written, write_shard
 
 logger = logging.getLogger(__name__)
 
@@ -125,9 +125,7 @@ class RayShardWriters:
                     self._bar.update(1)
         ordered = [results[task.path] for task in tasks]
         if self._bar is None or self._bar.disable:
-            rows, size = sum(r.num_examples for r in ordered), size_text(sum(r.file_bytes for r in ordered))
-            seconds = time.perf_counter() - started
-            logger.info("%s: %d rows in %d shard(s), %s, %.1f s", desc, rows, len(ordered), size, seconds)
+            log_written(desc, ordered, started)
         return ordered
 
     def _get(self, ref: Any) -> ShardResult:

@@ -174,11 +174,13 @@ class ShardWriters:
     def __init__(self, num_proc: int | None = None):
         self.num_proc = num_proc or 1
         self._pool: ProcessPoolExecutor | None = None
+        self._other_children: set[multiprocessing.process.BaseProcess] = set()
 
     def __enter__(self) -> ShardWriters:
         if self.num_proc > 1:
             # The start method is the user's (multiprocessing's default, or set_start_method): the output is the same.
             context = multiprocessing.get_context()
+            self._other_children = set(multiprocessing.active_children())  # not ours to kill
             self._pool = ProcessPoolExecutor(self.num_proc, mp_context=context, initializer=_worker_signals)
         return self
 
@@ -186,7 +188,7 @@ class ShardWriters:
         if self._pool is None:
             return
         if exc_type is not None:
-            for worker in multiprocessing.active_children():
+            for worker in set(multiprocessing.active_children()) - self._other_children:
                 worker.kill()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -208,15 +210,20 @@ class ShardWriters:
             shown = not bar.disable
         ordered = [results[task.path] for task in tasks]
         if not shown:
-            rows, size = sum(r.num_examples for r in ordered), size_text(sum(r.file_bytes for r in ordered))
-            seconds = time.perf_counter() - started
-            logger.info("%s: %d rows in %d shard(s), %s, %.1f s", desc, rows, len(ordered), size, seconds)
+            log_written(desc, ordered, started)
         return ordered
 
     def _results(self, tasks: Sequence[ShardTask]) -> Iterator[ShardResult]:
         if self._pool is None or len(tasks) <= 1:
             return map(write_shard, tasks)
         return (future.result() for future in as_completed([self._pool.submit(write_shard, t) for t in tasks]))
+
+
+def log_written(desc: str, results: Sequence[ShardResult], started: float) -> None:
+    """One INFO line for shards written where no progress bar shows (a CI log): rows, shards, size, time."""
+    rows, size = sum(r.num_examples for r in results), size_text(sum(r.file_bytes for r in results))
+    seconds = time.perf_counter() - started
+    logger.info("%s: %d rows in %d shard(s), %s, %.1f s", desc, rows, len(results), size, seconds)
 
 
 def _worker_signals() -> None:

@@ -24,6 +24,7 @@ from huggingface_hub import DatasetCardData
 
 from .builder import Sousa, config_names
 from .features import MEASURE_FIELDS, STROKE_FIELDS, column_descriptions
+from .storage import is_url, join, parquet_files
 
 SPLIT_ORDER = ("train", "validation", "test")
 # The front matter of a card, as the Hub reads it: YAML between a first line '---' and the next '---' line.
@@ -100,18 +101,20 @@ def metadata_infos(metadata: Mapping[str, Any], ignore_metadata_errors: bool = F
 
 
 def label_counts(prepared: str | Path, infos: Mapping[str, DatasetInfo]) -> LabelCounts:
-    """Rows per class and split of `COUNTED_COLUMNS`, read from the shards in `prepared` of one config of `infos`
+    """Rows per class and split of `COUNTED_COLUMNS`, read from the shards in `prepared` (a Path, or a URL string)
+    of one config of `infos`
     (every config holds the same rows: the smallest present is read, two columns of it).
 
     Counted from the shards rather than carried in the card's YAML: the card is regenerated when publishing,
     and the shards are what is published. Class ids are named by the config's `ClassLabel`s.
     """
     name = next(name for name in reversed(config_names()) if name in infos)
+    prepared = prepared if is_url(prepared) else Path(prepared)
     features = infos[name].features or {}
     counts: LabelCounts = {column: {} for column in COUNTED_COLUMNS}
     for split in (s for s in SPLIT_ORDER if s in (infos[name].splits or {})):
-        files = sorted((Path(prepared) / name).glob(f"{split}-*.parquet"))
-        table = pa.concat_tables(pq.read_table(f, columns=list(COUNTED_COLUMNS)) for f in files)
+        files = parquet_files(join(prepared, name), f"{split}-*.parquet")
+        table = pa.concat_tables(pq.read_table(f, columns=list(COUNTED_COLUMNS), filesystem=fs) for fs, f in files)
         for column in COUNTED_COLUMNS:
             feature = features.get(column)
             tally = pc.value_counts(table[column].combine_chunks())  # at once, not a Python loop over rows

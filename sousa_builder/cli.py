@@ -24,6 +24,7 @@ from .prepare import ENGINES, README, PrepareResult, prepare
 from .publish import PublishPlan, is_connection_error, publish
 from .sample import PRESETS, RUDIMENTS, TEMPOS, make_sample
 from .source import LABEL_FILES, resolve_data_dir
+from .storage import is_url
 from .validate import validate_prepared, validate_source
 from .validate.audio import MAX_FLAGGED_SHARE, MAX_LAG_MS, MIN_CORRELATION, TIMBRE_THRESHOLD_DB, AudioSettings
 
@@ -48,6 +49,7 @@ PREPARE_EXAMPLES = """examples:
   sousa-builder prepare output/dataset --out build/sousa --configs midi_only labels_only --num-proc 2
   sousa-builder prepare output/dataset --out build/sousa --max-shard-size 200MB
   sousa-builder prepare output/dataset --out build/sousa --engine ray --ray-address auto  # the "ray" extra
+  sousa-builder prepare s3://bucket/sousa-raw --out s3://bucket/sousa --num-proc 8  # the "s3" extra (s3fs)
 """
 MAX_SHARD_SIZE_HELP = (
     "largest shard: 500MB, 2GB or a number of bytes (default 500MB). Each split is cut into shards of "
@@ -159,10 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     prep.add_argument(
-        "data_dir", metavar="DATA_DIR", help="the SOUSA output directory (the generator's output/dataset)"
+        "data_dir",
+        metavar="DATA_DIR",
+        help="the SOUSA output directory (the generator's output/dataset), or its URL "
+        "(s3://, gs://, ...: anything fsspec opens, with its backend installed)",
     )
     prep.add_argument(
-        "--out", required=True, metavar="OUT", help="folder to write; an earlier output there is replaced when done"
+        "--out",
+        required=True,
+        metavar="OUT",
+        help="folder or URL to write; an earlier output there is replaced when done",
     )
     prep.add_argument("--configs", nargs="+", choices=config_names(), help="configs to build (default: all)")
     prep.add_argument(
@@ -188,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("repo_id", metavar="REPO_ID", help="the dataset repo, e.g. user/sousa")
     what = pub.add_mutually_exclusive_group(required=True)
     what.add_argument("--data-dir", metavar="DATA_DIR", help="a SOUSA output directory: prepare it, then publish")
-    what.add_argument("--prepared", metavar="OUT", help="a folder made by `sousa-builder prepare`")
+    what.add_argument("--prepared", metavar="OUT", help="a folder (or URL) made by `sousa-builder prepare`")
     pub.add_argument("--dry-run", metavar="DIR", help="send nothing: write the tree that would be pushed to DIR")
     pub.add_argument("--configs", nargs="+", choices=config_names(), help="configs to push (default: all)")
     pub.add_argument("--private", action="store_true", help="create the repo private (an existing repo keeps its own)")
@@ -214,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("data_dir", nargs="?", metavar="DATA_DIR", help="the SOUSA directory to check")
-    check.add_argument("--prepared", metavar="OUT", help="check this prepared (Hub-layout) folder instead")
+    check.add_argument("--prepared", metavar="OUT", help="check this prepared (Hub-layout) folder or URL instead")
     check.add_argument("--source", metavar="DATA_DIR", help="with --prepared: the SOUSA directory it was made from")
     check.add_argument("--json", metavar="REPORT.json", help="also write the full report as JSON")
     check.add_argument("--strict", action="store_true", help="warnings fail too")
@@ -287,7 +295,9 @@ def _run_sample(args: argparse.Namespace) -> None:
 def _run_prepare(args: argparse.Namespace) -> None:
     if args.ray_address is not None and args.engine != "ray":
         args.usage_error("--ray-address needs --engine ray")
-    data_dir = resolve_data_dir(args.data_dir, origin="the DATA_DIR argument")
+    data_dir = args.data_dir
+    if not is_url(data_dir):
+        data_dir = resolve_data_dir(data_dir, origin="the DATA_DIR argument")
     result = prepare(
         data_dir,
         args.out,
@@ -370,15 +380,22 @@ def _run_validate(args: argparse.Namespace) -> int:
         args.usage_error("give either DATA_DIR or --prepared OUT")
     if args.source is not None and args.prepared is None:
         args.usage_error("--source goes with --prepared")
+    for option, value in (("DATA_DIR", args.data_dir), ("--source", args.source)):
+        if value is not None and is_url(value):
+            args.usage_error(f"{option} {value}: must be a local folder (only --prepared may be a URL)")
     for option, value in (("DATA_DIR", args.data_dir), ("--prepared", args.prepared), ("--source", args.source)):
-        if value is not None and not Path(value).is_dir():
+        if value is not None and not is_url(value) and not Path(value).is_dir():
             args.usage_error(f"{option} {value}: no such directory")
     if args.data_dir is not None and _looks_prepared(Path(args.data_dir)):
         args.usage_error(
             f"DATA_DIR {args.data_dir} looks like a prepared folder (a README.md and config shards, no "
             f"{LABEL_FILES['samples']}): use --prepared {args.data_dir}"
         )
-    if args.prepared is not None and (Path(args.prepared) / LABEL_FILES["samples"]).is_file():
+    if (
+        args.prepared is not None
+        and not is_url(args.prepared)
+        and (Path(args.prepared) / LABEL_FILES["samples"]).is_file()
+    ):
         args.usage_error(
             f"--prepared {args.prepared} looks like a SOUSA source directory (it holds {LABEL_FILES['samples']}): "
             f"check it without --prepared (sousa-builder validate {args.prepared}), or give it as --source"

@@ -44,3 +44,7 @@ class PublishNotConfirmedError(SousaError, RuntimeError):
 
 class PublishConflictError(SousaError, RuntimeError):
     """The branch moved between planning and committing; nothing was committed."""
+
+
+class StorageError(SousaError, OSError):
+    """A URL whose filesystem cannot be used (its fsspec backend is not installed, say)."""

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .source import LABEL_FILES, MEASURES_SCHEMA, STROKES_SCHEMA, read_label_batches
+from .storage import is_url, join, read_arrow_file
 
 LABEL_TABLES = {"strokes": STROKES_SCHEMA, "measures": MEASURES_SCHEMA}
 
@@ -33,6 +34,7 @@ class LabelBuckets:
 
     Bucket k holds the samples at positions [k * samples_per_bucket, (k + 1) * samples_per_bucket) of
     the sample ids it was written for (sorted), whatever their split; `first_ids` are their first ids.
+    `folder` is local where they are written, and may be a URL where they are read (`moved_to`).
     `row_bytes` is the mean Arrow size of a row of each table, for estimating the size of a shard.
     """
 
@@ -66,7 +68,7 @@ class LabelBuckets:
                     rows, num_bytes = rows + table.num_rows, num_bytes + table.nbytes
                     for bucket, start, end in runs(buckets[order]):
                         if bucket not in writers:
-                            writers[bucket] = pa.ipc.new_file(_path(folder, name, bucket), schema)
+                            writers[bucket] = pa.ipc.new_file(folder / _name(name, bucket), schema)
                         writers[bucket].write_table(table.slice(start, end - start))
             finally:
                 for writer in writers.values():
@@ -74,6 +76,10 @@ class LabelBuckets:
             row_bytes[name] = num_bytes / max(rows, 1)
         first_ids = tuple(sample_ids[::samples_per_bucket].to_pylist())
         return cls(str(folder), samples_per_bucket, first_ids, row_bytes)
+
+    def moved_to(self, folder: str) -> LabelBuckets:
+        """The same buckets, read from `folder` (where the caller copied this folder's files)."""
+        return LabelBuckets(folder, self.samples_per_bucket, self.first_ids, self.row_bytes)
 
     def reader(self) -> LabelReader:
         """A reader that nests the labels of runs of consecutive samples, one bucket in memory at a time."""
@@ -86,11 +92,11 @@ class LabelBuckets:
 
     def rows(self, name: str, bucket: int, sample_ids: pa.Array | None = None) -> pa.Table:
         """The `name` rows of one bucket (of `sample_ids` only, if given), sorted by (sample_id, index)."""
-        path = _path(Path(self.folder), name, bucket)
-        if not path.exists():  # no sample of the bucket has such rows
+        folder = self.folder if is_url(self.folder) else Path(self.folder)
+        try:
+            table = read_arrow_file(join(folder, _name(name, bucket)))
+        except FileNotFoundError:  # no sample of the bucket has such rows
             return LABEL_TABLES[name].empty_table()
-        with pa.memory_map(str(path)) as source:
-            table = pa.ipc.open_file(source).read_all()
         if sample_ids is not None:
             table = table.filter(pc.is_in(table["sample_id"], value_set=sample_ids))
         return table.sort_by([("sample_id", "ascending"), ("index", "ascending")])
@@ -129,9 +135,9 @@ def _concat(arrays: list[pa.ListArray], schema: pa.Schema) -> pa.ListArray:
     return pa.concat_arrays(arrays)
 
 
-def _path(folder: Path, name: str, bucket: int) -> Path:
+def _name(name: str, bucket: int) -> str:
     # Arrow IPC, uncompressed: the buckets are read once, right after they are written.
-    return folder / f"{name}-{bucket:06d}.arrow"
+    return f"{name}-{bucket:06d}.arrow"
 
 
 def _nest(table: pa.Table, sample_ids: pa.Array) -> pa.ListArray:

@@ -47,11 +47,24 @@ class Manifest:
     def read(cls, folder: Path) -> Manifest | None:
         """The folder's manifest; None if it has none or it does not read as one."""
         try:
-            document = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            return cls.parse((folder / MANIFEST).read_bytes())
+        except OSError:
+            return None
+
+    @classmethod
+    def parse(cls, text: str | bytes) -> Manifest | None:
+        """A manifest from its JSON text; None if it does not read as one."""
+        try:
+            document = json.loads(text)
             files = {path: FileEntry(**entry) for path, entry in document["files"].items()}
             return cls(str(document["kind"]), files)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             return None
+
+    def text(self) -> str:
+        """The manifest as the JSON text of `.sousa/manifest.json`."""
+        document = {"kind": self.kind, "files": {path: vars(entry) for path, entry in self.files.items()}}
+        return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
 
 def write_manifest(folder: Path, kind: str, known: Mapping[str, str] | None = None) -> Manifest:
@@ -73,8 +86,7 @@ def write_manifest(folder: Path, kind: str, known: Mapping[str, str] | None = No
     hashes.save()
     manifest = Manifest(kind, files)
     (folder / MANIFEST_DIR).mkdir(exist_ok=True)
-    document = {"kind": kind, "files": {path: vars(entry) for path, entry in files.items()}}
-    (folder / MANIFEST).write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    (folder / MANIFEST).write_text(manifest.text(), encoding="utf-8")
     return manifest
 
 

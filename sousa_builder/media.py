@@ -1,13 +1,15 @@
 """The media files of a SOUSA directory: whether each is usable, and reading their bytes.
 
 Media paths in the labels are relative to the dataset root; a usable one stays inside the root, is a
-regular readable file, and starts as its kind does (a header read, not a decode).
+regular readable file, and starts as its kind does (a header read, not a decode). The root may be a URL
+(`storage`): its files are then listed once (sizes) and read through fsspec, many requests at a time.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import posixpath
 import stat
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,8 +18,23 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import SourceFormatError
+from .storage import filesystem, is_url
 
 MEDIA_FOLDERS = ("audio", "midi")  # where the generator writes the FLAC and MIDI files
+
+
+def media_problems(root: Path | str, relatives: Sequence[str]) -> list[str | None]:
+    """`media_problem` of each of `relatives`, under a local root or a URL."""
+    if not is_url(root):
+        return [media_problem(Path(root), relative) for relative in relatives]
+    return RemoteMedia(str(root)).problems(relatives)
+
+
+def media_sizes(root: Path | str, relatives: Sequence[str]) -> list[int]:
+    """The size in bytes of each of `relatives` (usable files: checked by `media_problems`)."""
+    if not is_url(root):
+        return [os.path.getsize(os.path.join(root, relative)) for relative in relatives]
+    return RemoteMedia(str(root)).sizes(relatives)
 
 
 def media_problem(root: Path, relative: str) -> str | None:
@@ -79,13 +96,17 @@ def _real_directory(folder: str) -> str:
     return os.path.realpath(folder)
 
 
-def read_media_array(root: Path, relatives: Sequence[str], sample_ids: Sequence[str]) -> pa.ChunkedArray:
-    """The bytes of several media files as a binary array, each file read straight into the Arrow buffer.
+def read_media_array(root: Path | str, relatives: Sequence[str], sample_ids: Sequence[str]) -> pa.ChunkedArray:
+    """The bytes of several media files as a binary array, each file read straight into the Arrow buffer
+    (under a URL root: fetched together, then copied in).
 
     One chunk, unless the files hold more than a binary array can (2 GiB): then as many as needed.
     The paths must have passed `SousaSource.check_media` (inside the root, regular, readable): the
     builder checks them all before it reads any, so they are not resolved again here.
     """
+    if is_url(root):
+        return RemoteMedia(str(root)).read_array(relatives, sample_ids)
+    root = Path(root)
     paths, sizes = [root / relative for relative in relatives], []
     for path, sample_id in zip(paths, sample_ids):
         try:
@@ -117,3 +138,80 @@ def read_media_array(root: Path, relatives: Sequence[str], sample_ids: Sequence[
             raise SourceFormatError(f"{path} (sample {sample_id}): changed size while it was read")
     buffers = [None, pa.py_buffer(offsets.astype(np.int32)), data]
     return pa.chunked_array([pa.BinaryArray.from_buffers(pa.binary(), len(paths), buffers)], pa.binary())
+
+
+class RemoteMedia:
+    """The media files under a URL (object storage): one listing for sizes, batched range reads for headers."""
+
+    def __init__(self, root: str):
+        self.root = root.rstrip("/")
+        self.fs, self.base = filesystem(self.root)
+
+    def _key(self, relative: str) -> str | None:
+        """The object path of `relative`, or None if it is absolute or leaves the root."""
+        normal = posixpath.normpath(relative)
+        if posixpath.isabs(relative) or normal == ".." or normal.startswith("../"):
+            return None
+        return posixpath.join(self.base, normal)
+
+    @functools.cached_property
+    def _listing(self) -> dict[str, dict]:
+        """Object path -> its info, for every object under the media folders (a listing, not a request a file)."""
+        found = {}
+        for folder in MEDIA_FOLDERS:
+            found.update(self.fs.find(posixpath.join(self.base, folder), detail=True))
+        return {self.fs._strip_protocol(path): info for path, info in found.items()}
+
+    def problems(self, relatives: Sequence[str]) -> list[str | None]:
+        """Why each of `relatives` is not a usable media file (None where it is)."""
+        problems: list[str | None] = []
+        to_read = {}
+        for index, relative in enumerate(relatives):
+            key = self._key(relative)
+            info = self._listing.get(key) if key else None
+            if key is None:
+                problems.append("an absolute path; media paths must be relative to the dataset root"
+                                if posixpath.isabs(relative) else "escapes the dataset root")  # fmt: skip
+            elif info is None:
+                problems.append("missing")
+            elif info.get("type", "file") != "file":
+                problems.append("not a regular file")
+            elif not info.get("size"):
+                problems.append("empty (0 bytes)")
+            else:
+                problems.append(None)
+                to_read[index] = key
+        if to_read:
+            keys = list(to_read.values())
+            heads = self.fs.cat_ranges(keys, [0] * len(keys), [_HEADER_BYTES] * len(keys), on_error="return")
+            for index, head in zip(to_read, heads):
+                if isinstance(head, Exception):
+                    problems[index] = f"unreadable ({type(head).__name__}: {head})"
+                else:
+                    problems[index] = header_problem(relatives[index], head)
+        return problems
+
+    def sizes(self, relatives: Sequence[str]) -> list[int]:
+        """The size of each of `relatives`, from the listing."""
+        return [int(self._listing[self._key(relative)]["size"]) for relative in relatives]
+
+    def read_array(self, relatives: Sequence[str], sample_ids: Sequence[str]) -> pa.ChunkedArray:
+        """The bytes of `relatives` as one binary chunk per 2 GiB at most, fetched concurrently."""
+        keys = [self._key(relative) for relative in relatives]
+        found = self.fs.cat(keys, on_error="return")
+        data = []
+        for key, relative, sample_id in zip(keys, relatives, sample_ids):
+            value = found.get(key)
+            if not isinstance(value, bytes):
+                reason = f"{type(value).__name__}: {value}" if isinstance(value, Exception) else "missing"
+                raise SourceFormatError(f"{self.root}/{relative} (sample {sample_id}): unreadable ({reason})")
+            data.append(value)
+        chunks, chunk, size = [], [], 0
+        for value in data:
+            if chunk and size + len(value) >= 2**31:
+                chunks.append(pa.array(chunk, pa.binary()))
+                chunk, size = [], 0
+            chunk.append(value)
+            size += len(value)
+        chunks.append(pa.array(chunk, pa.binary()))
+        return pa.chunked_array(chunks, pa.binary())

@@ -20,12 +20,12 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import OutputBusyError, OutputExistsError
-from .manifest import check_replaceable
+from .manifest import Manifest, check_replaceable, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ class Staging:
 
     path: Path
     replaces_previous: bool
+
+    def write_manifest(self, kind: str, known: Mapping[str, str]) -> Manifest:
+        """List every file of the staging folder in its manifest (`known`: path -> sha256 already computed)."""
+        return write_manifest(self.path, kind, known)
 
 
 @contextlib.contextmanager

@@ -8,16 +8,20 @@ OUT/auxiliary/strokes.parquet, OUT/auxiliary/measures.parquet
 Everything is built in a staging folder next to OUT, with a manifest of what was written
 (`.sousa/manifest.json`); OUT is replaced in one step once the new output is complete, and only if
 it is an earlier output of prepare (`output.replacing`), so an interrupted or refused run leaves the
-previous OUT as it was.
+previous OUT as it was. The source and OUT may be URLs (`storage`): media are then read and shards
+written through fsspec, as streams, and OUT is staged under a prefix of its own and put in place with
+the README written last (`remote_output`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,10 +35,12 @@ from .builder import Sousa, SousaConfig, class_ids, config_names
 from .card import dataset_card_text, label_counts
 from .features import FLAT_COLUMNS, features_for
 from .labels import LABEL_TABLES, LabelBuckets
-from .manifest import remember_hashes, write_manifest
-from .output import replacing
+from .manifest import remember_hashes
+from .output import Staging, replacing
+from .remote_output import RemoteStaging, replacing_remote
 from .shards import ShardTask, ShardWriters, count_shards, shard_ranges, size_text
 from .source import DataDir, SousaSource
+from .storage import created, filesystem, is_url, join, location, relative_to
 
 if TYPE_CHECKING:
     from .ray_engine import RayShardWriters
@@ -60,7 +66,7 @@ class SplitOutput:
 class PrepareResult:
     """What `prepare` wrote."""
 
-    out: Path
+    out: Path | str  # a local folder, or a URL
     configs: dict[str, dict[str, SplitOutput]] = field(default_factory=dict)
     seconds: float = 0.0
     replaced_previous: bool = False
@@ -84,21 +90,23 @@ def prepare(
     this machine (Ray started with `num_proc` CPUs, default all) or on the cluster at `ray_address`
     ("auto": the running one; see `ray_engine`). The source is checked first; nothing is written when
     it is refused. An existing `out` is replaced only if it is an earlier output of this command (or empty),
-    unchanged since (its manifest).
+    unchanged since (its manifest). `data_dir` and `out` may be URLs (s3://, gs://, ...; see `storage`).
     """
     started = time.perf_counter()
     names = _checked_config_names(configs)
     writers = _shard_writers(engine, num_proc, ray_address)
-    out = Path(out).absolute()
+    out = location(out)
     specs = [Sousa.builder_configs[name] for name in names]
-    with replacing(out, PREPARED, "--out") as staging:
-        source = SousaSource.open(data_dir)
+    with _replacing(out) as staging, _scratch(staging) as cache:
+        source = _open_source(data_dir, cache)
         source.check_media(with_midi=any(s.with_midi for s in specs), with_audio=any(s.with_audio for s in specs))
         result = PrepareResult(out=out, replaced_previous=staging.replaces_previous)
-        cache, hashes = staging.path / ".cache", {}
+        hashes: dict[str, str] = {}
         # The stroke and measure rows, split once into buckets of samples for every config and the auxiliary tables.
         labels = LabelBuckets.write(source.root, source.rows["sample_id"].combine_chunks(), cache / "labels")
         splits = _write_split_rows(source, cache)
+        if isinstance(staging, RemoteStaging) and engine == "ray":  # Ray nodes read them from the staging prefix
+            labels, splits = _shared(cache, join(staging.path, ".cache"), labels, splits)
         infos = {}
         plans = {spec.name: _shard_plan(spec, splits, source, labels, staging.path, max_shard_size, num_shards)
                  for spec in specs}  # fmt: skip
@@ -107,14 +115,67 @@ def prepare(
             for spec in specs:
                 plan = plans[spec.name]
                 infos[spec.name], result.configs[spec.name] = _prepare_config(spec, plan, staging.path, writers, hashes)
-        _write_auxiliary(labels, staging.path / AUXILIARY_DIR)
+        _write_auxiliary(labels, join(staging.path, AUXILIARY_DIR), hashes)
         card = dataset_card_text(infos, counts=label_counts(staging.path, infos))
-        (staging.path / README).write_bytes(card.encode("utf-8"))
-        shutil.rmtree(cache)
-        manifest = write_manifest(staging.path, PREPARED, known=hashes)
-    remember_hashes(out, manifest)
+        _write_bytes(join(staging.path, README), card.encode("utf-8"), hashes, README)
+        _remove_scratch(staging, cache)
+        manifest = staging.write_manifest(PREPARED, hashes)
+    if isinstance(out, Path):
+        remember_hashes(out, manifest)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _replacing(out: Path | str) -> contextlib.AbstractContextManager[Staging | RemoteStaging]:
+    return replacing_remote(out, PREPARED, "--out") if isinstance(out, str) else replacing(out, PREPARED, "--out")
+
+
+@contextlib.contextmanager
+def _scratch(staging: Staging | RemoteStaging) -> Iterator[Path]:
+    """A local folder for the run's working files: in the staging folder (a cluster sharing the filesystem sees
+    it there), or a temporary folder when the staging is a URL."""
+    if isinstance(staging, Staging):
+        yield staging.path / ".cache"
+        return
+    with tempfile.TemporaryDirectory(prefix="sousa-prepare-") as folder:
+        yield Path(folder)
+
+
+def _remove_scratch(staging: Staging | RemoteStaging, cache: Path) -> None:
+    if isinstance(staging, Staging):
+        shutil.rmtree(cache)
+        return
+    fs, path = filesystem(join(staging.path, ".cache"))
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def _open_source(data_dir: str | os.PathLike | DataDir, cache: Path) -> SousaSource:
+    if not isinstance(data_dir, DataDir) and is_url(data_dir):
+        return SousaSource.open_url(str(data_dir).rstrip("/"), cache / "source")
+    return SousaSource.open(data_dir)
+
+
+def _shared(
+    cache: Path, url: str, labels: LabelBuckets, splits: dict[str, tuple[Path, pa.Table]]
+) -> tuple[LabelBuckets, dict[str, tuple[str, pa.Table]]]:
+    """Copy the label buckets and split rows to `url` (under the staging prefix), for workers on other machines."""
+    fs, path = filesystem(url)
+    fs.put(str(Path(labels.folder)), f"{path}/labels", recursive=True)
+    for rows_file, _ in splits.values():
+        fs.put_file(str(rows_file), f"{path}/{rows_file.name}")
+    shared = {split: (f"{url}/{rows_file.name}", rows) for split, (rows_file, rows) in splits.items()}
+    return labels.moved_to(f"{url}/labels"), shared
+
+
+def _write_bytes(where: Path | str, data: bytes, hashes: dict[str, str], relative: str) -> None:
+    """Write a small file; a URL's sha256 (hashed as it is sent) goes into `hashes` under `relative`."""
+    if isinstance(where, Path):
+        where.write_bytes(data)
+        return
+    with created(where) as stream:
+        stream.write(data)
+    hashes[relative] = stream.sha256
 
 
 ENGINES = ("local", "ray")
@@ -146,6 +207,7 @@ def _checked_config_names(configs: Sequence[str] | None) -> list[str]:
 
 def _write_split_rows(source: SousaSource, cache: Path) -> dict[str, tuple[Path, pa.Table]]:
     """Each split's sample rows, in an Arrow file that the shard writers map (sent to no process whole)."""
+    cache.mkdir(parents=True, exist_ok=True)
     splits = {}
     for split in source.split_names:
         rows, path = source.split_rows(split), cache / f"rows-{split}.arrow"
@@ -157,42 +219,44 @@ def _write_split_rows(source: SousaSource, cache: Path) -> dict[str, tuple[Path,
 
 def _shard_plan(
     spec: SousaConfig,
-    splits: dict[str, tuple[Path, pa.Table]],
+    splits: dict[str, tuple[Path | str, pa.Table]],
     source: SousaSource,
     labels: LabelBuckets,
-    staging: Path,
+    staging: Path | str,
     max_shard_size: int | str | None,
     num_shards: int | None,
 ) -> dict[str, list[ShardTask]]:
     """split -> the shards of one config: ranges of the split's rows and the files they go to (in its folder, made)."""
     plan = {}
-    (staging / spec.name).mkdir()
+    folder = join(staging, spec.name)
+    if isinstance(folder, Path):
+        folder.mkdir()
     for split, (rows_file, rows) in splits.items():
-        count = num_shards or count_shards(_estimated_bytes(spec, rows, source.root, labels), max_shard_size)
+        count = num_shards or count_shards(_estimated_bytes(spec, rows, source, labels), max_shard_size)
         ranges = shard_ranges(rows.num_rows, count)
         plan[split] = [
-            ShardTask(spec.name, str(rows_file), start, stop, str(source.root), labels,
-                      str(staging / spec.name / f"{split}-{index:05d}-of-{len(ranges):05d}.parquet"))
+            ShardTask(spec.name, str(rows_file), start, stop, str(source.media_root), labels,
+                      str(join(folder, f"{split}-{index:05d}-of-{len(ranges):05d}.parquet")))
             for index, (start, stop) in enumerate(ranges)
         ]  # fmt: skip
     return plan
 
 
-def _estimated_bytes(spec: SousaConfig, rows: pa.Table, root: Path, labels: LabelBuckets) -> int:
+def _estimated_bytes(spec: SousaConfig, rows: pa.Table, source: SousaSource, labels: LabelBuckets) -> int:
     """The Arrow size of a config's split (what `max_shard_size` bounds, as in `datasets`): its label columns,
     its strokes and measures at their mean row size, and its media files."""
     total = class_ids(rows.select(FLAT_COLUMNS)).nbytes
     for name, count in (("strokes", "num_strokes"), ("measures", "num_measures")):
         total += labels.row_bytes[name] * (pc.sum(rows[count]).as_py() or 0)
     for column in ["midi_path"] * spec.with_midi + ["audio_path"] * spec.with_audio:
-        total += sum(os.path.getsize(root / path) for path in rows[column].to_pylist())
+        total += source.media_bytes(rows, column)
     return int(total)
 
 
 def _prepare_config(
     spec: SousaConfig,
     plan: dict[str, list[ShardTask]],
-    staging: Path,
+    staging: Path | str,
     writers: ShardWriters | RayShardWriters,
     hashes: dict[str, str],
 ) -> tuple[DatasetInfo, dict[str, SplitOutput]]:
@@ -201,7 +265,7 @@ def _prepare_config(
     splits, split_infos = {}, SplitDict(dataset_name="sousa")
     for split, tasks in plan.items():
         shards = writers.write(tasks, desc=f"Preparing {spec.name}/{split}")
-        files = [Path(shard.path).relative_to(staging).as_posix() for shard in shards]
+        files = [relative_to(shard.path, staging) for shard in shards]
         hashes.update(zip(files, (shard.sha256 for shard in shards)))
         num_examples, num_bytes = sum(s.num_examples for s in shards), sum(s.num_bytes for s in shards)
         splits[split] = SplitOutput(num_examples, num_bytes, files, sum(s.file_bytes for s in shards))
@@ -224,13 +288,20 @@ def _prepare_config(
     return info, splits
 
 
-def _write_auxiliary(labels: LabelBuckets, folder: Path) -> None:
-    """The flat stroke and measure tables of the prepared samples, sorted by (sample_id, index).
+def _write_auxiliary(labels: LabelBuckets, folder: Path | str, hashes: dict[str, str]) -> None:
+    """The flat stroke and measure tables of the prepared samples, sorted by (sample_id, index); the sha256 of
+    those written to a URL into `hashes`.
 
     Written a bucket of samples at a time, so that memory does not grow with the dataset.
     """
-    folder.mkdir()
+    if isinstance(folder, Path):
+        folder.mkdir()
     for name, schema in LABEL_TABLES.items():
-        with pq.ParquetWriter(folder / f"{name}.parquet", schema) as writer:
-            for bucket in range(labels.num_buckets):
-                writer.write_table(labels.rows(name, bucket))
+        where = join(folder, f"{name}.parquet")
+        with contextlib.ExitStack() as stack:
+            sink = str(where) if isinstance(where, Path) else stack.enter_context(created(where))
+            with pq.ParquetWriter(sink, schema) as writer:
+                for bucket in range(labels.num_buckets):
+                    writer.write_table(labels.rows(name, bucket))
+        if not isinstance(where, Path):
+            hashes[f"{AUXILIARY_DIR}/{name}.parquet"] = sink.sha256

@@ -4,7 +4,9 @@ Each shard is a Ray core task running `shards.write_shard`, the function the loc
 `ShardTask`: it reads the split's rows and the label buckets from the staging folder and writes its Parquet
 file straight into it. So the output is byte-identical to the single-machine prepare's, and a task retried
 after its worker died writes the same file again. Every node must see the staging folder (next to OUT) and
-the SOUSA directory at the same paths: this machine, or a filesystem shared by the cluster.
+the SOUSA directory at the same paths: this machine, or a filesystem shared by the cluster; or both are URLs
+in object storage (`storage`) that every node reaches with its own credentials, and the staging folder is a
+prefix of OUT's there.
 
 Ray is an optional extra (`pip install "sousa-builder[ray]"`), imported here only, when a run asks for it.
 """
@@ -19,13 +21,13 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from datasets.utils.tqdm import tqdm
 
 from .errors import SousaError
 from .shards import ShardResult, ShardTask, log_written, write_shard
+from .storage import is_url
 
 logger = logging.getLogger(__name__)
 
@@ -155,12 +157,16 @@ def _own_signal_handlers() -> Iterator[None]:
 
 
 def _absolute(task: ShardTask) -> ShardTask:
-    """The task with absolute paths: a Ray worker's working folder is not the driver's."""
-    labels = dataclasses.replace(task.labels, folder=os.path.abspath(task.labels.folder))
+    """The task with absolute paths (URLs as they are): a Ray worker's working folder is not the driver's."""
+    labels = dataclasses.replace(task.labels, folder=_absolute_path(task.labels.folder))
     return dataclasses.replace(
         task,
-        rows_file=os.path.abspath(task.rows_file),
-        root=str(Path(task.root).absolute()),
+        rows_file=_absolute_path(task.rows_file),
+        root=_absolute_path(task.root),
         labels=labels,
-        path=os.path.abspath(task.path),
+        path=_absolute_path(task.path),
     )
+
+
+def _absolute_path(location: str) -> str:
+    return location if is_url(location) else os.path.abspath(location)

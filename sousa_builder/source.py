@@ -29,7 +29,8 @@ from .features import (
     STROKE_FIELDS,
     class_label_columns,
 )
-from .media import MEDIA_FOLDERS, forget_resolved_folders, media_problem
+from .media import MEDIA_FOLDERS, forget_resolved_folders, media_problems, media_sizes
+from .storage import filesystem
 
 logger = logging.getLogger(__name__)
 
@@ -303,12 +304,33 @@ class SousaSource:
     """A checked SOUSA directory: one row per sample with its scores, split and media paths.
 
     `rows` is sorted by sample_id and holds the declared sample and score columns plus `split`,
-    `audio_path` and `midi_path` (MIDI resolved through the augmentation group).
+    `audio_path` and `midi_path` (MIDI resolved through the augmentation group). The label files are read
+    from `root`; the media files from `media_root` (the same folder, or the URL the labels came from).
     """
 
-    def __init__(self, root: Path, rows: pa.Table):
+    def __init__(self, root: Path, rows: pa.Table, media_root: Path | str | None = None):
         self.root = root
         self.rows = rows
+        self.media_root = media_root if media_root is not None else root
+
+    @classmethod
+    def open_url(cls, url: str, scratch: Path) -> SousaSource:
+        """`open` a SOUSA directory at a URL: its label files and splits.json are copied into `scratch` (the media,
+        nearly all of its bytes, stay where they are and are read from there)."""
+        fs, base = filesystem(url)
+        if not fs.isfile(f"{base}/{LABEL_FILES['samples']}"):
+            found = f"expected {LABEL_FILES['samples']} there" if fs.isdir(base) else "nothing there"
+            raise SourceNotFoundError(f"No SOUSA dataset at {url}: {found}. {GIVE_THE_OUTPUT_DIRECTORY}")
+        for relative in (*LABEL_FILES.values(), SPLITS_FILE):
+            if fs.isfile(f"{base}/{relative}"):
+                (scratch / relative).parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(f"{base}/{relative}", str(scratch / relative))
+        try:
+            source = cls.open(DataDir(scratch, url))
+        except (SourceFormatError, SourceNotFoundError) as err:  # name the files where the user keeps them
+            raise type(err)(str(err).replace(str(scratch), url)) from None
+        source.media_root = url
+        return source
 
     @classmethod
     def open(cls, data_dir: str | os.PathLike | DataDir | None = None) -> SousaSource:
@@ -364,13 +386,16 @@ class SousaSource:
             if no_path:
                 what = "its augmentation group has no MIDI file" if column == "midi_path" else "audio_path is null"
                 raise SourceFormatError(f"{len(no_path)} sample(s) have no {kind} file ({what}): {listing(no_path)}")
-            problems = []
-            for sid, path in zip(ids, paths):
-                problem = media_problem(self.root, path)
-                if problem:
-                    problems.append(f"{path} (sample {sid}): {problem}")
+            found = media_problems(self.media_root, paths)
+            problems = [f"{path} (sample {sid}): {problem}" for sid, path, problem in zip(ids, paths, found) if problem]
             if problems:
-                raise SourceFormatError(f"{self.root}: {len(problems)} {kind} file(s) unusable: {listing(problems)}")
+                raise SourceFormatError(
+                    f"{self.media_root}: {len(problems)} {kind} file(s) unusable: {listing(problems)}"
+                )
+
+    def media_bytes(self, rows: pa.Table, column: str) -> int:
+        """The total size of the media files of `rows` in `column` (audio_path or midi_path)."""
+        return sum(media_sizes(self.media_root, rows[column].to_pylist()))
 
 
 def _refuse_duplicates(column: pa.ChunkedArray, path: Path, what: str) -> None:

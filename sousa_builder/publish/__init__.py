@@ -39,6 +39,8 @@ from ..errors import HubAccessError, PreparedFolderError, PublishConflictError
 from ..manifest import write_manifest
 from ..output import refuse_overlap, replacing
 from ..prepare import README
+from ..remote_output import local_copy
+from ..storage import is_url
 from ..validate import validate_prepared
 from .plan import LocalFile, PublishPlan, RemoteState, local_files, make_plan, remote_state
 
@@ -84,7 +86,13 @@ def publish(
     Configs already on the Hub but not pushed are kept, with their entries in the card.
     With `dry_run_dir`, nothing is sent: the tree that would be pushed is written there instead.
     `confirm` sees the plan before anything is uploaded; returning False stops there.
+    `prepared` may be a URL (`prepare --out s3://...`): it is published from a temporary local copy.
     """
+    if is_url(prepared):
+        with local_copy(str(prepared)) as folder:
+            return publish(repo_id, folder, token=token, revision=revision, private=private, create_pr=create_pr,
+                           commit_message=commit_message, configs=configs, dry_run_dir=dry_run_dir, confirm=confirm,
+                           endpoint=endpoint)  # fmt: skip
     prepared = Path(prepared)
     check_repo_id(repo_id)
     if dry_run_dir is not None:

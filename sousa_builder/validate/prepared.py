@@ -28,7 +28,9 @@ from ..errors import SousaError
 from ..features import features_for
 from ..manifest import MANIFEST, Manifest, ownership_problems
 from ..prepare import README
+from ..remote_output import local_copy
 from ..source import MEDIA_PATH_COLUMNS, SousaSource
+from ..storage import is_url
 from .audio import AudioSettings, embedded_audio_checks, skipped_audio_checks
 from .hub_limits import HubLimits, hub_limits_checks
 from .media import compare_embedded, run_tasks, sampled_rows
@@ -57,7 +59,13 @@ def validate_prepared(
     comparison runs in `num_proc` processes. With `sample`, the load check reads only the first
     `sample` rows of each split. With `audio` (its thresholds), the audio checks run on the audio and
     MIDI bytes embedded in the `audio` config (what would be published; `source` is not needed).
+    `out` may be a URL (`prepare --out s3://...`): it is checked on a temporary local copy.
     """
+    if is_url(out):  # its checks read every file (the manifest's sha256): through a local copy
+        with local_copy(str(out)) as folder:
+            report = validate_prepared(folder, source, num_proc, sample, seed, limits, audio)
+        report.target = str(out)
+        return report
     started = time.perf_counter()
     out = Path(out).expanduser().absolute()
     if not out.is_dir():

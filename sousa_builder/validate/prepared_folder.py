@@ -74,10 +74,14 @@ def scan(out: Path) -> PreparedFolder:
             split = match["split"] if match else path.stem.split("-")[0]
             shard = Shard(path.relative_to(out).as_posix(), folder.name, split)
             try:
-                parquet = pq.ParquetFile(path)
+                # Page checksums (prepare writes them) and a full validation: damaged bytes are a problem of the
+                # shard, not strings that do not decode further on.
+                parquet = pq.ParquetFile(path, page_checksum_verification=True)
                 shard.metadata, shard.schema = parquet.metadata, parquet.schema_arrow
                 columns = [c for c in ("sample_id", "profile_id") if c in shard.schema.names]
                 shard.ids = parquet.read(columns=columns) if columns else None
+                if shard.ids is not None:
+                    shard.ids.validate(full=True)
             except (OSError, pa.ArrowException) as err:
                 shard.problem = f"does not read as Parquet ({first_line(err)})"
             shards.append(shard)

@@ -1,0 +1,144 @@
+"""Where files live: a local folder, or a URL that fsspec resolves (s3://, gs://, memory://, ...).
+
+A location is a local path (`file://` URLs are local paths) or a URL string. Local files keep the
+native fast paths (memory maps, `pa.OSFile`); URLs are read and written through fsspec, with the
+backend's usual credentials from the environment (e.g. `AWS_*` for s3fs, `GOOGLE_APPLICATION_CREDENTIALS`
+for gcsfs). The backend of a protocol (s3fs, gcsfs, ...) is imported only when a URL of it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from .errors import StorageError
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """Whether `location` is a URL read through fsspec (not a local path, nor a file:// URL)."""
+    text = os.fspath(location)
+    return "://" in text and not text.startswith("file://")
+
+
+def local_path(location: str | os.PathLike) -> Path:
+    """A local location as an absolute Path (a file:// URL as its path)."""
+    text = os.fspath(location)
+    return Path(text.removeprefix("file://")).expanduser().absolute()
+
+
+def location(text: str | os.PathLike) -> str | Path:
+    """A location as given by a user: a URL stays a string, anything else is a local absolute Path."""
+    return str(text).rstrip("/") if is_url(text) else local_path(text)
+
+
+def filesystem(url: str) -> tuple[Any, str]:
+    """The fsspec filesystem of `url` and the path in it; a missing backend is one line saying what to install."""
+    import fsspec
+
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError as err:
+        protocol = url.split("://", 1)[0]
+        raise StorageError(f"{url}: reading and writing {protocol}:// needs its fsspec backend ({err})") from None
+    except ValueError as err:  # an unknown protocol
+        raise StorageError(f"{url}: {err}") from None
+
+
+def join(base: str | Path, *parts: str) -> str | Path:
+    """`base` / parts, for a URL or a local Path."""
+    if isinstance(base, Path):
+        return base.joinpath(*parts)
+    return posixpath.join(base, *parts)
+
+
+def read_bytes(url: str) -> bytes:
+    """The whole object at `url`."""
+    fs, path = filesystem(url)
+    return fs.cat_file(path)
+
+
+def read_arrow_file(where: str | os.PathLike) -> pa.Table:
+    """An Arrow IPC file (memory-mapped when local)."""
+    if is_url(where):
+        fs, path = filesystem(os.fspath(where))
+        with fs.open(path, "rb") as stream:
+            return pa.ipc.open_file(pa.BufferReader(stream.read())).read_all()
+    with pa.memory_map(os.fspath(where)) as source:
+        return pa.ipc.open_file(source).read_all()
+
+
+class HashingWriter:
+    """A writable file that passes its bytes to `stream` and keeps their sha256 and count (for the manifest)."""
+
+    def __init__(self, stream: Any):
+        self.stream, self.size, self._digest = stream, 0, hashlib.sha256()
+
+    def write(self, data: bytes | memoryview) -> int:
+        self._digest.update(data)
+        self.size += len(data)
+        return self.stream.write(data)
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.stream.closed
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    @property
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+
+@contextmanager
+def created(url: str) -> Iterator[HashingWriter]:
+    """A new object at `url`, written as a stream (multipart where the store has it); it exists, whole, only
+    once the block ends well: an object store publishes an upload when it is completed, not before."""
+    fs, path = filesystem(url)
+    stream = fs.open(path, "wb")
+    writer = HashingWriter(stream)
+    try:
+        yield writer
+    except BaseException:
+        # fsspec's buffered files abort the upload (nothing is written) and must not be closed after: closing would
+        # send what is buffered. Other files are left unclosed, for the same reason; they are under a staging prefix.
+        if hasattr(stream, "discard"):
+            stream.discard()
+            stream.closed = True
+        raise
+    stream.close()
+
+
+def relative_to(path: str | Path, base: str | Path) -> str:
+    """`path` relative to `base` (POSIX), for a URL or a local Path."""
+    if isinstance(base, Path):
+        return Path(path).relative_to(base).as_posix()
+    return str(path)[len(str(base).rstrip("/")) + 1 :]
+
+
+def parquet_files(folder: str | Path, pattern: str) -> list[tuple[Any, str]]:
+    """(filesystem, path) of the files in `folder` matching `pattern`, sorted; the filesystem None for local files
+    (what `pyarrow.parquet.read_table(path, filesystem=...)` takes)."""
+    if isinstance(folder, Path):
+        return [(None, str(path)) for path in sorted(folder.glob(pattern))]
+    fs, base = filesystem(folder)
+    return [(fs, path) for path in sorted(fs.glob(f"{base}/{pattern}"))]

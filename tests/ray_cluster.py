@@ -6,11 +6,13 @@ the machine's interface address even with --node-ip-address=127.0.0.1, and nothi
 
     python ray_cluster.py SOURCE WORK
 
-starts a head and one worker node (one CPU each), prepares SOURCE into WORK/plain with
+starts moto's S3 server (on 127.0.0.1 of the namespace; the cluster's nodes get its endpoint in their
+environment), a head and one worker node (one CPU each), prepares SOURCE into WORK/plain with
 `--engine ray --ray-address 127.0.0.1:6379`, then into WORK/killed while SIGKILLing the worker node (its
-raylet, its workers, its agents) once one of its workers is writing a shard; prints a JSON report. Every
-wait is bounded. At the end it kills every process left in this namespace, by id: `ray stop --force` would
-kill every Ray process of the machine, other runs' too.
+raylet, its workers, its agents) once one of its workers is writing a shard, then (a new worker node
+started) SOURCE uploaded to s3://cluster/source into s3://cluster/sousa, downloaded to WORK/s3; prints a
+JSON report. Every wait is bounded. At the end it kills every process left in this namespace, by id:
+`ray stop --force` would kill every Ray process of the machine, other runs' too.
 """
 
 from __future__ import annotations
@@ -114,7 +116,21 @@ def wait_for_nodes(count: int) -> None:
         time.sleep(0.5)
 
 
-def prepare(source: str, out: Path, worker_node: set[int], kill_it: bool) -> dict:
+def start_s3() -> object:
+    """moto's S3 server on this namespace's loopback; the environment of everything started after points at it."""
+    from moto.server import ThreadedMotoServer
+    from s3_server import ENV as S3_ENV
+    from s3_server import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    ENV.update(S3_ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+    os.environ.update(S3_ENV, AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}")
+    return server
+
+
+def prepare(source: str, out: Path | str, worker_node: set[int], kill_it: bool) -> dict:
     """Prepare `source` into `out` on the cluster, watching the worker node (and killing it, `kill_it`, once one
     of its workers writes a shard: Ray titles a worker process after the task it runs)."""
     command = [str(BIN / "sousa-builder"), "prepare", source, "--out", str(out), "--engine", "ray"]
@@ -138,10 +154,24 @@ def prepare(source: str, out: Path, worker_node: set[int], kill_it: bool) -> dic
             "worker_node_wrote": bool(busy), "killed": killed, "seconds": time.monotonic() - started}  # fmt: skip
 
 
+def prepare_in_s3(source: Path, downloaded: Path, worker_node: set[int]) -> dict:
+    """Upload `source` to the S3 server, prepare it there on the cluster (S3 to S3), download the output."""
+    import s3fs
+    from s3_server import S3
+
+    store = S3(os.environ["AWS_ENDPOINT_URL"], s3fs.S3FileSystem(skip_instance_cache=True))
+    store.fs.mkdir("cluster")
+    report = prepare(store.upload(source, "s3://cluster/source"), "s3://cluster/sousa", worker_node, kill_it=False)
+    if report["returncode"] == 0:
+        store.download("s3://cluster/sousa", downloaded)
+    return report
+
+
 def main() -> None:
     source, work = sys.argv[1], Path(sys.argv[2])
     report: dict = {}
     temp = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
+    server = start_s3()
     try:
         ray("start", "--head", "--node-ip-address=127.0.0.1", "--port=6379", "--num-cpus=1",
             "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}")  # fmt: skip
@@ -151,9 +181,15 @@ def main() -> None:
         wait_for_nodes(2)
         report["plain"] = prepare(source, work / "plain", worker_node, kill_it=False)
         report["killed"] = prepare(source, work / "killed", worker_node, kill_it=True)
+        before = ours()
+        ray("start", f"--address={ADDRESS}", "--node-ip-address=127.0.0.1", "--num-cpus=1")  # the killed one's heir
+        worker_node = ours() - before
+        wait_for_nodes(2)
+        report["s3"] = prepare_in_s3(Path(source), work / "s3", worker_node)
     finally:
         kill(ours())
         subprocess.run(["rm", "-rf", temp], check=False)
+        server.stop()
     print(json.dumps(report))
 
 

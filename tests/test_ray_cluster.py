@@ -1,7 +1,8 @@
 """`prepare --engine ray` on a two-node Ray cluster started with the `ray` CLI (head + one worker node, one
 CPU each), in a network namespace that has only loopback: the output equals the local prepare's, also when the
-worker node is killed while it writes a shard (its tasks are retried on the head). The scenario is
-tests/ray_cluster.py, run in one subprocess that starts and stops the cluster."""
+worker node is killed while it writes a shard (its tasks are retried on the head), and from S3 to S3 (moto's
+server, in the same namespace). The scenario is tests/ray_cluster.py, run in one subprocess that starts and
+stops the cluster."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_prepare import tree_bytes
 from test_ray_engine import assert_same_output
 
 from sousa_builder.prepare import prepare
@@ -26,6 +28,7 @@ SCENARIO = Path(__file__).with_name("ray_cluster.py")
 def cluster_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """The local prepare of a 360-sample source (~70 audio shards), and the report of the cluster scenario."""
     pytest.importorskip("ray")
+    pytest.importorskip("moto.server")
     if os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("ip")):
         pytest.skip("needs root, unshare and ip: the cluster runs in a network namespace of its own")
     work = tmp_path_factory.mktemp("ray-cluster")
@@ -51,3 +54,14 @@ def test_a_worker_node_killed_mid_run_changes_nothing(cluster_run: tuple[Path, d
     assert run["killed"] is not None, "the worker node wrote no shard, so it was not killed"
     assert run["returncode"] == 0, run["stderr"]
     assert_same_output(work / "killed", work / "local")
+
+
+def test_a_two_node_cluster_prepares_from_s3_to_s3_what_the_local_prepare_does(cluster_run: tuple[Path, dict]) -> None:
+    work, report = cluster_run
+    assert report["s3"]["returncode"] == 0, report["s3"]["stderr"]
+    assert report["s3"]["worker_node_wrote"], "the worker node wrote no shard"
+    found, expected = tree_bytes(work / "s3"), tree_bytes(work / "local")
+    assert list(found) == list(expected)
+    assert [name for name in expected if found[name] != expected[name]] == []
+    staged = [p for p in (work / "s3" / ".sousa").iterdir() if p.name != "manifest.json"]
+    assert staged == []  # no staging prefix or journal left in the bucket

@@ -281,6 +281,7 @@ def step_driver(data: str, out: str) -> dict:
     folder = Path(out)
     source = SousaSource.open(data)
     facts: dict = {"samples": source.rows.num_rows, "rows_nbytes": source.rows.nbytes}
+    facts["audio_rows_per_batch"] = Sousa.builder_configs["audio"].rows_per_batch
     splits = _write_split_rows(source, folder / "cache")
     facts["split_rows_nbytes"] = sum(rows.nbytes for _, rows in splits.values())
     facts["rows_files_bytes"] = sum(Path(path).stat().st_size for path, _ in splits.values())
@@ -667,6 +668,13 @@ def bench(args: argparse.Namespace, work: Path) -> dict:
             harness.run("labels_validate", "validate_labels", data=labels)
     print("measuring what the driver holds")
     facts["driver"] = harness.run("driver", "driver", data=str(work / "labels-src"), out=harness.fresh("driver"))
+    small_profiles = max(4, args.label_profiles // 10)  # a tenth of the samples: how the driver's memory grows
+    if small_profiles < args.label_profiles:
+        shutil.rmtree(work / "labels-small", ignore_errors=True)
+        make_source(work / "labels-small", profiles=small_profiles)
+        small = harness.run("driver_small", "driver", data=str(work / "labels-small"), out=harness.fresh("driver"))
+        facts["driver_small"] = small
+        shutil.rmtree(work / "labels-small", ignore_errors=True)
     if s3 is not None:
         facts["listing"] = harness.run("listing", "listing", data=s3_source)
         s3_server.stop()
@@ -759,6 +767,10 @@ def _phase(runs: dict, key: str, name: str) -> list[float]:
     return [r.get("phases", {}).get(name, 0.0) for r in runs.get(key, [])]
 
 
+def _without_ray_start(result: dict) -> float:
+    return result["seconds"] - result["phases"]["ray_start"] - result["phases"]["ray_stop"]
+
+
 def _engine_lines(measured: dict) -> list[str]:
     """Where the time of the Ray and S3 steps goes (phases), next to `--num-proc 2` on the local disk."""
     runs, facts = measured["runs"], measured["facts"]
@@ -771,12 +783,14 @@ def _engine_lines(measured: dict) -> list[str]:
     lines = []
     if "prepare_audio_4n_ray" in runs:
         ray = "prepare_audio_4n_ray"
+        unstarted = _ratios(runs, _without_ray_start, ray, lambda r: r["seconds"], local)
         lines.append(
             f"- `--engine ray` at 4N, inside the step's time: `ray.init` {figure(ray, 'ray_start')}, `ray.shutdown` "
             f"{figure(ray, 'ray_stop')}; writing the shards {figure(ray, 'shards')} against "
             f"{figure(local, 'shards')} with `--num-proc 2` (each includes starting its 2 workers, which "
             f"import `datasets`). Importing Ray, outside the clock as every step's imports: "
-            f"{_median(_series(runs, ray, 'import_s')):.2f} s."
+            f"{_median(_series(runs, ray, 'import_s')):.2f} s. Without its start and stop, the Ray step against "
+            f"`--num-proc 2`: {_median(unstarted):.2f} ({', '.join(f'{v:.2f}' for v in unstarted)})."
         )
     if "prepare_audio_4n_s3" in runs:
         s3 = "prepare_audio_4n_s3"
@@ -790,6 +804,19 @@ def _engine_lines(measured: dict) -> list[str]:
             f"{figure(s3, 'commit')}. The upload of the 4N source, once: {facts.get('s3_upload_s', 0):.1f} s."
         )
     return lines
+
+
+def _growth(facts: dict) -> str:
+    """How the driver's peak RSS grows with samples: measured at a tenth of the samples too, then extrapolated."""
+    small, large = facts.get("driver_small"), facts["driver"]
+    if not small or small["samples"] >= large["samples"]:
+        return ""
+    per_sample = (large["peak_rss"] - small["peak_rss"]) / (large["samples"] - small["samples"])
+    return (
+        f" ({small['peak_rss'] / MiB:.0f} MiB at {small['samples']:,} samples: {per_sample:,.0f} bytes more per "
+        f"sample, so ~{(large['peak_rss'] + per_sample * (1_000_000 - large['samples'])) / 2**30:.1f} GiB at 1M "
+        "*(extrapolated)*)"
+    )
 
 
 def past_one_machine(measured: dict) -> list[str]:
@@ -820,8 +847,8 @@ def past_one_machine(measured: dict) -> list[str]:
         f"sample ids per bucket ({driver['buckets']} buckets, {mb(driver['buckets_bytes'])} in all, at most "
         f"{mb(driver['bucket_bytes_max'])} each); a `labels_only` shard (up to {driver['task_rows_max']:,} rows) "
         f"read {driver['task_buckets_min']} to {driver['task_buckets_max']} of them, one at a time, each whole;",
-        "- the media files of its rows, a row group at a time (100 rows for `audio`): local files, or concurrent "
-        "fsspec requests for a source at a URL.",
+        f"- the media files of its rows, a row group at a time ({driver['audio_rows_per_batch']} rows for `audio`): "
+        "local files, or concurrent fsspec requests for a source at a URL.",
         "",
         f"It writes its Parquet shard straight to OUT's staging folder (or prefix), hashing it as it streams, and "
         f"returns a `ShardResult` ({driver['result_pickle_bytes']} bytes pickled). A retried task writes the same "
@@ -839,7 +866,7 @@ def past_one_machine(measured: dict) -> list[str]:
         "few megabytes;",
         f"- a result per shard ({driver['result_pickle_bytes']} bytes): under a megabyte at 2,000 shards;",
         f"- in all, this process's peak RSS (source opened, buckets written, plan made, no shard written): "
-        f"{driver['peak_rss'] / MiB:.0f} MiB.",
+        f"{driver['peak_rss'] / MiB:.0f} MiB" + _growth(facts) + ".",
     ]
     listing = facts.get("listing")
     if listing and listing.get("objects"):
@@ -850,8 +877,9 @@ def past_one_machine(measured: dict) -> list[str]:
             f"for sizes and the media check): {per_object:,.0f} bytes per object, measured on the 4N source in moto "
             f"({listing['objects']:,} objects, {per_sample:.2f} per sample); "
             f"~{mb(per_object * per_sample * samples)} at {samples:,} samples and "
-            f"~{mb(per_object * per_sample * 1_000_000)} at 1M *(extrapolated)*. It is made anew for the media check "
-            "and for each split's size estimate (a full listing each time)."
+            f"~{mb(per_object * per_sample * 1_000_000)} at 1M *(extrapolated)*. A new one is made (a new "
+            "`RemoteMedia`: a listing, which s3fs may answer from its cache) for the media check and for each "
+            "split's size estimate."
         )
     lines += [
         "",
@@ -875,11 +903,23 @@ def past_one_machine(measured: dict) -> list[str]:
         f"the local disk, ~{check / facts['n4'] * 1_000_000:.0f} s at 1M *(extrapolated)*;",
     ]
     if "prepare_audio_4n_s3" in runs:
+        remote = _median(_phase(runs, "prepare_audio_4n_s3", "check_media"))
+        lines.append(
+            f"  from S3 (moto), a listing and one ranged GET per file: {remote:.2f} s at 4N, "
+            f"~{remote / facts['n4'] * 1_000_000:.0f} s at 1M *(extrapolated; moto's cost per request, not S3's)*;"
+        )
+    lines.append(
+        f"- for Ray with a URL OUT, copying the rows files and the label buckets to the staging prefix: "
+        f"{mb(driver['rows_files_bytes'] + driver['buckets_bytes'])} at {samples:,} samples, "
+        f"~{(driver['rows_files_bytes'] + driver['buckets_bytes']) * scale / 1e9:,.0f} GB at 1M *(extrapolated)*, "
+        "sent by the driver;"
+    )
+    if "prepare_audio_4n_s3" in runs:
         commit = _median(_phase(runs, "prepare_audio_4n_s3", "commit"))
         lines.append(
             f"- for a URL OUT, the commit: one server-side copy per output file, no data through the machine "
-            f"({commit:.2f} s at 4N in moto, for {_median(_series(runs, 'prepare_audio_4n_s3', 'shard_files')):.0f} "
-            "shards); its time grows with the number of files, not with their bytes, on a real S3."
+            f"({commit:.2f} s at 4N in moto, which copies the bytes in Python, for "
+            f"{_median(_series(runs, 'prepare_audio_4n_s3', 'shard_files')):.0f} shards)."
         )
     else:
         lines.append("- for a URL OUT, the commit: one server-side copy per output file, no data through the machine.")

@@ -968,7 +968,7 @@ def report(measured: dict, summary: dict, args: argparse.Namespace, command: str
         "(its two sides run back to back, in alternating order) and the median over repeats is shown, with every "
         "repeat's value in brackets: the machine is shared with other test runs and noisy.",
         "",
-        "## Ratios against the targets of issue 5",
+        "## Ratios against the targets of issues 5 and 15",
         "",
         "| measure | target | median | repeats | met |",
         "|---|---|---|---|---|",
@@ -1069,7 +1069,7 @@ def report(measured: dict, summary: dict, args: argparse.Namespace, command: str
         "- `--engine ray` starts Ray on this machine with 2 CPUs for the run and stops it after: both are inside the "
         "step's time (the overhead a user pays). The step runs in a network namespace of its own with only loopback "
         "(`unshare -n`; Ray binds some services to the machine's interface) and a Ray temporary folder of its own. "
-        "Its peak RSS is the driver's; Ray's processes (GCS, raylet, workers) are not included.",
+        "Its peak RSS and disk figures are the driver's; Ray's processes (GCS, raylet, workers) are not included.",
         "- S3 is moto's server (`moto[server]`), in the harness process (a thread; not in the measured one), on "
         "127.0.0.1. It keeps objects of up to ~5 MB (the media) in memory and larger ones (the shards, sent in "
         "multipart uploads) in spooled temporary files, and its Python request handling shares the 2 cores with "

@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-shard-size", type=_size, default=None, metavar="SIZE", help=f"with --data-dir: {MAX_SHARD_SIZE_HELP}"
     )
     pub.add_argument("--yes", action="store_true", help="do not ask before publishing (needed without a terminal)")
-    pub.set_defaults(run=_run_publish)
+    pub.set_defaults(run=_run_publish, usage_error=pub.error)
 
     check = commands.add_parser(
         "validate",
@@ -318,6 +318,11 @@ def _run_publish(args: argparse.Namespace) -> None:
     }  # fmt: skip
     if args.prepared:
         result = publish(args.repo_id, args.prepared, **options)
+    elif is_url(args.data_dir):
+        args.usage_error(
+            f"--data-dir {args.data_dir}: must be a local folder; prepare the URL first "
+            "(sousa-builder prepare URL --out OUT), then publish --prepared OUT"
+        )
     else:
         if args.dry_run:
             refuse_overlap(Path(args.dry_run), "--dry-run", Path(args.data_dir), "the SOUSA directory")

@@ -89,7 +89,8 @@ def replacing_remote(out: str, kind: str, option: str) -> Iterator[RemoteStaging
 
 
 def _objects(fs: Any, root: str) -> dict[str, dict]:
-    """Relative path -> info of every object under `root`."""
+    """Relative path -> info of every object under `root` (listed anew: other processes and nodes write there)."""
+    fs.invalidate_cache(root)
     found = fs.find(root, detail=True) if fs.exists(root) else {}
     prefix = f"{root}/"
     return {path[len(prefix) :]: info for path, info in found.items() if path.startswith(prefix)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,12 +39,35 @@ def location(text: str | os.PathLike) -> str | Path:
     return str(text).rstrip("/") if is_url(text) else local_path(text)
 
 
+# Filesystems by protocol, made afresh in a forked child: one inherited from the parent is bound to the parent's
+# event loop, whose thread is not in the child (an async filesystem such as s3fs then hangs on its first request).
+_FILESYSTEMS: dict[str, Any] = {}
+
+
+def _after_fork_in_child() -> None:
+    _FILESYSTEMS.clear()
+    asyn = sys.modules.get("fsspec.asyn")
+    if asyn is not None:  # fsspec 2025.3.0 (datasets 3.6's newest) does not reset its loop in a forked child itself
+        asyn.reset_lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def filesystem(url: str) -> tuple[Any, str]:
     """The fsspec filesystem of `url` and the path in it; a missing backend is one line saying what to install."""
     import fsspec
 
+    protocol = url.split("://", 1)[0]
     try:
-        return fsspec.core.url_to_fs(url)
+        if "::" in url or protocol not in _FILESYSTEMS:  # a chained URL carries options of its own: not cached
+            fs, path = fsspec.core.url_to_fs(url, skip_instance_cache=True)
+            if "::" not in url:
+                _FILESYSTEMS[protocol] = fs
+            return fs, path
+        fs = _FILESYSTEMS[protocol]
+        return fs, fs._strip_protocol(url)
     except ImportError as err:
         protocol = url.split("://", 1)[0]
         raise StorageError(f"{url}: reading and writing {protocol}:// needs its fsspec backend ({err})") from None

@@ -244,3 +244,17 @@ def test_a_run_that_died_while_putting_the_output_in_place_is_completed_by_the_n
     expected = tmp_path / "expected"
     prepare(sample_dir, expected, configs=["labels_only"], num_shards=1)
     assert_equals_local(s3, out, expected, tmp_path)
+
+
+def test_urls_that_validate_and_publish_cannot_take_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["validate", "s3://bucket/sousa-raw"])
+    assert exit_.value.code == 2
+    assert (
+        "DATA_DIR s3://bucket/sousa-raw: must be a local folder (only --prepared may be a URL)"
+        in capsys.readouterr().err
+    )
+    with pytest.raises(SystemExit) as exit_:
+        main(["publish", "alice/sousa", "--data-dir", "s3://bucket/sousa-raw", "--yes"])
+    assert exit_.value.code == 2
+    assert "--data-dir s3://bucket/sousa-raw: must be a local folder; prepare the URL first" in capsys.readouterr().err

@@ -23,18 +23,14 @@ from .storage import filesystem, is_url
 MEDIA_FOLDERS = ("audio", "midi")  # where the generator writes the FLAC and MIDI files
 
 
-def media_problems(root: Path | str, relatives: Sequence[str]) -> list[str | None]:
-    """`media_problem` of each of `relatives`, under a local root or a URL."""
-    if not is_url(root):
-        return [media_problem(Path(root), relative) for relative in relatives]
-    return RemoteMedia(str(root)).problems(relatives)
+def media_problems(root: Path, relatives: Sequence[str]) -> list[str | None]:
+    """`media_problem` of each of `relatives` under a local root (`RemoteMedia.problems` under a URL)."""
+    return [media_problem(root, relative) for relative in relatives]
 
 
-def media_sizes(root: Path | str, relatives: Sequence[str]) -> list[int]:
+def media_sizes(root: Path, relatives: Sequence[str]) -> list[int]:
     """The size in bytes of each of `relatives` (usable files: checked by `media_problems`)."""
-    if not is_url(root):
-        return [os.path.getsize(os.path.join(root, relative)) for relative in relatives]
-    return RemoteMedia(str(root)).sizes(relatives)
+    return [os.path.getsize(os.path.join(root, relative)) for relative in relatives]
 
 
 def media_problem(root: Path, relative: str) -> str | None:

@@ -75,11 +75,12 @@ class RayShardWriters:
         if not ray.is_initialized():
             options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "WARNING"}
             if self.address is None:
-                options.update(num_cpus=self.num_cpus, _node_ip_address="127.0.0.1")
+                # "local": a Ray of this run's own, even where $RAY_ADDRESS or an earlier `ray start` names a cluster.
+                options.update(address="local", num_cpus=self.num_cpus, _node_ip_address="127.0.0.1")
                 # Its one message is that the Ray started here requires a token (made for the run): no news.
                 logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
             with _own_signal_handlers():
-                ray.init(address=self.address, **options)
+                ray.init(**{"address": self.address, **options})
             self._started_ray = True
         self._remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(write_shard)
         return self

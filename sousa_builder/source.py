@@ -7,6 +7,7 @@ exercise scores, and media paths that are missing, unreadable or outside the dat
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -29,8 +30,8 @@ from .features import (
     STROKE_FIELDS,
     class_label_columns,
 )
-from .media import MEDIA_FOLDERS, forget_resolved_folders, media_problems, media_sizes
-from .storage import filesystem
+from .media import MEDIA_FOLDERS, RemoteMedia, forget_resolved_folders, media_problems, media_sizes
+from .storage import filesystem, is_url
 
 logger = logging.getLogger(__name__)
 
@@ -332,6 +333,11 @@ class SousaSource:
         source.media_root = url
         return source
 
+    @functools.cached_property
+    def _remote_media(self) -> RemoteMedia:
+        """The media under a URL root, listed once for every check and size of this run."""
+        return RemoteMedia(str(self.media_root))
+
     @classmethod
     def open(cls, data_dir: str | os.PathLike | DataDir | None = None) -> SousaSource:
         """Read and check the labels and splits of a SOUSA directory (media are checked separately)."""
@@ -386,7 +392,8 @@ class SousaSource:
             if no_path:
                 what = "its augmentation group has no MIDI file" if column == "midi_path" else "audio_path is null"
                 raise SourceFormatError(f"{len(no_path)} sample(s) have no {kind} file ({what}): {listing(no_path)}")
-            found = media_problems(self.media_root, paths)
+            remote = is_url(self.media_root)
+            found = self._remote_media.problems(paths) if remote else media_problems(self.media_root, paths)
             problems = [f"{path} (sample {sid}): {problem}" for sid, path, problem in zip(ids, paths, found) if problem]
             if problems:
                 raise SourceFormatError(
@@ -395,7 +402,8 @@ class SousaSource:
 
     def media_bytes(self, rows: pa.Table, column: str) -> int:
         """The total size of the media files of `rows` in `column` (audio_path or midi_path)."""
-        return sum(media_sizes(self.media_root, rows[column].to_pylist()))
+        paths = rows[column].to_pylist()
+        return sum(self._remote_media.sizes(paths) if is_url(self.media_root) else media_sizes(self.media_root, paths))
 
 
 def _refuse_duplicates(column: pa.ChunkedArray, path: Path, what: str) -> None:

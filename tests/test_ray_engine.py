@@ -129,3 +129,14 @@ def test_a_failing_shard_task_raises_its_own_error(sample_dir: Path, tmp_path: P
     with pytest.raises(FileNotFoundError) as raised, RayShardWriters(num_cpus=1) as writers:
         writers.write([task], desc="failing")
     assert type(raised.value) is FileNotFoundError and "missing.arrow" in str(raised.value)
+
+
+def test_the_local_ray_is_the_runs_own_even_where_ray_address_names_a_cluster(
+    sample_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")  # nothing listens there: joining it would fail
+    expected, out = tmp_path / "expected", tmp_path / "ray"
+    prepare(sample_dir, expected, configs=["labels_only"])
+    prepare(sample_dir, out, configs=["labels_only"], num_proc=1, engine="ray")
+    assert_same_output(out, expected)

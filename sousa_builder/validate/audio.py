@@ -7,8 +7,8 @@
   at the pitches of the notes it plays, on the mean of the frames' dB spectra (note salience): a
   drum part played by a melodic instrument (upstream's channel bug: note 38 as a ~73 Hz piano) rings
   at those pitches all along, even in a buzz roll whose re-struck hammers blur the long-term spectrum.
-- **Alignment** (`audio_alignment`): onset strengths (`validate.onsets`) cross-correlated with the
-  MIDI note-ons; the lag and the correlation there say whether the audio follows the MIDI.
+- **Alignment** (`audio_alignment`): onset strengths (`validate.onsets`) fitted by the MIDI note-ons
+  at every lag; the direct sound's lag and the fit's correlation say whether the audio follows the MIDI.
 
 Workers take plain data and return one plain dict per file, so they run in processes through
 `validate.media.run_tasks`. Thresholds are applied afterwards, in `audio_checks`.
@@ -45,15 +45,14 @@ AUDIO_CHECKS = ("audio_timbre", "audio_alignment")
 TIMBRE_THRESHOLD_DB = 7.0
 # The note-salience threshold is this much below the timbre threshold (--timbre-threshold moves both).
 NOTE_MARGIN_DB = 2.4
-# Real drums: best lag -0.9 to +3.8 ms for 99% of files (most of the rest read a room echo, +35-45 ms);
-# shifted by +30 / -30 ms they read back +31.8 / -28.2 (medians). 10 ms keeps the former and catches
-# the latter; against another sample's MIDI it also catches 3% more files than 20 ms would (some
-# correlate at a lag near +/-20 ms).
+# Real drums: lag -0.4 to +3.2 ms for 98% of files (1st-99th percentile; 3 read a room echo at +19
+# to +28 ms, 2 an earlier cluster at -45 ms); shifted by +30 / -30 ms they read back +31.9 / -28.2
+# (medians). 10 ms keeps the former and catches the latter.
 MAX_LAG_MS = 10.0
-# Real drums correlate at 0.20-0.92 (1st percentile 0.31, median 0.74); against another sample's
-# MIDI 0.21 median, 0.46 at the 95th percentile (same tempo, same stroke grid: timing alone cannot
-# tell some rudiments apart). 0.3 flags 1.6% of real drums (gym 4.9%), 97% of the mismatched ones.
-MIN_CORRELATION = 0.3
+# Real drums correlate (with the fit of note-ons and room, `validate.onsets`) at 0.38-0.92 (1st
+# percentile 0.54, median 0.79); against another sample's MIDI 0.25 median, 0.51 at the 95th
+# percentile. 0.45, with the 10 ms limit, flags 0.5% of real drums and 99.4% of the mismatched ones.
+MIN_CORRELATION = 0.45
 # A dataset fails when more than this share of the checked files is flagged (--strict: any).
 MAX_FLAGGED_SHARE = 0.02
 

@@ -3,11 +3,11 @@
 A string playing a note holds sinusoids at its harmonics: from one short-time spectrum to the next,
 the phase of the bin nearest each harmonic advances as that harmonic's frequency says. A drum's noise
 and reverb (and its inharmonic modes) do not, whatever their level. The score is the share of
-(frame, harmonic) pairs where the nearest bin's instantaneous frequency (from the phase advance) is
-within 0.4 bin of the harmonic and the bin stands out of its spectral neighbourhood, best over
-the pitch and stretch candidates of `validate.audio`, less the same share read midway between the
-harmonics (what noise alone scores). Unlike a long-term spectrum, it holds when a buzz roll's
-re-struck hammers smear the partials' levels.
+(frame, harmonic) pairs where the instantaneous frequency (from the phase advance) of the peak bin
+nearest the harmonic, and of its louder neighbour, is within 0.6 bin of it, and the bin stands out of
+its spectral neighbourhood, best over the pitch and stretch candidates of `validate.audio`, less the
+same share read midway between the harmonics (what noise alone scores). Unlike a long-term
+spectrum, it holds when a buzz roll's re-struck hammers smear the partials' levels.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ PARTIAL_FFT = 4096
 PARTIAL_HOP = 1024
 PARTIAL_MAX_HZ = 2000.0
 PARTIAL_HARMONICS = 20
-# A harmonic is steady in a frame when its nearest bin reads within this many bins of it...
-FREQUENCY_TOLERANCE_BINS = 0.4
+# A harmonic is steady in a frame when the peak bin nearest it, and that bin's louder neighbour, both
+# read within this many bins of it: a sinusoid's main lobe reads its frequency in every bin it covers,
+# while a hit's burst (or digital silence) reads each bin's own centre, which may lie near a harmonic...
+FREQUENCY_TOLERANCE_BINS = 0.6
 # ...and that bin is this much (dB) above the mean level of its 200 Hz neighbourhood.
 STANDS_OUT_DB = 3.0
 # Frames whose power below PARTIAL_MAX_HZ is under this share of the loudest frame's (30 dB) are left out.
@@ -66,14 +68,16 @@ def partial_stability(
     stands_out = level - uniform_filter1d(level, int(round(neighbourhood_hz / bin_hz)) | 1, axis=1, mode="nearest")
     power = (magnitude * magnitude).sum(axis=1)
     loud = power > LOUD_FRAMES * power.max()
-    # For every bin (but the two ends), the loudest of it and its two neighbours: where a partial near it peaks.
-    peak = (
-        np.arange(1, bins - 1)
-        + np.argmax(np.stack([magnitude[loud, :-2], magnitude[loud, 1:-1], magnitude[loud, 2:]]), axis=0)
-        - 1
-    )
-    peak_frequency = np.take_along_axis(frequency[loud], peak, 1)
-    peak_stands_out = np.take_along_axis(stands_out[loud], peak, 1) > STANDS_OUT_DB
+    magnitude, frequency, stands_out = magnitude[loud], frequency[loud], stands_out[loud]
+    # For every bin (but the two ends), the loudest of it and its two neighbours: where a partial near it
+    # peaks; and the louder of that peak's two neighbours, which a sinusoid's main lobe also covers.
+    centre = np.arange(1, bins - 1)
+    peak = centre + np.argmax(np.stack([magnitude[:, :-2], magnitude[:, 1:-1], magnitude[:, 2:]]), axis=0) - 1
+    below, above = np.maximum(peak - 1, 0), np.minimum(peak + 1, bins - 1)
+    louder_below = np.take_along_axis(magnitude, below, 1) > np.take_along_axis(magnitude, above, 1)
+    peak_frequency = np.take_along_axis(frequency, peak, 1)
+    lobe_frequency = np.take_along_axis(frequency, np.where(louder_below, below, above), 1)
+    peak_stands_out = np.take_along_axis(stands_out, peak, 1) > STANDS_OUT_DB
 
     k = np.arange(1, PARTIAL_HARMONICS + 1)
     best = {}
@@ -83,7 +87,9 @@ def partial_stability(
         )  # candidates x harmonics, Hz
         inside = targets < PARTIAL_MAX_HZ
         column = np.clip(np.rint(targets / bin_hz).astype(int), 1, bins - 2) - 1
-        steady = np.abs(peak_frequency[:, column] - targets) < FREQUENCY_TOLERANCE_BINS * bin_hz
+        tolerance = FREQUENCY_TOLERANCE_BINS * bin_hz
+        steady = np.abs(peak_frequency[:, column] - targets) < tolerance
+        steady &= np.abs(lobe_frequency[:, column] - targets) < tolerance
         steady &= peak_stands_out[:, column] & inside
         best[offset] = float((steady.sum(axis=(0, 2)) / np.maximum(inside.sum(axis=1) * len(steady), 1)).max())
     return best[0.0] - best[0.5]

@@ -29,7 +29,7 @@ class AnalysisError(ValueError):
     """A file cannot be analysed: it does not decode, is silent, or its MIDI holds no notes."""
 
 
-# Onset strength: 1024-point frames every 128 samples (2.9 ms at 44.1 kHz).
+# Onset strength: 512-point frames every 128 samples (2.9 ms at 44.1 kHz).
 ONSET_FFT = 512
 ONSET_HOP = 128
 BANDS = 40
@@ -61,8 +61,8 @@ ROOM_MS = 70.0
 # A strength's weight in the fit is its best cross-correlation with the notes, at least this.
 MIN_QUALITY = 0.05
 TRAIN_SPREAD = (0.5, 1.0, 0.5)
-# Subtracted from the lag read. Real renders, whose hits start on the note-on, read +1.9 ms (median of
-# 1,040), the sample maker's -1.5 (attacks out of digital silence enter the window early): no correction.
+# Subtracted from the lag read. Real renders, whose hits start on the note-on, read +1.8 ms (median of
+# 1,040), the sample maker's -1.3 (attacks out of digital silence enter the window early): no correction.
 ONSET_DELAY_MS = 0.0
 # A detected onset peak matches a note-on within this (after the best lag) for precision / recall.
 EVENT_TOLERANCE_MS = 25.0

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
+from scipy.signal import butter, lfilter
 
 from sousa_builder.cli import main
 from sousa_builder.prepare import prepare
@@ -70,6 +71,10 @@ def test_measurements_on_synthetic_signals() -> None:
     assert at_note[45] > at_note[46] + 20  # 110 Hz is MIDI note 45; a semitone above is not the series
     noise = np.random.default_rng(1).standard_normal(3 * rate)
     assert harmonic_salience(noise, rate)[0] < 3 and timbre(noise, rate, [38])["note_salience_db"] < 3
+    # Steady partials: the tone's harmonics hold from frame to frame, at its own pitch only; noise has none.
+    steady = {note: timbre(signal, rate, [note])["partial_stability"] for note in (45, 46)}
+    assert steady[45] > 0.5 > 0.05 > steady[46]
+    assert abs(timbre(noise, rate, [38])["partial_stability"]) < 0.05
 
     # Clicks 40 ms after their note-ons (positive lag: the audio is late), at irregular times.
     times = np.array([0.1, 0.35, 0.5, 0.9, 1.2, 1.33, 1.7, 2.2, 2.45])
@@ -81,6 +86,26 @@ def test_measurements_on_synthetic_signals() -> None:
     lag, correlation, precision, recall = alignment(clicks, rate, times, np.ones(len(times)))
     assert lag == pytest.approx(40.0, abs=3.0) and correlation > 0.5
     assert (precision, recall) == (1.0, 1.0)
+
+
+def test_a_room_tail_is_not_read_as_the_lag() -> None:
+    """Each hit followed, 35 ms on, by a noise tail as loud as it (low-passed at 8 kHz): upstream's garage."""
+    rate = 44_100
+    times = np.array([0.1, 0.35, 0.5, 0.9, 1.2, 1.33, 1.7, 2.2, 2.45])
+    rng = np.random.default_rng(2)
+    burst = rng.standard_normal(400) * np.exp(-np.arange(400) / 80)
+    length = int(0.3 * rate)
+    tail = lfilter(*butter(2, 8000 / (rate / 2)), rng.standard_normal(length)) * np.exp(
+        -np.arange(length) / (0.05 * rate)
+    )
+    tail *= np.abs(burst).max() / np.abs(tail).max()
+    audio = 1e-3 * rng.standard_normal(int(2.8 * rate))
+    for time in times:
+        start, echo = int(time * rate), int((time + 0.035) * rate)
+        audio[start : start + 400] += burst
+        audio[echo : echo + length] += tail[: len(audio) - echo]
+    lag, correlation, _, _ = alignment(audio, rate, times, np.ones(len(times)))
+    assert abs(lag) < 5 and correlation > 0.6  # the direct sound, not the tail (+35 ms)
 
 
 # --- a SOUSA source -----------------------------------------------------------------------------
@@ -139,11 +164,15 @@ def test_one_pitched_file_is_named_and_share_decides(source_copy: Path, pitched_
     assert main(["validate", data, "--audio", "--max-flagged-share", "0.05", "--json", out]) == 0
     assert json.loads(Path(out).read_text())["counts"]["warn"] >= 1
     assert main(["validate", data, "--audio", "--max-flagged-share", "0.05", "--strict"]) == 1
-    # A threshold above its scores (the note threshold moves with it): timbre passes. (Alignment is not
-    # asserted: the pitched tone's slow attack reads about 12 ms late, at the edge of the 10 ms limit.)
+    # A threshold above its salience (the note threshold moves with it) leaves its steady partials, which
+    # flag it still; with the partial threshold above them too, timbre passes. (Alignment is not asserted:
+    # the pitched tone's slow attack reads about 12 ms late, at the edge of the 10 ms limit.)
     main(["validate", data, "--audio", "--timbre-threshold", "40", "--json", out])
     timbre = {c["name"]: c for c in json.loads(Path(out).read_text())["checks"]}["audio_timbre"]
-    assert (timbre["status"], timbre["details"]["flagged"], timbre["details"]["note_threshold_db"]) == ("pass", 0, 37.6)
+    assert (timbre["details"]["flagged"], timbre["details"]["note_threshold_db"]) == (1, 40)
+    assert "partial stability" in timbre["offenders"][0]
+    loose = validate_source(source_copy, audio=AudioSettings(timbre_threshold=40, partial_threshold=1))
+    assert loose["audio_timbre"].status == "pass"
 
 
 @pytest.mark.parametrize(("shift_ms", "status"), [(30.0, "fail"), (-30.0, "fail"), (5.0, "pass")])
@@ -306,8 +335,16 @@ def test_real_drums_pass_and_real_piano_fails(real: Path) -> None:
     timbre_ = piano["audio_timbre"]
     assert (timbre_.status, timbre_.count) == ("fail", 40)  # every file, the buzz roll too
     entries = timbre_.details["files"]
-    assert all(entry["flagged"] and entry["note_salience_db"] > AUDIO.note_threshold for entry in entries)
+    assert all(entry["flagged"] and entry["partial_stability"] > AUDIO.partial_threshold for entry in entries)
     assert any("multiple_bounce_roll" in entry["file"] for entry in entries)
+    # Drums and piano apart on partial stability alone, with room to spare either side.
+    drum_stability = [entry["partial_stability"] for entry in files(drums, "audio_timbre").values()]
+    assert (
+        max(drum_stability)
+        < AUDIO.partial_threshold / 2
+        < AUDIO.partial_threshold * 1.5
+        < min(entry["partial_stability"] for entry in entries)
+    )
 
 
 @pytest.mark.parametrize("shift_ms", [30.0, -30.0])

@@ -6,9 +6,11 @@
   above the median) is the score, its fundamental the best-fit pitch. With the MIDI, the same is read
   at the pitches of the notes it plays, on the mean of the frames' dB spectra (note salience): a
   drum part played by a melodic instrument (upstream's channel bug: note 38 as a ~73 Hz piano) rings
-  at those pitches all along, even in a buzz roll whose re-struck hammers blur the long-term spectrum.
-- **Alignment** (`audio_alignment`): onset strengths (`validate.onsets`) cross-correlated with the
-  MIDI note-ons; the lag and the correlation there say whether the audio follows the MIDI.
+  at those pitches all along. Levels alone do not split real drums from real piano buzz rolls (whose
+  re-struck hammers blur the spectrum), so the phases do too: partial stability (`validate.partials`),
+  how often the harmonics of those pitches hold as steady sinusoids from frame to frame.
+- **Alignment** (`audio_alignment`): onset strengths (`validate.onsets`) fitted by the MIDI note-ons
+  at every lag; the direct sound's lag and the fit's correlation say whether the audio follows the MIDI.
 
 Workers take plain data and return one plain dict per file, so they run in processes through
 `validate.media.run_tasks`. Thresholds are applied afterwards, in `audio_checks`.
@@ -32,28 +34,30 @@ import soundfile as sf
 
 from .media import MediaRefs, run_chunked, run_tasks
 from .onsets import AnalysisError, alignment, magnitudes
+from .partials import partial_stability
 from .report import CheckResult, first_line, share_verdict, skipped
 
 AUDIO_CHECKS = ("audio_timbre", "audio_alignment")
 
 # --- thresholds (calibrated on real upstream renders: README "Audio checks (`--audio`)") -----------
 # 1,040 drum renders (all 5 presets) and 840 piano renders (the channel bug; 21 buzz rolls) of the
-# upstream generator. Harmonic salience: drums 3.5-7.0 dB (median 5.2), piano 6.0-13.7 (buzz rolls
-# from 6.0): it alone cannot split them, and 7 dB, which flags 1 drum file, is kept for audio without
-# MIDI. Note salience: drums 1.7-4.6 dB (median 2.8), piano 4.6-14.3 (median 9.1); 4.6 dB splits
-# all of them but the margin is thin (0.07 dB). `sousa-builder sample`: clean 2.6-4.5 dB, --pitched 20-31.
+# upstream generator. Harmonic salience: drums 3.7-7.3 dB (median 5.2), piano 5.9-13.9 (buzz rolls
+# from 5.9): it alone cannot split them, and 7 dB, which flags 1 drum file, is kept for audio without
+# MIDI. Note salience: drums 1.6-4.9 dB, piano 4.7-14.3: they overlap, so it is gated at the same 7 dB
+# (a strongly pitched file), and the split is left to partial stability: drums -0.10 to 0.060 (99th
+# percentile 0.031), piano 0.131 to 0.53 (1st percentile 0.197). `sousa-builder sample`: clean
+# 2.6-4.5 dB and partial stability -0.10 to 0.04, --pitched 20-31 dB and 0.67-0.71.
 TIMBRE_THRESHOLD_DB = 7.0
-# The note-salience threshold is this much below the timbre threshold (--timbre-threshold moves both).
-NOTE_MARGIN_DB = 2.4
-# Real drums: best lag -0.9 to +3.8 ms for 99% of files (most of the rest read a room echo, +35-45 ms);
-# shifted by +30 / -30 ms they read back +31.8 / -28.2 (medians). 10 ms keeps the former and catches
-# the latter; against another sample's MIDI it also catches 3% more files than 20 ms would (some
-# correlate at a lag near +/-20 ms).
+# Midway between the real drums' highest partial stability (0.060) and the real piano's lowest (0.131).
+PARTIAL_STABILITY_THRESHOLD = 0.095
+# Real drums: lag -0.4 to +3.2 ms for 98% of files (1st-99th percentile; 3 read a room echo at +19
+# to +28 ms, 2 an earlier cluster at -45 ms); shifted by +30 / -30 ms they read back +31.9 / -28.2
+# (medians). 10 ms keeps the former and catches the latter.
 MAX_LAG_MS = 10.0
-# Real drums correlate at 0.20-0.92 (1st percentile 0.31, median 0.74); against another sample's
-# MIDI 0.21 median, 0.46 at the 95th percentile (same tempo, same stroke grid: timing alone cannot
-# tell some rudiments apart). 0.3 flags 1.6% of real drums (gym 4.9%), 97% of the mismatched ones.
-MIN_CORRELATION = 0.3
+# Real drums correlate (with the fit of note-ons and room, `validate.onsets`) at 0.38-0.92 (1st
+# percentile 0.54, median 0.79); against another sample's MIDI 0.25 median, 0.51 at the 95th
+# percentile. 0.45, with the 10 ms limit, flags 0.5% of real drums and 99.4% of the mismatched ones.
+MIN_CORRELATION = 0.45
 # A dataset fails when more than this share of the checked files is flagged (--strict: any).
 MAX_FLAGGED_SHARE = 0.02
 
@@ -80,14 +84,15 @@ class AudioSettings:
     """The thresholds of the two audio checks (CLI: --timbre-threshold, --max-lag-ms, ...)."""
 
     timbre_threshold: float = TIMBRE_THRESHOLD_DB
+    partial_threshold: float = PARTIAL_STABILITY_THRESHOLD
     max_lag_ms: float = MAX_LAG_MS
     min_correlation: float = MIN_CORRELATION
     max_flagged_share: float = MAX_FLAGGED_SHARE
 
     @property
     def note_threshold(self) -> float:
-        """The note salience above which a file is flagged: `NOTE_MARGIN_DB` below the timbre threshold."""
-        return self.timbre_threshold - NOTE_MARGIN_DB
+        """The note salience above which a file is flagged: the timbre threshold (kept apart in the report)."""
+        return self.timbre_threshold
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.max_flagged_share <= 1.0:
@@ -156,7 +161,8 @@ def _series_score(peak: np.ndarray, bin_hz: float, candidates: np.ndarray) -> tu
 
 
 def timbre(signal: np.ndarray, rate: int, notes: Sequence[int] = ()) -> dict[str, float]:
-    """Harmonic salience (dB) and best-fit pitch (Hz); with `notes`, the salience at those notes' pitches too."""
+    """Harmonic salience (dB) and best-fit pitch (Hz); with `notes`, the salience and the partial stability
+    (`validate.partials`) at those notes' pitches too."""
     total, frames, loudest = 0.0, 0, 0.0
     for block in magnitudes(signal, TIMBRE_FFT, TIMBRE_FFT // 2):  # one block held at a time
         total, frames, loudest = total + block.sum(axis=0), frames + len(block), max(loudest, float(block.max()))
@@ -179,6 +185,7 @@ def timbre(signal: np.ndarray, rate: int, notes: Sequence[int] = ()) -> dict[str
         for block in magnitudes(signal, TIMBRE_FFT, TIMBRE_FFT // 2):
             log_total = log_total + (20 * np.log10(block + NOTE_FLOOR * loudest)).sum(axis=0)
         result["note_salience_db"] = _series_score(_relative_level(log_total / frames, bin_hz), bin_hz, candidates)[0]
+        result["partial_stability"] = partial_stability(signal, rate, candidates, STRETCHES, MEDIAN_HZ)
     return result
 
 
@@ -270,8 +277,8 @@ def _median(values: Sequence[float], digits: int) -> float | None:
 
 
 def timbre_check(results: Sequence[Mapping[str, Any]], settings: AudioSettings, details: dict[str, Any]) -> CheckResult:
-    """audio_timbre: files whose harmonic salience, or note salience, is above its threshold (or that do not
-    analyse) are flagged."""
+    """audio_timbre: files whose harmonic salience, note salience or partial stability is above its threshold
+    (or that do not analyse) are flagged."""
     flagged: list[tuple[float, str]] = []  # (badness, offender)
     files = []
     for result in results:
@@ -282,16 +289,24 @@ def timbre_check(results: Sequence[Mapping[str, Any]], settings: AudioSettings, 
             files.append({**entry, "flagged": True, "problem": problem})
             continue
         score, note = float(result["harmonic_salience_db"]), result.get("note_salience_db")
-        badness = max(score - settings.timbre_threshold, -math.inf if note is None else note - settings.note_threshold)
+        stability = result.get("partial_stability")
+        over = [score - settings.timbre_threshold]
         measured = {"harmonic_salience_db": round(score, 2), "pitch_hz": round(float(result["pitch_hz"]), 1)}
         if note is not None:
             measured["note_salience_db"] = round(float(note), 2)
+            over.append(note - settings.note_threshold)
+        if stability is not None:
+            measured["partial_stability"] = round(float(stability), 3)
+            over.append(10 * (stability - settings.partial_threshold))  # 0.1 of stability ranks as 1 dB
+        badness = max(over)
         files.append({**entry, "flagged": bool(badness > 0), **measured})
         if badness > 0:
             pitch = _pitch_text(result["pitch_hz"], result.get("midi_notes", ()))
             why = f"{result['where']}: harmonic salience {score:.1f} dB, pitch {pitch}"
             if note is not None:
                 why += f"; at the pitches of its MIDI notes {note:.1f} dB (limit {settings.note_threshold:g})"
+            if stability is not None:
+                why += f", partial stability {stability:.2f} (limit {settings.partial_threshold:g})"
             flagged.append((badness, why))
     scores = [f["harmonic_salience_db"] for f in files if "harmonic_salience_db" in f]
     details = {
@@ -300,9 +315,11 @@ def timbre_check(results: Sequence[Mapping[str, Any]], settings: AudioSettings, 
         "flagged": len(flagged),
         "threshold_db": settings.timbre_threshold,
         "note_threshold_db": settings.note_threshold,
+        "partial_threshold": settings.partial_threshold,
         "max_flagged_share": settings.max_flagged_share,
         "median_harmonic_salience_db": _median(scores, 2),
         "median_note_salience_db": _median([f["note_salience_db"] for f in files if "note_salience_db" in f], 2),
+        "median_partial_stability": _median([f["partial_stability"] for f in files if "partial_stability" in f], 3),
         "files": files,
     }
     flagged.sort(key=lambda item: -item[0])
@@ -311,10 +328,13 @@ def timbre_check(results: Sequence[Mapping[str, Any]], settings: AudioSettings, 
         len(results),
         [offender for _, offender in flagged],
         f"file(s) pitched, not a drum (harmonic salience above {settings.timbre_threshold:g} dB, or above "
-        f"{settings.note_threshold:g} dB at the pitches of the notes its MIDI plays), or not analysable",
+        f"{settings.note_threshold:g} dB at the pitches of the notes its MIDI plays, or steady partials there: "
+        f"stability above {settings.partial_threshold:g}), or not analysable",
         f"{len(results):,} file(s) sound like a drum: harmonic salience at most {settings.timbre_threshold:g} dB "
         f"(median {_shown(details['median_harmonic_salience_db'], '.1f')} dB), at most {settings.note_threshold:g} dB "
-        f"at the pitches of their MIDI notes (median {_shown(details['median_note_salience_db'], '.1f')} dB)",
+        f"at the pitches of their MIDI notes (median {_shown(details['median_note_salience_db'], '.1f')} dB), "
+        f"partial stability there at most {settings.partial_threshold:g} "
+        f"(median {_shown(details['median_partial_stability'], '.2f')})",
         settings.max_flagged_share,
         details,
     )

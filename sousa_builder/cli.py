@@ -26,11 +26,18 @@ from .sample import PRESETS, RUDIMENTS, TEMPOS, make_sample
 from .source import LABEL_FILES, resolve_data_dir
 from .storage import is_url
 from .validate import validate_prepared, validate_source
-from .validate.audio import MAX_FLAGGED_SHARE, MAX_LAG_MS, MIN_CORRELATION, TIMBRE_THRESHOLD_DB, AudioSettings
+from .validate.audio import (
+    MAX_FLAGGED_SHARE,
+    MAX_LAG_MS,
+    MIN_CORRELATION,
+    PARTIAL_STABILITY_THRESHOLD,
+    TIMBRE_THRESHOLD_DB,
+    AudioSettings,
+)
 
 logger = logging.getLogger("sousa_builder")
 # validate options that set `AudioSettings` fields of the same name.
-AUDIO_OPTIONS = ("timbre_threshold", "max_lag_ms", "min_correlation", "max_flagged_share")
+AUDIO_OPTIONS = ("timbre_threshold", "partial_threshold", "max_lag_ms", "min_correlation", "max_flagged_share")
 
 EXAMPLES = """examples, one per command (COMMAND --help: its options and more examples):
   sousa-builder sample ./demo-data --profiles 4 --seed 1
@@ -240,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sound = check.add_argument_group(
         "audio checks",
-        "is each FLAC a drum (harmonic salience), does it follow its MIDI (onset cross-correlation)?\n"
+        "is each FLAC a drum (harmonic salience, partial stability), does it follow its MIDI (onsets fitted by\n"
+        "its notes)? "
         "Each check fails when more than --max-flagged-share of the files are flagged (--strict: any).",
     )
     sound.add_argument("--audio", action="store_true", help="run the audio checks (on the --sample files if given)")
@@ -248,7 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--timbre-threshold",
         type=float,
         metavar="DB",
-        help=f"flag harmonic salience above DB (default {TIMBRE_THRESHOLD_DB:g})",
+        help=f"flag harmonic or note salience above DB (default {TIMBRE_THRESHOLD_DB:g})",
+    )
+    sound.add_argument(
+        "--partial-threshold",
+        type=float,
+        metavar="S",
+        help=f"flag partial stability at the MIDI's pitches above S (default {PARTIAL_STABILITY_THRESHOLD:g})",
     )
     sound.add_argument(
         "--max-lag-ms",

@@ -372,3 +372,11 @@ def test_real_drums_against_other_midi_fail_alignment(real: Path, tmp_path: Path
     report = validate_source(data, audio=AUDIO)
     assert report["audio_timbre"].status == "pass" and report["audio_alignment"].status == "fail"
     assert len(flagged(report, "audio_alignment")) >= 0.97 * 80
+
+
+def test_partial_threshold_option_reaches_the_timbre_check(sample_dir: Path, capsys) -> None:
+    assert main(["validate", str(sample_dir), "--audio"]) == 0
+    capsys.readouterr()
+    # Clean drums score below 0.05 (README, Calibration): a threshold under that flags every file.
+    assert main(["validate", str(sample_dir), "--audio", "--partial-threshold", "-1"]) == 1
+    assert "FAIL  audio_timbre" in capsys.readouterr().out

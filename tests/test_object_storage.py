@@ -258,3 +258,17 @@ def test_urls_that_validate_and_publish_cannot_take_are_usage_errors(capsys: pyt
         main(["publish", "alice/sousa", "--data-dir", "s3://bucket/sousa-raw", "--yes"])
     assert exit_.value.code == 2
     assert "--data-dir s3://bucket/sousa-raw: must be a local folder; prepare the URL first" in capsys.readouterr().err
+
+
+def test_a_media_file_that_is_not_flac_stops_the_run_and_leaves_out_as_it_was(
+    s3: S3, source_url: str, bucket: str
+) -> None:
+    out = f"{bucket}/sousa"
+    prepare(source_url, out, configs=["midi_only"])
+    before = {key: s3.fs.cat_file(f"{out}/{key}".removeprefix("s3://")) for key in s3.keys(out)}
+    audio = next(key for key in s3.keys(source_url) if key.endswith(".flac"))
+    s3.fs.pipe_file(f"{source_url}/{audio}".removeprefix("s3://"), b"RIFF....WAVE, not a FLAC file")
+    not_flac = rf"{source_url}/{audio} \(sample .+\): not a FLAC file \(it does not start with fLaC"
+    with pytest.raises(SourceFormatError, match=not_flac):
+        prepare(source_url, out)
+    assert {key: s3.fs.cat_file(f"{out}/{key}".removeprefix("s3://")) for key in s3.keys(out)} == before

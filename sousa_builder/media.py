@@ -24,14 +24,24 @@ from .storage import filesystem, is_url
 MEDIA_FOLDERS = ("audio", "midi")  # where the generator writes the FLAC and MIDI files
 
 
-def media_problems(root: Path, relatives: Sequence[str]) -> list[str | None]:
-    """`media_problem` of each of `relatives` under a local root (`RemoteMedia.problems` under a URL)."""
-    return [media_problem(root, relative) for relative in relatives]
+def media_files(root: Path | str) -> LocalMedia | RemoteMedia:
+    """The media files under `root`, a local folder or a URL: what `problems` they have, their `sizes`."""
+    return RemoteMedia(str(root)) if is_url(root) else LocalMedia(Path(root))
 
 
-def media_sizes(root: Path, relatives: Sequence[str]) -> list[int]:
-    """The size in bytes of each of `relatives` (usable files: checked by `media_problems`)."""
-    return [os.path.getsize(os.path.join(root, relative)) for relative in relatives]
+class LocalMedia:
+    """The media files under a local folder."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def problems(self, relatives: Sequence[str]) -> list[str | None]:
+        """`media_problem` of each of `relatives`."""
+        return [media_problem(self.root, relative) for relative in relatives]
+
+    def sizes(self, relatives: Sequence[str]) -> list[int]:
+        """The size in bytes of each of `relatives` (usable files: checked by `problems`)."""
+        return [os.path.getsize(os.path.join(self.root, relative)) for relative in relatives]
 
 
 def media_problem(root: Path, relative: str) -> str | None:

@@ -113,7 +113,8 @@ def _read_manifest(fs: Any, path: str) -> Manifest | None:
 
 def _check_replaceable(fs: Any, root: str, out: str, kind: str, option: str) -> bool:
     """Whether OUT holds an earlier output of `kind` (True) or nothing (False); refuse anything else."""
-    content = {relative: info for relative, info in _objects(fs, root).items() if not relative.startswith(".sousa/")}
+    ours = f"{MANIFEST_DIR}/"  # the manifest, the journal, staging prefixes
+    content = {relative: info for relative, info in _objects(fs, root).items() if not relative.startswith(ours)}
     manifest = _read_manifest(fs, f"{root}/{MANIFEST}")
     if not content and manifest is None:
         return False

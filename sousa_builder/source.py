@@ -30,8 +30,8 @@ from .features import (
     STROKE_FIELDS,
     class_label_columns,
 )
-from .media import MEDIA_FOLDERS, RemoteMedia, forget_resolved_folders, media_problems, media_sizes
-from .storage import filesystem, is_url
+from .media import MEDIA_FOLDERS, LocalMedia, RemoteMedia, forget_resolved_folders, media_files
+from .storage import filesystem
 
 logger = logging.getLogger(__name__)
 
@@ -334,9 +334,9 @@ class SousaSource:
         return source
 
     @functools.cached_property
-    def _remote_media(self) -> RemoteMedia:
-        """The media under a URL root, listed once for every check and size of this run."""
-        return RemoteMedia(str(self.media_root))
+    def media(self) -> LocalMedia | RemoteMedia:
+        """The media files under `media_root` (a URL's listed once, for every check and size of this run)."""
+        return media_files(self.media_root)
 
     @classmethod
     def open(cls, data_dir: str | os.PathLike | DataDir | None = None) -> SousaSource:
@@ -392,8 +392,7 @@ class SousaSource:
             if no_path:
                 what = "its augmentation group has no MIDI file" if column == "midi_path" else "audio_path is null"
                 raise SourceFormatError(f"{len(no_path)} sample(s) have no {kind} file ({what}): {listing(no_path)}")
-            remote = is_url(self.media_root)
-            found = self._remote_media.problems(paths) if remote else media_problems(self.media_root, paths)
+            found = self.media.problems(paths)
             problems = [f"{path} (sample {sid}): {problem}" for sid, path, problem in zip(ids, paths, found) if problem]
             if problems:
                 raise SourceFormatError(
@@ -402,8 +401,7 @@ class SousaSource:
 
     def media_bytes(self, rows: pa.Table, column: str) -> int:
         """The total size of the media files of `rows` in `column` (audio_path or midi_path)."""
-        paths = rows[column].to_pylist()
-        return sum(self._remote_media.sizes(paths) if is_url(self.media_root) else media_sizes(self.media_root, paths))
+        return sum(self.media.sizes(rows[column].to_pylist()))
 
 
 def _refuse_duplicates(column: pa.ChunkedArray, path: Path, what: str) -> None:

@@ -69,7 +69,6 @@ def filesystem(url: str) -> tuple[Any, str]:
         fs = _FILESYSTEMS[protocol]
         return fs, fs._strip_protocol(url)
     except ImportError as err:
-        protocol = url.split("://", 1)[0]
         raise StorageError(f"{url}: reading and writing {protocol}:// needs its fsspec backend ({err})") from None
     except ValueError as err:  # an unknown protocol
         raise StorageError(f"{url}: {err}") from None
@@ -82,18 +81,11 @@ def join(base: str | Path, *parts: str) -> str | Path:
     return posixpath.join(base, *parts)
 
 
-def read_bytes(url: str) -> bytes:
-    """The whole object at `url`."""
-    fs, path = filesystem(url)
-    return fs.cat_file(path)
-
-
 def read_arrow_file(where: str | os.PathLike) -> pa.Table:
     """An Arrow IPC file (memory-mapped when local)."""
     if is_url(where):
         fs, path = filesystem(os.fspath(where))
-        with fs.open(path, "rb") as stream:
-            return pa.ipc.open_file(pa.BufferReader(stream.read())).read_all()
+        return pa.ipc.open_file(pa.BufferReader(fs.cat_file(path))).read_all()
     with pa.memory_map(os.fspath(where)) as source:
         return pa.ipc.open_file(source).read_all()
 

@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -95,7 +96,11 @@ class RayShardWriters:
         finally:
             self._pending.clear()
             if self._started_ray:  # connected by us (ray.init), locally or to a cluster: disconnect
-                self._ray.shutdown()
+                # Left by an error or an interrupt, the tasks still running fail as the driver leaves, and Ray's
+                # C++ core worker logs that at ERROR straight to file descriptor 2 ("Failed to push error to
+                # driver"): noise beside the one line the CLI prints, so it goes to /dev/null instead.
+                with _stderr_to_devnull() if exc_type is not None else contextlib.nullcontext():
+                    self._ray.shutdown()
 
     def submit(self, tasks: Sequence[ShardTask]) -> None:
         """Start writing `tasks` (every shard of the run); `write` collects them."""
@@ -155,6 +160,20 @@ def _own_signal_handlers() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull() -> Iterator[None]:
+    """Point file descriptor 2 of this process (where C++ code writes, not only `sys.stderr`) at /dev/null."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def _absolute(task: ShardTask) -> ShardTask:

@@ -142,3 +142,17 @@ def test_the_local_ray_is_the_runs_own_even_where_ray_address_names_a_cluster(
     prepare(sample_dir, expected, configs=["labels_only"])
     prepare(sample_dir, out, configs=["labels_only"], num_proc=1, engine="ray")
     assert_same_output(out, expected)
+
+
+def test_what_ray_writes_to_stderr_while_leaving_after_an_error_is_dropped_and_stderr_comes_back() -> None:
+    """Ray's C++ core worker writes to file descriptor 2 itself (not through sys.stderr): the block drops that."""
+    code = (
+        "import os, sys; from sousa_builder.ray_engine import _stderr_to_devnull\n"
+        "print('before', file=sys.stderr)\n"
+        "with _stderr_to_devnull():\n"
+        "    os.write(2, b'task_manager.cc:1545: Failed to push error to driver\\n')\n"
+        "    print('python', file=sys.stderr)\n"
+        "print('after', file=sys.stderr)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert run.stderr.splitlines() == ["before", "after"]

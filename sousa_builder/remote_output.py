@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputExistsError
+from .errors import OutputExistsError, StorageError
 from .manifest import MANIFEST, MANIFEST_DIR, SHOWN, FileEntry, Manifest
 from .storage import filesystem
 
@@ -205,10 +206,22 @@ def local_copy(out: str) -> Iterator[Path]:
         relatives = sorted(r for r in found if not r.startswith(f"{MANIFEST_DIR}/"))
     else:  # a listed file that is missing is for the manifest check to report
         relatives = [r for r in [*sorted(manifest.files), MANIFEST] if r in found]
+    size = sum(int(found[relative].get("size") or 0) for relative in relatives)
+    temporary = tempfile.gettempdir()
+    free = shutil.disk_usage(temporary).free
+    if size > free:  # refused before the first byte, not with a full disk halfway through the copy
+        raise StorageError(
+            f"{out}: its checks and uploads work on a local copy of its {len(relatives)} files ({_gb(size)}), and "
+            f"{temporary} has {_gb(free)} free: set TMPDIR to a folder on a disk with room"
+        )
     with tempfile.TemporaryDirectory(prefix="sousa-prepared-") as folder:
+        logger.info("copying %d files of %s (%s) to %s", len(relatives), out, _gb(size), folder)
         targets = [os.path.join(folder, *relative.split("/")) for relative in relatives]
         for target in targets:
             os.makedirs(os.path.dirname(target), exist_ok=True)
         fs.get([f"{root}/{relative}" for relative in relatives], targets)
-        logger.info("copied %d files of %s to %s", len(relatives), out, folder)
         yield Path(folder)
+
+
+def _gb(size: int) -> str:
+    return f"{size / 1e9:,.1f} GB"

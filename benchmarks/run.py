@@ -921,7 +921,7 @@ def past_one_machine(measured: dict) -> list[str]:
         )
     lines += [
         "",
-        f"**On the driver's disk**: the label buckets, {mb(driver['buckets_bytes'])} (Arrow IPC, uncompressed; the "
+        f"**On the driver's disk**: the label buckets, {mb(driver['buckets_bytes'])} (Arrow IPC, LZ4; the "
         f"source's label Parquet files: {mb(driver['labels_parquet_bytes'])}), "
         f"~{driver['buckets_bytes'] * scale / 1e9:,.1f} GB at 1M *(extrapolated)*, in its scratch folder (OUT's "
         "staging folder, or a temporary folder for a URL OUT), and the rows files.",

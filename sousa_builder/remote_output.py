@@ -166,6 +166,25 @@ def _commit(fs: Any, root: str, name: str) -> None:
     fs.rm_file(f"{root}/{JOURNAL}")
 
 
+def _check_recoverable(fs: Any, root: str, new: Manifest) -> None:
+    """Completing a commit overwrites and deletes paths of OUT: refuse if any object there is not one that the
+    previous output or the new one (already copied) wrote, as its manifest says (a file written since the crash)."""
+    previous = _read_manifest(fs, f"{root}/{MANIFEST}")
+    written = [manifest.files for manifest in (previous, new) if manifest is not None]
+    foreign = sorted(
+        relative
+        for relative, info in _objects(fs, root).items()
+        if not relative.startswith(f"{MANIFEST_DIR}/")
+        and not any(relative in files and files[relative].size == int(info["size"]) for files in written)
+    )
+    if foreign:
+        shown = ", ".join(foreign[:SHOWN]) + (" ..." if len(foreign) > SHOWN else "")
+        raise OutputExistsError(
+            f"{fs.unstrip_protocol(root)}: an earlier run died while putting its output in place, and it now holds "
+            f"files neither output wrote ({shown}); nothing was changed: move them away, or choose another location"
+        )
+
+
 def _recover(fs: Any, root: str) -> None:
     """Complete a commit that a dead run left half done; remove the staging prefixes of runs that died before."""
     try:
@@ -175,7 +194,9 @@ def _recover(fs: Any, root: str) -> None:
     except (ValueError, KeyError, TypeError):
         name = ""
     if name is not None:
-        if name and _read_manifest(fs, f"{root}/{name}/{MANIFEST}") is not None:
+        new = _read_manifest(fs, f"{root}/{name}/{MANIFEST}") if name else None
+        if new is not None:
+            _check_recoverable(fs, root, new)
             _commit(fs, root, name)
             logger.info("completed the replacement of %s that an earlier run left half done", root)
         else:

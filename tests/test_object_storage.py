@@ -249,11 +249,8 @@ def test_a_run_that_died_while_putting_the_output_in_place_is_completed_by_the_n
     out = f"{bucket}/sousa"
     prepare(source_url, out, configs=["labels_only"], num_shards=2)
     real_remove = remote_output._remove_prefix
-
-    def die(fs, prefix):  # after the copies, the manifest and the README: before the staging is removed
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(remote_output, "_remove_prefix", die)
+    # after the copies, the manifest and the README: before the staging is removed
+    monkeypatch.setattr(remote_output, "_remove_prefix", interrupt)
     with pytest.raises(KeyboardInterrupt):
         prepare(source_url, out, configs=["labels_only"], num_shards=1)
     journal = json.loads(s3.fs.cat_file(f"{out}/.sousa/commit.json".removeprefix("s3://")))
@@ -265,6 +262,34 @@ def test_a_run_that_died_while_putting_the_output_in_place_is_completed_by_the_n
     expected = tmp_path / "expected"
     prepare(sample_dir, expected, configs=["labels_only"], num_shards=1)
     assert_equals_local(s3, out, expected, tmp_path)
+
+
+def interrupt(*args: object) -> None:
+    raise KeyboardInterrupt
+
+
+def test_completing_a_dead_runs_commit_refuses_files_written_since_and_keeps_them(
+    s3: S3, source_url: str, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sousa_builder import remote_output
+
+    out = f"{bucket}/sousa"
+    prepare(source_url, out, configs=["labels_only"], num_shards=2)
+    with monkeypatch.context() as patched:
+        patched.setattr(remote_output, "_remove_prefix", interrupt)
+        with pytest.raises(KeyboardInterrupt):  # dies after the copies, before the staging is removed
+            prepare(source_url, out, configs=["labels_only"], num_shards=1)
+    notes, stale = (f"{out}/{name}".removeprefix("s3://") for name in ("notes.txt", "labels_only/x.parquet"))
+    s3.fs.pipe_file(notes, b"mine")
+    s3.fs.pipe_file(stale, b"also mine")
+    before = {key: s3.fs.cat_file(f"{out}/{key}".removeprefix("s3://")) for key in s3.keys(out)}
+    with pytest.raises(OutputExistsError) as refused:
+        prepare(source_url, out, configs=["labels_only"], num_shards=1)
+    assert str(refused.value) == (
+        f"{out}: an earlier run died while putting its output in place, and it now holds files neither output "
+        "wrote (labels_only/x.parquet, notes.txt); nothing was changed: move them away, or choose another location"
+    )
+    assert {key: s3.fs.cat_file(f"{out}/{key}".removeprefix("s3://")) for key in s3.keys(out)} == before
 
 
 def test_urls_that_validate_and_publish_cannot_take_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:

@@ -155,7 +155,8 @@ def step_prepare(
     with _timed_phases(phases):
         result = prepare(data, out, configs=configs, num_proc=num_proc, engine=engine, ray_address=ray_address)
     shards = sum(len(split.files) for splits in result.configs.values() for split in splits.values())
-    return {"bytes": 0 if _is_url(out) else _tree_bytes(Path(out)), "shard_files": shards, "phases": phases}
+    written = 0 if _is_url(out) else _tree_bytes(Path(out))
+    return {"bytes": written, "shard_files": shards, "phases": phases, "ray_address": ray_address}
 
 
 @contextlib.contextmanager

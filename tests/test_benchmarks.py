@@ -90,6 +90,8 @@ def test_the_ray_steps_run_in_a_network_namespace_of_their_own(
         "validation-00000-of-00001.parquet",
     ]
     assert result["shard_files"] == 3 and {"ray_start", "ray_stop", "shards"} <= set(result["phases"])
+    # joined: prepare was pointed at the head started before it (not left to start a Ray of its own)
+    assert result["ray_address"] == ("127.0.0.1:6379" if step == "prepare_ray_joined" else None)
     assert ray_processes() - before == set()
 
 

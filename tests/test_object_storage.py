@@ -279,15 +279,16 @@ def test_completing_a_dead_runs_commit_refuses_files_written_since_and_keeps_the
         patched.setattr(remote_output, "_remove_prefix", interrupt)
         with pytest.raises(KeyboardInterrupt):  # dies after the copies, before the staging is removed
             prepare(source_url, out, configs=["labels_only"], num_shards=1)
-    notes, stale = (f"{out}/{name}".removeprefix("s3://") for name in ("notes.txt", "labels_only/x.parquet"))
-    s3.fs.pipe_file(notes, b"mine")
-    s3.fs.pipe_file(stale, b"also mine")
+    # A new file, and one the commit would copy over again (the new output's shard, rewritten since the crash).
+    for name, data in (("notes.txt", b"mine"), ("labels_only/train-00000-of-00001.parquet", b"also mine")):
+        s3.fs.pipe_file(f"{out}/{name}".removeprefix("s3://"), data)
     before = {key: s3.fs.cat_file(f"{out}/{key}".removeprefix("s3://")) for key in s3.keys(out)}
     with pytest.raises(OutputExistsError) as refused:
         prepare(source_url, out, configs=["labels_only"], num_shards=1)
     assert str(refused.value) == (
         f"{out}: an earlier run died while putting its output in place, and it now holds files neither output "
-        "wrote (labels_only/x.parquet, notes.txt); nothing was changed: move them away, or choose another location"
+        "wrote (labels_only/train-00000-of-00001.parquet, notes.txt); nothing was changed: move them away, or "
+        "choose another location"
     )
     assert {key: s3.fs.cat_file(f"{out}/{key}".removeprefix("s3://")) for key in s3.keys(out)} == before
 

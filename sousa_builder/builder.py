@@ -136,7 +136,8 @@ def build_tables(
 ) -> Iterator[pa.Table]:
     """The rows of `config` for `rows` (consecutive sample rows, sorted by sample_id), as tables of
     `config.rows_per_batch` rows: the label columns, the strokes and measures nested from `labels`, then
-    the media read from `root`. The same rows give the same tables, whoever calls."""
+    the media read from `root` and checked as they are read (`read_media_array`). The same rows give the same
+    tables, whoever calls."""
     reader = reader or labels.reader()
     for offset in range(0, rows.num_rows, config.rows_per_batch):
         batch = rows.slice(offset, config.rows_per_batch)
@@ -147,8 +148,9 @@ def build_tables(
         if config.with_midi:
             table = table.append_column("midi", read_media_array(root, batch["midi_path"].to_pylist(), ids))
         if config.with_audio:
-            paths = batch["audio_path"].to_pylist()
-            table = table.append_column("audio", _audio_column(read_media_array(root, paths, ids), paths))
+            paths, durations = batch["audio_path"].to_pylist(), batch["duration_sec"].to_pylist()
+            audio = read_media_array(root, paths, ids, durations)
+            table = table.append_column("audio", _audio_column(audio, paths))
         yield table
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .source import LABEL_FILES, MEASURES_SCHEMA, STROKES_SCHEMA, read_label_batches
+from .source_files import LABEL_FILES, MEASURES_SCHEMA, STROKES_SCHEMA, read_label_batches
 from .storage import is_url, join, read_arrow_file
 
 LABEL_TABLES = {"strokes": STROKES_SCHEMA, "measures": MEASURES_SCHEMA}

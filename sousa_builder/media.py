@@ -13,6 +13,7 @@ import os
 import posixpath
 import stat
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import pyarrow as pa
 
 from .errors import SourceFormatError
 from .storage import filesystem, is_url
+from .validate.media_rules import HEADER_BYTES, content_problem, header_problem
 
 MEDIA_FOLDERS = ("audio", "midi")  # where the generator writes the FLAC and MIDI files
 
@@ -62,26 +64,10 @@ def media_problem(root: Path, relative: str) -> str | None:
         return "not a regular file"
     try:
         with open(path, "rb") as stream:
-            head = stream.read(_HEADER_BYTES)
+            head = stream.read(HEADER_BYTES)
     except OSError as err:
         return f"unreadable ({err.strerror})"
     return header_problem(relative, head)
-
-
-# FLAC: "fLaC", then the STREAMINFO block header (type 0, 34 bytes long); MIDI: "MThd" and its length, 6.
-_FLAC_HEAD, _MIDI_HEAD, _HEADER_BYTES = b"fLaC\x00\x00\x00\x22", b"MThd\x00\x00\x00\x06", 8
-
-
-def header_problem(name: str, head: bytes) -> str | None:
-    """Why a media file's first bytes are not what its name claims (a cheap check, not a decode), or None."""
-    if not head:
-        return "empty (0 bytes)"
-    suffix = os.path.splitext(name)[1].lower()
-    if suffix == ".flac" and not (head[:4] == _FLAC_HEAD[:4] and head[4] & 0x7F == 0 and head[5:8] == _FLAC_HEAD[5:]):
-        return "not a FLAC file (it does not start with fLaC and a STREAMINFO block)"
-    if suffix in (".mid", ".midi") and head[:8] != _MIDI_HEAD:
-        return "not a MIDI file (it does not start with an MThd header)"
-    return None
 
 
 def _real_path(path: str) -> str:
@@ -103,48 +89,120 @@ def _real_directory(folder: str) -> str:
     return os.path.realpath(folder)
 
 
-def read_media_array(root: Path | str, relatives: Sequence[str], sample_ids: Sequence[str]) -> pa.ChunkedArray:
+def read_media_array(
+    root: Path | str,
+    relatives: Sequence[str],
+    sample_ids: Sequence[str],
+    durations: Sequence[float | None] | None = None,
+) -> pa.ChunkedArray:
     """The bytes of several media files as a binary array, each file read straight into the Arrow buffer
-    (under a URL root: fetched together, then copied in).
+    (under a URL root: fetched together, then copied in), each checked as it is read.
 
-    One chunk, unless the files hold more than a binary array can (2 GiB): then as many as needed.
-    The paths must have passed `SousaSource.check_media` (inside the root, regular, readable): the
-    builder checks them all before it reads any, so they are not resolved again here.
+    Args:
+        root: the dataset root, a local folder or a URL.
+        relatives: the media paths, relative to `root`.
+        sample_ids: the sample of each path, for messages.
+        durations: each sample's `duration_sec`, for the length of a FLAC (None: not checked).
+
+    Returns:
+        One chunk, unless the files hold more than a binary array can (2 GiB): then as many as needed.
+
+    Raises:
+        SourceFormatError: a file that is not what the media rules (`validate.media_rules.content_problem`)
+            require of the bytes embedded, that is not a regular file, that resolves outside `root` (a file
+            replaced by a link since it was checked), or that changed size while it was read.
     """
+    durations = list(durations) if durations is not None else [None] * len(relatives)
     if is_url(root):
-        return RemoteMedia(str(root)).read_array(relatives, sample_ids)
+        return RemoteMedia(str(root)).read_array(relatives, sample_ids, durations)
     root = Path(root)
-    paths, sizes = [root / relative for relative in relatives], []
-    for path, sample_id in zip(paths, sample_ids):
+    real_root = os.path.realpath(root)
+    arrays, start = [], 0
+    while start < len(relatives):
+        files, size = [], 0
+        for relative, sample_id in zip(relatives[start:], sample_ids[start:]):
+            opened = _open_inside(root, real_root, relative, sample_id)
+            if files and size + opened.size >= 2**31:
+                os.close(opened.fd)
+                break
+            files.append(opened)
+            size += opened.size
         try:
-            sizes.append(os.stat(path).st_size)
-        except OSError as err:
-            raise SourceFormatError(f"{path} (sample {sample_id}): unreadable ({err.strerror})") from err
-    if sum(sizes) >= 2**31:
-        if len(paths) == 1:
-            raise SourceFormatError(f"{paths[0]} (sample {sample_ids[0]}): larger than 2 GiB, too large for one row")
-        half = len(paths) // 2
-        chunks = [read_media_array(root, relatives[:half], sample_ids[:half])]
-        chunks.append(read_media_array(root, relatives[half:], sample_ids[half:]))
-        return pa.chunked_array([chunk for part in chunks for chunk in part.chunks], pa.binary())
-    offsets = np.zeros(len(paths) + 1, np.int64)
-    np.cumsum(sizes, out=offsets[1:])
+            arrays.append(_read_into_array(files, durations[start : start + len(files)]))
+        finally:
+            for opened in files:
+                os.close(opened.fd)
+        start += len(files)
+    return pa.chunked_array([chunk for array in arrays for chunk in array.chunks], pa.binary())
+
+
+@dataclass
+class _OpenMedia:
+    """A media file opened for reading: its descriptor, size, path and sample (for messages)."""
+
+    fd: int
+    size: int
+    path: str
+    relative: str
+    sample_id: str
+
+
+def _open_inside(root: Path, real_root: str, relative: str, sample_id: str) -> _OpenMedia:
+    """Open a media file for reading, refusing anything but a regular file inside the root (checked on the
+    opened file, so a file swapped for a link or a FIFO after the first check is caught, and never blocks)."""
+    path = os.path.join(root, relative)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as err:
+        raise SourceFormatError(f"{path} (sample {sample_id}): unreadable ({err.strerror})") from err
+    try:
+        info = os.fstat(fd)
+        where = _opened_path(fd, path)
+        if where != real_root and not where.startswith(real_root.rstrip(os.sep) + os.sep):
+            raise SourceFormatError(f"{path} (sample {sample_id}): escapes the dataset root (it resolves to {where})")
+        if not stat.S_ISREG(info.st_mode):
+            raise SourceFormatError(f"{path} (sample {sample_id}): not a regular file")
+        if info.st_size >= 2**31:
+            raise SourceFormatError(f"{path} (sample {sample_id}): larger than 2 GiB, too large for one row")
+    except BaseException:
+        os.close(fd)
+        raise
+    return _OpenMedia(fd, info.st_size, path, relative, sample_id)
+
+
+def _opened_path(fd: int, path: str) -> str:
+    """The real path of the file open at `fd` (Linux knows it; elsewhere the path resolved now)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return os.path.realpath(path)
+
+
+def _read_into_array(files: Sequence[_OpenMedia], durations: Sequence[float | None]) -> pa.ChunkedArray:
+    """The bytes of opened `files` (under 2 GiB in all) as one binary chunk, each checked by the media rules."""
+    offsets = np.zeros(len(files) + 1, np.int64)
+    np.cumsum([opened.size for opened in files], out=offsets[1:])
     # From Arrow's memory pool, which keeps freed pages for the next batch: a fresh numpy array per
     # batch made the kernel fault in (and compact into huge pages) new memory each time, 2-8x the read.
     data = pa.allocate_buffer(int(offsets[-1]))
     view = memoryview(data)
-    for path, sample_id, start, end in zip(paths, sample_ids, offsets[:-1], offsets[1:]):
+    for opened, duration, start, end in zip(files, durations, offsets[:-1], offsets[1:]):
+        where = f"{opened.path} (sample {opened.sample_id})"
         try:
-            with open(path, "rb", buffering=0) as stream:
-                while start < end and (count := stream.readinto(view[start:end])):
-                    start += count
-                changed = start != end or stream.read(1)
+            with open(opened.fd, "rb", buffering=0, closefd=False) as stream:
+                position = start
+                while position < end and (count := stream.readinto(view[position:end])):
+                    position += count
+                changed = position != end or stream.read(1)
         except OSError as err:
-            raise SourceFormatError(f"{path} (sample {sample_id}): unreadable ({err.strerror})") from err
+            raise SourceFormatError(f"{where}: unreadable ({err.strerror})") from err
         if changed:
-            raise SourceFormatError(f"{path} (sample {sample_id}): changed size while it was read")
+            raise SourceFormatError(f"{where}: changed size while it was read")
+        problem = content_problem(opened.relative, view[start:end], duration)
+        if problem:
+            raise SourceFormatError(f"{where}: {problem}")
     buffers = [None, pa.py_buffer(offsets.astype(np.int32)), data]
-    return pa.chunked_array([pa.BinaryArray.from_buffers(pa.binary(), len(paths), buffers)], pa.binary())
+    return pa.chunked_array([pa.BinaryArray.from_buffers(pa.binary(), len(files), buffers)], pa.binary())
 
 
 class RemoteMedia:
@@ -196,17 +254,20 @@ class RemoteMedia:
         """The size of each of `relatives`, from the listing."""
         return [int(self._listing[self._key(relative)]["size"]) for relative in relatives]
 
-    def read_array(self, relatives: Sequence[str], sample_ids: Sequence[str]) -> pa.ChunkedArray:
-        """The bytes of `relatives` as one binary chunk per 2 GiB at most, fetched concurrently."""
+    def read_array(
+        self, relatives: Sequence[str], sample_ids: Sequence[str], durations: Sequence[float | None]
+    ) -> pa.ChunkedArray:
+        """The bytes of `relatives` as one binary chunk per 2 GiB at most, fetched concurrently, each checked by
+        the media rules (`read_media_array`)."""
         keys = [self._key(relative) for relative in relatives]
         found = self.fs.cat(keys, on_error="return")
         data = []
-        for key, relative, sample_id in zip(keys, relatives, sample_ids):
+        for key, relative, sample_id, duration in zip(keys, relatives, sample_ids, durations):
             value = found.get(key)
             if not isinstance(value, bytes):
                 reason = f"{type(value).__name__}: {value}" if isinstance(value, Exception) else "missing"
                 raise SourceFormatError(f"{self.root}/{relative} (sample {sample_id}): unreadable ({reason})")
-            problem = header_problem(relative, value[:_HEADER_BYTES])
+            problem = content_problem(relative, value, duration)
             if problem:
                 raise SourceFormatError(f"{self.root}/{relative} (sample {sample_id}): {problem}")
             data.append(value)

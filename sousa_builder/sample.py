@@ -30,7 +30,7 @@ from .errors import OutputExistsError
 from .features import AUDIO_TAIL_SEC, BINARY_TIER, SAMPLING_RATE, SCORE_COLUMNS, TIERS
 from .manifest import write_manifest
 from .output import replacing
-from .source import LABEL_SCHEMAS, upstream_types
+from .source_files import LABEL_SCHEMAS, upstream_types
 
 logger = logging.getLogger(__name__)
 

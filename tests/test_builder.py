@@ -214,6 +214,27 @@ def test_cache_follows_a_regenerated_source(tmp_path: Path) -> None:
     assert set(forced.info.splits) == {"train", "test"}
 
 
+def test_cache_follows_re_rendered_audio(tmp_path: Path) -> None:
+    """Upstream re-renders the audio and leaves the labels as they were: the audio config's cache must not serve the
+    old audio, even when a file keeps its size and its modification time (copied back with `cp -p`, say)."""
+    source = make_sample(tmp_path / "data", profiles=3, rudiments=1, augmentations=1, seed=1)
+    cache = str(tmp_path / "cache")
+
+    def first_audio() -> bytes:
+        builder = Sousa(config_name="audio", data_dir=str(source), cache_dir=cache)
+        builder.download_and_prepare()
+        return builder.as_dataset(split="test").with_format("arrow")[0]["audio"][0]["bytes"].as_py()
+
+    before = first_audio()
+    path = next(p for p in (source / "audio").rglob("*.flac") if p.read_bytes() == before)
+    info = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # the re-rendered file: other audio, the same size, the same header
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+    assert first_audio() == bytes(data)
+
+
 @pytest.mark.skipif(DATASETS_4, reason="datasets 4+ runs no loading script")
 def test_loading_script_follows_a_regenerated_source(tmp_path: Path) -> None:
     source = make_sample(tmp_path / "data", profiles=4, rudiments=1, augmentations=1, seed=1)

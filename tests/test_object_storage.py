@@ -118,7 +118,10 @@ def test_a_missing_source_and_a_missing_media_file_are_one_line_naming_the_url(
         prepare(f"{bucket}/nothing", f"{bucket}/out")
     audio = next(key for key in s3.keys(source_url) if key.endswith(".flac"))
     s3.fs.rm_file(f"{source_url}/{audio}".removeprefix("s3://"))
-    unusable = rf"{source_url}: 1 audio file\(s\) unusable: {audio} \(sample .+\): missing"
+    unusable = (
+        rf"{source_url} fails validation \(media_files: 1 media reference\(s\) missing, unreadable or outside the "
+        rf"root: {audio} \(sample .+\): missing\)$"
+    )
     with pytest.raises(SourceFormatError, match=unusable):
         prepare(source_url, f"{bucket}/out")
     assert s3.keys(f"{bucket}/out") == []  # nothing written, not even a staging prefix

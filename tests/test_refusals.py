@@ -63,14 +63,14 @@ def profile_in_two_splits(d: Path) -> str:
     profile = document["train_profile_ids"][0]
     document["test_profile_ids"].append(profile)
     (d / "splits.json").write_text(json.dumps(document))
-    return f"profile {profile} is listed in two splits (train and test)"
+    return f"split_disjoint: 1 profile(s) listed in more than one split of splits.json: {profile} (in train and test)"
 
 
 def profile_in_no_split(d: Path) -> str:
     document = json.loads((d / "splits.json").read_text())
     profile = document["test_profile_ids"].pop()
     (d / "splits.json").write_text(json.dumps(document))
-    return f"6 sample(s) belong to a profile that is in no split: {first_with(d, 'profile_id', profile)}"
+    return f"6 sample(s) whose profile is in no split of splits.json: {first_with(d, 'profile_id', profile)[:6]}"
 
 
 def first_with(d: Path, column: str, value: str) -> str:
@@ -81,13 +81,14 @@ def first_with(d: Path, column: str, value: str) -> str:
 def duplicate_sample_id(d: Path) -> str:
     table = pq.read_table(d / SAMPLES)
     pq.write_table(pa.concat_tables([table, table.slice(3, 1)]), d / SAMPLES)
-    return f"duplicate sample_id {table['sample_id'][3].as_py()}"
+    repeated = table["sample_id"][3].as_py()
+    return f"unique_sample_ids: 1 sample_id(s) repeated in labels/samples.parquet, or null: {repeated} (2 rows)"
 
 
 def no_exercise_scores(d: Path) -> str:
     victim = first_row(d)["sample_id"]
     rewrite(d / "labels/exercises.parquet", lambda t: t.filter(pc.not_equal(t["sample_id"], victim)))
-    return f"1 sample(s) have no exercise scores: {victim}"
+    return f"one_exercise_row: 1 sample(s) without exactly one exercise row: {victim} (no exercise rows)"
 
 
 def audio_file_missing(d: Path) -> str:
@@ -137,7 +138,7 @@ def integer_beyond_float(d: Path) -> str:
     # duration_sec is a float: an integer column there converts only up to 2^53
     rewrite(d / SAMPLES, lambda t: t.set_column(t.schema.get_field_index("duration_sec"), "duration_sec",
                                                 pa.array([2**60 + 1] * t.num_rows, pa.int64())))  # fmt: skip
-    return f"column 'duration_sec' has type int64, which does not convert to double: sample {first_row(d)['sample_id']}"
+    return f"column duration_sec has type int64, which does not convert to double: sample {first_row(d)['sample_id']}"
 
 
 def audio_escapes_root(d: Path) -> str:
@@ -155,7 +156,7 @@ def audio_absolute(d: Path) -> str:
 def audio_path_null(d: Path) -> str:
     victim = first_row(d)["sample_id"]
     rewrite(d / SAMPLES, lambda t: set_value(t, "audio_path", 0, None))
-    return f"1 sample(s) have no audio file (audio_path is null): {victim}"
+    return f"media_files: 1 media reference(s) missing, unreadable or outside the root: sample {victim}: audio_path is"
 
 
 def group_without_midi(d: Path) -> str:
@@ -166,43 +167,40 @@ def group_without_midi(d: Path) -> str:
     members = sorted(
         r["sample_id"] for r in pq.read_table(d / SAMPLES).to_pylist() if r["augmentation_group_id"] == group
     )
-    return f"{len(members)} sample(s) have no MIDI file (its augmentation group has no MIDI file): {', '.join(members)}"
+    return f"sample {members[0]}: no MIDI file in its augmentation group {group}"
 
 
 def column_missing(d: Path) -> str:
     rewrite(d / SAMPLES, lambda t: t.drop_columns(["tempo_bpm"]))
-    return "labels/samples.parquet: missing column(s) tempo_bpm"
+    return "columns: 1 column(s) missing or of a wrong type: labels/samples.parquet: column tempo_bpm missing"
 
 
 def column_wrong_type(d: Path) -> str:
     rewrite(d / SAMPLES, lambda t: t.set_column(3, "tempo_bpm", pa.array(["fast"] * t.num_rows)))
-    return "column 'tempo_bpm' has type string, which does not convert to int64"
+    return "labels/samples.parquet: column tempo_bpm has type string, which does not convert to int64: sample "
 
 
 def labels_not_parquet(d: Path) -> str:
     (d / "labels/measures.parquet").write_text("not parquet")
-    return "labels/measures.parquet: cannot read it as Parquet"
+    return "label_files: 1 label file(s) missing or unreadable: labels/measures.parquet: does not parse as Parquet"
 
 
 def unknown_skill_tier(d: Path) -> str:
     row = first_row(d)
     rewrite(d / SAMPLES, lambda t: set_value(t, "skill_tier", 0, "expert"))
-    return (
-        "labels/samples.parquet: 1 sample(s) have a skill_tier that is not one of its 4 documented values "
-        f"(beginner, intermediate, advanced, professional): {row['sample_id']} ('expert')"
-    )
+    return f"(or skill_tier_binary not matching skill_tier): {row['sample_id']} skill_tier 'expert'"
 
 
 def unknown_rudiment_slug(d: Path) -> str:
     row = first_row(d)
     rewrite(d / SAMPLES, lambda t: set_value(t, "rudiment_slug", 0, "paradiddle"))  # PAS: single_paradiddle
-    return f"1 sample(s) have a rudiment_slug that is not one of its 40 documented values: {row['sample_id']}"
+    return f"{row['sample_id']} rudiment_slug 'paradiddle'"
 
 
 def null_dominant_hand(d: Path) -> str:
     row = first_row(d)
     rewrite(d / SAMPLES, lambda t: set_value(t, "dominant_hand", 0, None))
-    return f"have a dominant_hand that is not one of its 2 documented values (right, left): {row['sample_id']} (None)"
+    return f"{row['sample_id']} dominant_hand None"
 
 
 BREAKAGES = [

@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..source import (
+from ..source_files import (
     LABEL_FILES,
     LABEL_SCHEMAS,
     SPLITS_FILE,

@@ -1,4 +1,4 @@
-"""Media checks: the source's files are there, FLAC decodes in full, MIDI parses; embedded bytes compared.
+"""Media checks: the source's files are there and pass the media rules (`media_rules`); embedded bytes compared.
 
 The expensive ones run in chunks, in worker processes with `num_proc` > 1, under one progress bar
 shown on a terminal only (datasets' tqdm: `datasets.disable_progress_bars()` or
@@ -18,25 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import mido
 import pyarrow as pa
 import pyarrow.parquet as pq
-import soundfile as sf
 from datasets.utils.tqdm import tqdm
 
-from ..features import AUDIO_TAIL_SEC, SAMPLING_RATE
-from ..media import media_problem
+from ..media import LocalMedia, RemoteMedia, media_problem
+from .media_rules import content_problem
 from .report import CheckResult, first_line, verdict
 
 logger = logging.getLogger(__name__)
 
-# Real generator output lasts duration_sec + 0.5 s. The tolerance absorbs rounding and an encoder
-# padding to a block (a 1024-frame FLAC block is 23 ms at 44.1 kHz) yet is far below one beat at
-# 300 bpm (200 ms), so a cut or wrongly rendered file is still caught.
-AUDIO_LENGTH_TOLERANCE_SEC = 0.05
 # Files (or row groups) per task handed to a worker.
 TASK_SIZE = 32
-_DECODE_BLOCK = 1 << 16
 MEDIA_CHECKS = ("media_files", "audio_decode", "midi_parse", "unreferenced_media")
 # The samples columns the media checks read.
 MEDIA_COLUMNS = ("sample_id", "audio_path", "midi_path", "augmentation_group_id", "duration_sec")
@@ -44,54 +37,25 @@ MEDIA_COLUMNS = ("sample_id", "audio_path", "midi_path", "augmentation_group_id"
 T = TypeVar("T")
 
 
-def audio_problem(path: Path, duration_sec: float | None) -> str | None:
-    """Why `path` is not a full-length 44.1 kHz FLAC for a performance of `duration_sec`, or None.
-
-    The whole file is decoded (a cut or corrupt file often has an intact header).
-    """
-    try:
-        info = sf.info(str(path))
-        if info.format != "FLAC":
-            return f"format {info.format}, expected FLAC"
-        if info.samplerate != SAMPLING_RATE:
-            return f"sample rate {info.samplerate} Hz, expected {SAMPLING_RATE}"
-        frames = sum(len(block) for block in sf.blocks(str(path), blocksize=_DECODE_BLOCK, dtype="int32"))
-    except (sf.SoundFileError, RuntimeError, OSError) as err:
-        return f"does not decode ({err})"
-    if frames != info.frames:
-        return f"decodes to {frames} frames, its header says {info.frames}"
-    if duration_sec is None:
-        return None
-    seconds, expected = frames / info.samplerate, duration_sec + AUDIO_TAIL_SEC
-    if abs(seconds - expected) > AUDIO_LENGTH_TOLERANCE_SEC:
-        return (
-            f"lasts {seconds:.3f} s, expected duration_sec + {AUDIO_TAIL_SEC} s = {expected:.3f} s "
-            f"(tolerance {AUDIO_LENGTH_TOLERANCE_SEC} s)"
-        )
-    return None
-
-
-def midi_problem(path: Path) -> str | None:
-    """Why `path` is not a MIDI file with notes in it, or None."""
-    try:
-        midi = mido.MidiFile(str(path))
-    except Exception as err:  # mido raises OSError, EOFError, ValueError, KeyError... on malformed files
-        return f"does not parse as MIDI ({type(err).__name__}: {err})"
-    if not any(message.type == "note_on" and message.velocity > 0 for track in midi.tracks for message in track):
-        return "holds no note events"
-    return None
-
-
 def path_problems(root: str, paths: Sequence[str]) -> list[tuple[str, str | None]]:
     """Worker: (path, why it is not a readable file inside `root`, or None) for each relative path."""
     return [(path, media_problem(Path(root), path)) for path in paths]
+
+
+def _file_problem(path: Path, duration_sec: float | None = None) -> str | None:
+    """The media rules (`media_rules.content_problem`) on a source file, read whole."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        return f"unreadable ({err.strerror})"
+    return content_problem(path.name, data, duration_sec)
 
 
 def check_audio_files(root: str, items: Sequence[tuple[str, str, float | None]]) -> list[str]:
     """Worker: `(sample_id, relative path, duration_sec)` items -> 'path (sample id): problem' offenders."""
     found = []
     for sample_id, relative, duration in items:
-        problem = audio_problem(Path(root) / relative, duration)
+        problem = _file_problem(Path(root) / relative, duration)
         if problem:
             found.append(f"{relative} (sample {sample_id}): {problem}")
     return found
@@ -101,7 +65,7 @@ def check_midi_files(root: str, items: Sequence[tuple[str, str]]) -> list[str]:
     """Worker: `(sample_id, relative path)` items -> 'path (sample id): problem' offenders."""
     found = []
     for sample_id, relative in items:
-        problem = midi_problem(Path(root) / relative)
+        problem = _file_problem(Path(root) / relative)
         if problem:
             found.append(f"{relative} (sample {sample_id}): {problem}")
     return found
@@ -199,10 +163,17 @@ class MediaRefs:
     group_midi: dict[str | None, list[str]]  # augmentation group -> its MIDI files
 
     @classmethod
-    def read(cls, root: Path, samples: pa.Table, num_proc: int | None) -> MediaRefs:
+    def read(
+        cls, root: Path | str, samples: pa.Table, num_proc: int | None, media: LocalMedia | RemoteMedia | None = None
+    ) -> MediaRefs:
+        """The media references of `samples` (its `MEDIA_COLUMNS`), each file checked by `media.problems`, or by
+        `media_problem` in `num_proc` processes when `media` is not given (`root` is then a local folder)."""
         ids, audio, midi, groups, durations = (samples[column].to_pylist() for column in MEDIA_COLUMNS)
         paths = [path for path in dict.fromkeys([*audio, *midi]) if path is not None]
-        problems = dict(run_chunked(path_problems, root, paths, num_proc, "Finding media", size=1024))
+        if media is not None:
+            problems = dict(zip(paths, media.problems(paths)))
+        else:
+            problems = dict(run_chunked(path_problems, Path(root), paths, num_proc, "Finding media", size=1024))
         group_midi: dict[str | None, list[str]] = {}
         for group, path in zip(groups, midi):
             if path is not None:
@@ -235,13 +206,13 @@ def source_media_checks(
     undecoded = run_chunked(check_audio_files, root, audio, num_proc, "Decoding FLAC")
     unparsed = run_chunked(check_midi_files, root, midi, num_proc, "Parsing MIDI")
     return [
-        _media_files(refs),
+        media_files(refs),
         verdict(
             "audio_decode",
             len(undecoded),
             undecoded,
-            "audio file(s) that do not decode, are not 44.1 kHz FLAC, or do not last duration_sec + 0.5 s",
-            f"{len(audio):,} FLAC file(s) decode in full at 44.1 kHz and last duration_sec + 0.5 s",
+            "audio file(s) that are not 44.1 kHz FLAC, do not decode to their end, or do not last duration_sec + 0.5 s",
+            f"{len(audio):,} FLAC file(s): 44.1 kHz, decode to their end, last duration_sec + 0.5 s",
             details={**details, "checked": len(audio)},
         ),
         verdict(
@@ -264,16 +235,17 @@ def run_chunked(
     return run_tasks(worker, [(str(root), piece) for piece in pieces], [len(p) for p in pieces], num_proc, desc)
 
 
-def _media_files(refs: MediaRefs) -> CheckResult:
-    """Every audio and MIDI path resolves to a readable file inside the root; every group has a MIDI file."""
+def media_files(refs: MediaRefs, audio: bool = True, midi: bool = True) -> CheckResult:
+    """The media_files rule: every audio (with `audio`) and MIDI (with `midi`) path resolves to a readable file
+    inside the root whose header is sound, and every augmentation group has a MIDI file."""
     offenders = []
-    for sid, audio, midi, group in zip(refs.ids, refs.audio, refs.midi, refs.groups):
-        if audio is None:
+    for sid, audio_path, midi_path, group in zip(refs.ids, refs.audio, refs.midi, refs.groups):
+        if audio and audio_path is None:
             offenders.append(f"sample {sid}: audio_path is null")
-        for path in (audio, midi):
+        for path in (audio_path,) * audio + (midi_path,) * midi:
             if path is not None and refs.problems[path]:
                 offenders.append(f"{path} (sample {sid}): {refs.problems[path]}")
-        if group not in refs.group_midi:
+        if midi and group not in refs.group_midi:
             offenders.append(f"sample {sid}: no MIDI file in its augmentation group {group}")
     midi_files = sum(len(paths) for paths in refs.group_midi.values())
     return verdict(

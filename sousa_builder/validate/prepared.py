@@ -29,7 +29,8 @@ from ..features import features_for
 from ..manifest import MANIFEST, Manifest, ownership_problems
 from ..prepare import README
 from ..remote_output import local_copy
-from ..source import MEDIA_PATH_COLUMNS, SousaSource
+from ..source import SousaSource
+from ..source_files import MEDIA_PATH_COLUMNS
 from ..storage import is_url
 from .audio import AudioSettings, embedded_audio_checks, skipped_audio_checks
 from .hub_limits import HubLimits, hub_limits_checks

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..features import TIERS
-from ..source import (
+from ..source_files import (
     SPLIT_KEYS,
 )
 from .label_files import LabelData

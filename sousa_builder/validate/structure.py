@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..source import (
+from ..source_files import (
     LABEL_FILES,
 )
 from .label_files import LabelData, few, floats, ints, nulls, number, value_counts

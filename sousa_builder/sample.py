@@ -20,16 +20,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import mido
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import soundfile as sf
 
 from .errors import OutputExistsError
-from .features import AUDIO_TAIL_SEC, BINARY_TIER, SAMPLING_RATE, SCORE_COLUMNS, TIERS
+from .features import BINARY_TIER, SCORE_COLUMNS, TIERS
 from .manifest import write_manifest
 from .output import replacing
+from .sample_media import write_flac, write_midi
+from .sample_rudiments import RUDIMENTS, Rudiment
 from .source_files import LABEL_SCHEMAS, upstream_types
 
 logger = logging.getLogger(__name__)
@@ -46,14 +46,7 @@ PRESETS = (
     ("arachno", "practiceroom"),
 )
 SAMPLE = "sample"  # the kind of folder in its manifest
-SNARE_NOTE = 38
 TEMPOS = range(90, 181, 2)
-# `pitched` renders: harmonics (1/k amplitudes) of the note's pitch, slightly stretched as a piano
-# string's are (f_k = k f0 sqrt(1 + B k^2)), decaying slowly.
-PITCHED_HARMONICS = 20
-PITCHED_STRETCH = 1e-4
-PITCHED_DECAY_SEC = 0.5
-PITCHED_LENGTH_SEC = 1.5
 # Scores drawn separately from the nine 0-100 scores of every exercise.
 SPECIAL_SCORES = (
     "flam_quality",
@@ -62,76 +55,6 @@ SPECIAL_SCORES = (
     "groove_feel_proxy",
     "overall_score",
     "tier_confidence",
-)
-
-
-@dataclass(frozen=True)
-class Stroke:
-    """One stroke of a rudiment pattern, for a right-handed player."""
-
-    beat: float
-    hand: str
-    kind: str = "tap"
-    accent: bool = False
-    diddle_position: int | None = None
-    buzz: bool = False
-    flam: bool = False  # preceded by a grace note from the other hand
-
-
-@dataclass(frozen=True)
-class Rudiment:
-    slug: str
-    beats_per_cycle: int
-    pattern: tuple[Stroke, ...]
-
-    @property
-    def has_flams(self) -> bool:
-        return any(s.flam for s in self.pattern)
-
-    @property
-    def has_diddles(self) -> bool:
-        return any(s.diddle_position is not None for s in self.pattern)
-
-    @property
-    def is_roll(self) -> bool:
-        return "roll" in self.slug
-
-
-def _diddles(hands: str, step: float) -> tuple[Stroke, ...]:
-    return tuple(Stroke(i * step, h, "diddle", diddle_position=i % 2) for i, h in enumerate(hands))
-
-
-RUDIMENTS = (
-    Rudiment("single_stroke_roll", 2, tuple(Stroke(i * 0.5, "RL"[i % 2]) for i in range(4))),
-    Rudiment("double_stroke_open_roll", 2, _diddles("RRLLRRLL", 0.25)),
-    Rudiment(
-        "single_paradiddle",
-        2,
-        tuple(
-            Stroke(
-                i * 0.25,
-                h,
-                "accent" if i % 4 == 0 else ("diddle" if i % 4 >= 2 else "tap"),
-                accent=i % 4 == 0,
-                diddle_position=(i % 4 - 2) if i % 4 >= 2 else None,
-            )
-            for i, h in enumerate("RLRRLRLL")
-        ),
-    ),
-    Rudiment(
-        "flam",
-        2,
-        (Stroke(0.0, "R", "accent", accent=True, flam=True), Stroke(1.0, "L", "accent", accent=True, flam=True)),
-    ),
-    Rudiment("multiple_bounce_roll", 1, tuple(Stroke(i * 0.5, "RL"[i % 2], "buzz", buzz=True) for i in range(2))),
-    Rudiment(
-        "single_stroke_four",
-        2,
-        tuple(
-            Stroke(b, h, "accent" if i == 3 else "tap", accent=i == 3)
-            for i, (b, h) in enumerate(zip((0, 1 / 3, 2 / 3, 1), "RLRL"))
-        ),
-    ),
 )
 
 
@@ -252,9 +175,9 @@ def _render(
     audio_path = f"audio/{media_dir}{sample_id}.flac"
     midi_path = f"midi/{media_dir}{sample_id}.mid" if a == 0 else None
     duration = 8 * 60.0 / tempo  # two 4/4 measures
-    _write_flac(out / audio_path, strokes, duration, a, *audio)
+    write_flac(out / audio_path, strokes, duration, a, *audio)
     if midi_path:
-        _write_midi(out / midi_path, strokes, tempo)
+        write_midi(out / midi_path, strokes, tempo)
     return dict(
         sample_id=sample_id,
         profile_id=performance.profile_id,
@@ -390,84 +313,6 @@ def _scores(rudiment: Rudiment, tier: str, rng: random.Random) -> dict:
     scores["overall_score"] = round(float(np.mean([scores[n] for n in names])), 3)
     scores["tier_confidence"] = round(rng.uniform(0.5, 1.0), 4)
     return scores
-
-
-def _onsets_sec(strokes: list[dict]) -> list[tuple[float, int]]:
-    """(seconds, velocity) of each stroke, shifted so that the earliest is at or after 0."""
-    lead = max(0.0, -min(s["actual_time_ms"] for s in strokes))
-    return [((s["actual_time_ms"] + lead) / 1000.0, s["actual_velocity"]) for s in strokes]
-
-
-def _write_flac(
-    path: Path,
-    strokes: list[dict],
-    duration: float,
-    variant: int,
-    rng: np.random.Generator,
-    pitched: bool = False,
-    shift_ms: float = 0.0,
-) -> None:
-    """Render the strokes as snare-like hits (decaying noise + a low body tone), stereo PCM_24.
-
-    `pitched`: as harmonic tones at the pitch of MIDI note `SNARE_NOTE` instead. `shift_ms`: every
-    hit that much later (the start of a hit moved before 0 is cut).
-    """
-    frames = int(round((duration + AUDIO_TAIL_SEC) * SAMPLING_RATE))
-    if pitched:
-        hit = _pitched_tone(SNARE_NOTE, PITCHED_DECAY_SEC * (1.0 + 0.2 * variant))
-    else:
-        t = np.arange(int(0.12 * SAMPLING_RATE)) / SAMPLING_RATE
-        decay = 0.012 + 0.004 * variant  # each augmentation sounds a little different
-        hit = rng.standard_normal(t.size) * np.exp(-t / decay)
-        hit += 0.6 * np.sin(2 * np.pi * 190 * t) * np.exp(-t / 0.03)
-    signal = np.zeros(frames)
-    for onset, velocity in _onsets_sec(strokes):
-        start = int((onset + shift_ms / 1000.0) * SAMPLING_RATE)
-        cut = max(0, -start)
-        start += cut
-        end = min(frames, start + hit.size - cut)
-        if end <= start:  # shifted out of the file
-            continue
-        signal[start:end] += (velocity / 127.0) ** 2 * hit[cut : cut + end - start]
-    signal *= 0.5 / max(1e-9, float(np.abs(signal).max()))
-    stereo = np.stack([signal, signal * (0.9 - 0.05 * variant)], axis=1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, stereo, SAMPLING_RATE, subtype="PCM_24", format="FLAC")
-
-
-def _pitched_tone(note: int, decay_sec: float) -> np.ndarray:
-    """One note of a piano-like instrument: stretched harmonics of the note's pitch, a 2 ms attack, a slow decay."""
-    t = np.arange(int(PITCHED_LENGTH_SEC * SAMPLING_RATE)) / SAMPLING_RATE
-    f0 = 440.0 * 2.0 ** ((note - 69) / 12)
-    k = np.arange(1, PITCHED_HARMONICS + 1)
-    frequencies = k * f0 * np.sqrt(1.0 + PITCHED_STRETCH * k**2)
-    k, frequencies = k[frequencies < SAMPLING_RATE / 2], frequencies[frequencies < SAMPLING_RATE / 2]
-    tone = (np.sin(2 * np.pi * np.outer(t, frequencies)) / k).sum(axis=1)
-    return tone * np.minimum(1.0, t / 0.002) * np.exp(-t / decay_sec)
-
-
-def _write_midi(path: Path, strokes: list[dict], tempo: int) -> None:
-    """Type 1, 480 PPQ: tempo and time signature in track 0, snare notes in track 1."""
-    ticks_per_beat = 480
-    midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
-    meta = mido.MidiTrack(
-        [
-            mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo), time=0),
-            mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0),
-        ]
-    )
-    events = []
-    for onset, velocity in _onsets_sec(strokes):
-        tick = round(onset * tempo / 60.0 * ticks_per_beat)
-        events.append((tick, 1, mido.Message("note_on", channel=9, note=SNARE_NOTE, velocity=velocity)))
-        events.append((tick + 20, 0, mido.Message("note_off", channel=9, note=SNARE_NOTE, velocity=0)))
-    notes, now = mido.MidiTrack(), 0
-    for tick, _, message in sorted(events, key=lambda e: (e[0], e[1])):
-        notes.append(message.copy(time=tick - now))
-        now = tick
-    midi.tracks += [meta, notes]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    midi.save(path)
 
 
 def _source_schema(name: str) -> pa.Schema:

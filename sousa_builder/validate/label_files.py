@@ -112,8 +112,10 @@ def _read_label_file(root: Path, name: str) -> tuple[pa.Table | None, str | None
         for column in DICTIONARY_COLUMNS
         if name in READ_ONLY and column in wanted and present.field(column).type in (pa.string(), pa.large_string())
     ]
+    # Columns read only to know that they convert are read one at a time and dropped: read with the kept ones,
+    # strokes' three whole-number doubles doubled the peak memory of a 10M-row file.
     try:
-        table = pq.read_table(path, columns=wanted, read_dictionary=dictionary or None)
+        table = pq.read_table(path, columns=[c for c in wanted if c in keep], read_dictionary=dictionary or None)
     except (OSError, pa.ArrowException) as err:
         return None, f"{relative}: does not read ({first_line(err)})", fails, warns
     columns = {}
@@ -123,14 +125,18 @@ def _read_label_file(root: Path, name: str) -> tuple[pa.Table | None, str | None
             columns[column_name] = table[column_name]
             continue
         try:
-            converted = convert_column(table[column_name], declared.type)
+            read = table if column_name in keep else pq.read_table(path, columns=[column_name])
+            converted = convert_column(read[column_name], declared.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-            values = unconvertible_values(table, declared) if "sample_id" in table.column_names else ""
+            with_ids = pq.read_table(path, columns=["sample_id", column_name]) if "sample_id" in present.names else None
+            values = unconvertible_values(with_ids, declared) if with_ids is not None else ""
             fails.append(
                 f"{relative}: column {column_name} has type {found}, which does not convert to {declared.type}"
                 f"{values} ({first_line(err)})"
             )
             continue
+        except (OSError, pa.ArrowException) as err:
+            return None, f"{relative}: does not read ({first_line(err)})", fails, warns
         if found not in upstream_types(declared):
             documented = " or ".join(str(t) for t in upstream_types(declared))
             warns.append(f"{relative}: column {column_name} has type {found}, documented {documented}; it converts")

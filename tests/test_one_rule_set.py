@@ -9,8 +9,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from s3_server import S3, s3_fixture  # noqa: F401
 from test_refusals import BREAKAGES as REFUSAL_BREAKAGES
-from test_validate import SOURCE_BREAKAGES, labels, rewrite, set_where, victim
+from test_validate import (
+    SOURCE_BREAKAGES,
+    audio_missing,
+    audio_resampled,
+    audio_truncated,
+    labels,
+    midi_garbage,
+    midi_without_notes,
+    profile_in_no_split,
+    rewrite,
+    set_where,
+    victim,
+)
 
 import sousa_builder.builder
 import sousa_builder.errors
@@ -154,3 +167,44 @@ def test_the_builder_refuses_what_validate_fails(source_copy: Path, tmp_path: Pa
     with pytest.raises(sousa_builder.errors.SourceFormatError, match="stroke_counts") as caught:
         builder.download_and_prepare()
     assert expected in str(caught.value)
+
+
+# A source in a bucket is read through fsspec: the same rules, label and media (headers from its listing, the
+# embedded bytes as they are fetched). One corruption of each kind.
+BUCKET_BATTERY = [
+    num_strokes_999, profile_in_no_split, audio_missing, flac_without_streaminfo, audio_truncated, audio_resampled,
+    midi_garbage, midi_without_notes, untouched,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("breakage", BUCKET_BATTERY, ids=lambda f: f.__name__)
+def test_a_bucket_source_is_refused_by_the_same_rules(
+    breakage: Callable[[Path], object], source_copy: Path, s3: S3, capsys: pytest.CaptureFixture[str]
+) -> None:
+    breakage(source_copy)
+    failed = validate_source(source_copy).with_status("fail")
+    bucket = f"s3://{s3.bucket()}"
+    source = s3.upload(source_copy, f"{bucket}/source")
+    capsys.readouterr()
+    code = main(["prepare", source, "--out", f"{bucket}/out", "--configs", "audio"])
+    err = capsys.readouterr().err
+    assert code == (1 if failed else 0), err
+    if failed:
+        assert any(check.offenders[0].split(" (sample ")[-1] in err for check in failed), err
+        assert source in err and "Traceback" not in err
+        assert s3.keys(f"{bucket}/out") == []  # the staging prefix is removed
+
+
+def test_ray_tasks_refuse_by_the_same_rules(
+    source_copy: Path, earlier_out: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Media checked as read run inside the Ray task that writes the shard: the same one line, OUT as it was."""
+    pytest.importorskip("ray")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    check, text = audio_truncated(source_copy)  # passes the header check; fails as its bytes are read
+    before = files(earlier_out)
+    code = main(["prepare", str(source_copy), "--out", str(earlier_out), "--engine", "ray", "--num-proc", "2"])
+    err = capsys.readouterr().err
+    assert code == 1 and check == "audio_decode"
+    assert err.startswith("sousa-builder prepare: error: ") and text in err and err.count("\n") == 1, err
+    assert files(earlier_out) == before

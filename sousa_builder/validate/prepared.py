@@ -55,13 +55,26 @@ def validate_prepared(
 ) -> Report:
     """Run every prepared-folder check on `out` and report each one.
 
-    The label rows of one config (`labels_only` if there) are checked by the source's row rules. With
-    `source` (the SOUSA directory it was prepared from) the rows of every config are compared with the
-    source's labels, value for value, and the embedded media with the source files (all, or `sample`
-    random samples drawn with `seed`); the media comparison runs in `num_proc` processes. With
-    `sample`, the load check reads only the first `sample` rows of each split. With `audio` (its thresholds), the audio checks run on the audio and
-    MIDI bytes embedded in the `audio` config (what would be published; `source` is not needed).
-    `out` may be a URL (`prepare --out s3://...`): it is checked on a temporary local copy.
+    The label rows of one config (`labels_only` if there) are checked by the source's row rules
+    (`rows_*`); with `source`, the rows of every config must equal the source's labels, value for value
+    (`source_labels`), and the embedded media the source files (`media_bytes`).
+
+    Args:
+        out: the prepared folder, or a URL (`prepare --out s3://...`), checked on a temporary local copy.
+        source: the SOUSA directory it was prepared from.
+        num_proc: processes for the media comparison and the audio checks.
+        sample: compare the media of (and run the audio checks on) only this many random samples, drawn
+            with `seed`; the load check reads only the first `sample` rows of each split.
+        seed: the seed of the `sample` draw (random if not given, and reported in the details).
+        limits: the Hub's limits (its defaults if not given).
+        audio: with its thresholds, the audio checks run on the audio and MIDI bytes embedded in the
+            `audio` config (what would be published; `source` is not needed).
+
+    Returns:
+        The `Report`, one `CheckResult` per check.
+
+    Raises:
+        FileNotFoundError: `out` is not a directory.
     """
     if is_url(out):  # its checks read every file (the manifest's sha256): through a local copy
         with local_copy(str(out)) as folder:

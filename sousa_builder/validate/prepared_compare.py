@@ -50,10 +50,20 @@ class SourceLabels:
             owner = key_positions(table["sample_id"], self.ids).pos
             index = ints(convert_column(table["index"], pa.int64()))
             known = np.flatnonzero(owner >= 0)
-            order = known[np.lexsort((index[known], owner[known]))]
+            order = known[_sorting(owner[known], index[known])]
             count = np.bincount(owner[known], minlength=len(self.ids))
             self._items[name] = (order, np.cumsum(count) - count, count)
         return self._items[name]
+
+
+def _sorting(owner: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """The order that sorts rows by (owner, index): one stable sort of a combined key (fast on the runs of a
+    file written a sample at a time), or a lexsort when the indexes are too large to combine."""
+    low = min(int(index.min(initial=0)), 0)
+    span = int(index.max(initial=0)) - low + 1
+    if span * (int(owner.max(initial=0)) + 1) >= 2**62:
+        return np.lexsort((index, owner))
+    return np.argsort(owner * span + (index - low), kind="stable")
 
 
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:

@@ -29,7 +29,10 @@ SOURCE_CHECKS = [
     "unreferenced_media",
 ]  # fmt: skip
 PREPARED_CHECKS = [
-    "manifest", "readme", "load", "features", "no_path_columns", "row_counts", "media_bytes", "split_profiles",
+    "manifest", "readme", "load", "features", "no_path_columns", "row_counts", "rows_unique_sample_ids",
+    "rows_stroke_counts", "rows_measure_counts", "rows_stroke_indexes", "rows_measure_indexes", "rows_measure_ranges",
+    "rows_augmentation_groups", "rows_score_ranges", "rows_velocity_ranges", "rows_positive_values",
+    "rows_categorical_values", "source_labels", "media_bytes", "split_profiles",
     "hub_file_size", "hub_folder_entries", "hub_file_count", "hub_row_groups",
 ]  # fmt: skip
 
@@ -625,7 +628,7 @@ def profile_in_two_prepared_splits(p: Path) -> tuple[str, str, set[str]]:
     return (
         "split_profiles",
         f"profile {train_profile} in test (labels_only/test-00000-of-00002.parquet) and train",
-        set(),
+        {"rows_augmentation_groups", "source_labels"},  # the rows' profile_id changed: its group's disagree
     )
 
 

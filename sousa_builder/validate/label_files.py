@@ -58,6 +58,8 @@ class LabelData:
     keys: dict[str, _Keys] = field(default_factory=dict)
     sample_ids: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
     first: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # samples row -> first row of its id
+    # Where each table's rows come from, as the checks' messages name it (a prepared folder's are not files).
+    origin: dict[str, str] = field(default_factory=lambda: dict(LABEL_FILES))
 
     def unavailable(self, needs: Mapping[str, Sequence[str]]) -> str | None:
         """What of `needs` (table -> columns; "splits" for splits.json) could not be read, or None."""

@@ -2,9 +2,11 @@
 
 Checks: the README YAML lists what is on disk; every config loads with `datasets.load_dataset`;
 features are the declared ones; no internal path columns; rows per split agree across configs, with
-the README and (given `source`) with the SOUSA source; embedded audio and MIDI equal the source
-files; splits are disjoint by profile; the folder stays within the Hub's limits. With `audio`, the
-embedded audio sounds like a drum and follows its MIDI (`validate.audio`).
+the README and (given `source`) with the SOUSA source; the label rows keep the source's row rules
+(`rows_*`, `validate.prepared_rows`) and (given `source`) equal its labels (`source_labels`,
+`validate.prepared_compare`); embedded audio and MIDI equal the source files; splits are disjoint by
+profile; the folder stays within the Hub's limits. With `audio`, the embedded audio sounds like a drum
+and follows its MIDI (`validate.audio`).
 """
 
 from __future__ import annotations
@@ -22,12 +24,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..builder import Sousa, config_names
-from ..card import metadata_infos
 from ..errors import SousaError
-from ..features import features_for
 from ..manifest import MANIFEST, Manifest, ownership_problems
-from ..prepare import README
 from ..remote_output import local_copy
 from ..source import SousaSource
 from ..source_files import MEDIA_PATH_COLUMNS
@@ -35,7 +33,10 @@ from ..storage import is_url
 from .audio import AudioSettings, embedded_audio_checks, skipped_audio_checks
 from .hub_limits import HubLimits, hub_limits_checks
 from .media import compare_embedded, run_tasks, sampled_rows
+from .prepared_compare import source_labels
 from .prepared_folder import PreparedFolder, Shard, readme_split_rows, scan
+from .prepared_rows import label_config, read_rows, row_rule_checks
+from .prepared_schema import features_check, readme_check
 from .report import KEPT, CheckResult, Report, first_line, skipped, verdict
 
 logger = logging.getLogger(__name__)
@@ -55,12 +56,26 @@ def validate_prepared(
 ) -> Report:
     """Run every prepared-folder check on `out` and report each one.
 
-    With `source` (the SOUSA directory it was prepared from) rows are compared with the source and the
-    embedded media with the source files (all, or `sample` random samples drawn with `seed`); the
-    comparison runs in `num_proc` processes. With `sample`, the load check reads only the first
-    `sample` rows of each split. With `audio` (its thresholds), the audio checks run on the audio and
-    MIDI bytes embedded in the `audio` config (what would be published; `source` is not needed).
-    `out` may be a URL (`prepare --out s3://...`): it is checked on a temporary local copy.
+    The label rows of one config (`labels_only` if there) are checked by the source's row rules
+    (`rows_*`); with `source`, the rows of every config must equal the source's labels, value for value
+    (`source_labels`), and the embedded media the source files (`media_bytes`).
+
+    Args:
+        out: the prepared folder, or a URL (`prepare --out s3://...`), checked on a temporary local copy.
+        source: the SOUSA directory it was prepared from.
+        num_proc: processes for the media comparison and the audio checks.
+        sample: compare the media of (and run the audio checks on) only this many random samples, drawn
+            with `seed`; the load check reads only the first `sample` rows of each split.
+        seed: the seed of the `sample` draw (random if not given, and reported in the details).
+        limits: the Hub's limits (its defaults if not given).
+        audio: with its thresholds, the audio checks run on the audio and MIDI bytes embedded in the
+            `audio` config (what would be published; `source` is not needed).
+
+    Returns:
+        The `Report`, one `CheckResult` per check.
+
+    Raises:
+        FileNotFoundError: `out` is not a directory.
     """
     if is_url(out):  # its checks read every file (the manifest's sha256): through a local copy
         with local_copy(str(out)) as folder:
@@ -78,12 +93,15 @@ def validate_prepared(
     opened, source_problem = _open_source(source)
     checks = [
         _manifest(out),
-        _readme(prepared),
+        readme_check(prepared),
         _load(prepared, sample) if prepared.configs else skipped("load", "the README lists no configs (see readme)"),
-        _features(prepared),
+        features_check(prepared),
         _no_path_columns(prepared),
         _row_counts(prepared, opened, source_problem),
     ]
+    rows = read_rows(prepared)  # the label columns of each config, without the media
+    checks += row_rule_checks(rows.get(label_config(prepared) or ""))
+    checks.append(source_labels(rows, opened, source_problem, source is not None))
     if source is None:
         checks.append(skipped("media_bytes", "needs --source, the SOUSA directory the folder was prepared from"))
     elif opened is None:
@@ -147,42 +165,6 @@ def _manifest(out: Path) -> CheckResult:
     )
 
 
-def _readme(prepared: PreparedFolder) -> CheckResult:
-    """The README YAML parses, lists every config folder and shard on disk, and nothing that is not there."""
-    if prepared.readme is None:
-        return CheckResult("readme", "fail", "the README does not describe the folder", 1, [prepared.readme_problem])
-    offenders = []
-    if not prepared.configs:
-        offenders.append(f"{README}: the YAML has no `configs` list")
-    known = config_names()
-    for name in prepared.configs:
-        if name not in known:
-            offenders.append(f"config {name}: not a config the builder declares ({', '.join(known)})")
-    listed: dict[str, tuple[str, str]] = {}
-    for name, splits in prepared.configs.items():
-        for split, patterns in splits.items():
-            matched = {
-                p.relative_to(prepared.out).as_posix() for pattern in patterns for p in prepared.out.glob(pattern)
-            }
-            if not matched:
-                offenders.append(f"config {name} split {split}: {', '.join(patterns)} matches no file")
-            listed.update(dict.fromkeys(matched, (name, split)))
-    for folder in sorted({s.config for s in prepared.shards} - set(prepared.configs)):
-        offenders.append(f"{folder}/: a config folder the README does not list")
-    for shard in prepared.shards:
-        if shard.config in prepared.configs and listed.get(shard.path) != (shard.config, shard.split):
-            where = listed.get(shard.path)
-            found = f"listed as {where[0]}/{where[1]}" if where else "not listed"
-            offenders.append(f"{shard.path}: {found}, expected under config {shard.config} split {shard.split}")
-    return verdict(
-        "readme",
-        len(offenders),
-        offenders,
-        "mismatch(es) between the README YAML and the folder",
-        f"the README YAML lists the {len(prepared.configs)} config(s) and every shard on disk",
-    )
-
-
 def _load(prepared: PreparedFolder, sample: int | None) -> CheckResult:
     """Each README config loads with `datasets.load_dataset(OUT, config)` (streaming: no cache copy)."""
     offenders, read = [], 0
@@ -218,67 +200,6 @@ def _rows_read(dataset: datasets.IterableDataset, sample: int | None) -> int:
         if sample is not None and rows >= sample:
             return min(rows, sample)
     return rows
-
-
-def _declared(config: str) -> datasets.Features | None:
-    spec = Sousa.builder_configs.get(config)
-    return features_for(spec.with_midi, spec.with_audio) if spec is not None else None
-
-
-def _features(prepared: PreparedFolder) -> CheckResult:
-    """The README features of each config, and the schema of each shard, are the builder's declared ones."""
-    offenders = []
-    try:  # the README was parsed once by `_scan`; datasets reads its `dataset_info` the same way
-        readme_infos, unreadable = metadata_infos(prepared.readme or {}), None
-    except Exception as err:  # reported, whatever datasets raises
-        readme_infos, unreadable = {}, type(err).__name__
-    for name in sorted({s.config for s in prepared.shards} | set(prepared.configs)):
-        declared = _declared(name)
-        if declared is None:
-            offenders.append(f"config {name}: no declared features (not a builder config)")
-            continue
-        if name in prepared.configs:
-            found = readme_infos[name].features if name in readme_infos else None
-            if unreadable:
-                offenders.append(f"config {name}: the README features do not load ({unreadable})")
-            elif found is None:
-                offenders.append(f"config {name}: the README declares no features (dataset_info)")
-            else:
-                offenders += [f"{README} config {name}: {d}" for d in _differences(declared, found)]
-        expected = declared.arrow_schema
-        for shard in prepared.shards_of(name):
-            if shard.problem:
-                offenders.append(f"{shard.path}: {shard.problem}")
-                continue
-            offenders += [f"{shard.path}: {d}" for d in _schema_differences(expected, shard.schema)]
-    return verdict(
-        "features",
-        len(offenders),
-        offenders,
-        "difference(s) from the declared features",
-        "README features and every shard's schema are the builder's declared ones",
-    )
-
-
-def _differences(declared: datasets.Features, found: datasets.Features) -> list[str]:
-    """Columns missing, undeclared or of another type; `found` is read by this datasets version, as `declared`."""
-    differences = [f"column {c} missing" for c in declared if c not in found]
-    differences += [f"column {c} not declared" for c in found if c not in declared]
-    differences += [
-        f"column {c} is {found[c]}, declared {declared[c]}" for c in declared if c in found and found[c] != declared[c]
-    ]
-    return differences
-
-
-def _schema_differences(expected: pa.Schema, schema: pa.Schema) -> list[str]:
-    found = [f"column {n} missing" for n in expected.names if n not in schema.names]
-    found += [f"column {n} not declared" for n in schema.names if n not in expected.names]
-    found += [
-        f"column {n} has type {schema.field(n).type}, declared {expected.field(n).type}"
-        for n in expected.names
-        if n in schema.names and not schema.field(n).type.equals(expected.field(n).type)
-    ]
-    return found
 
 
 def _audio_paths(path: Path) -> pa.Table:

@@ -9,9 +9,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..source_files import (
-    LABEL_FILES,
-)
 from .label_files import LabelData, few, floats, ints, nulls, number, value_counts
 from .report import KEPT, CheckResult, verdict
 from .values import SCORES
@@ -48,7 +45,7 @@ def unique_sample_ids(data: LabelData) -> CheckResult:
         "unique_sample_ids",
         len(offenders),
         sorted(offenders),
-        "sample_id(s) repeated in labels/samples.parquet, or null",
+        f"sample_id(s) repeated in {data.origin['samples']}, or null",
         f"{len(data.sample_ids):,} samples, every sample_id unique",
     )
 
@@ -63,7 +60,7 @@ def known_samples(data: LabelData) -> CheckResult:
         found = value_counts(keys.codes[unknown], keys.names)
         count += len(found)
         offenders += [
-            f"{sid if sid is not None else 'null sample_id'} ({LABEL_FILES[name]}: {rows} row(s))"
+            f"{sid if sid is not None else 'null sample_id'} ({data.origin[name]}: {rows} row(s))"
             for sid, rows in found
         ]
     return verdict(
@@ -110,8 +107,8 @@ def _count_check(data: LabelData, name: str, column: str, check: str) -> CheckRe
         check,
         len(bad),
         offenders,
-        f"sample(s) whose {column} differs from their rows in {LABEL_FILES[name]}",
-        f"{column} equals the rows in {LABEL_FILES[name]} for every sample",
+        f"sample(s) whose {column} differs from their rows in {data.origin[name]}",
+        f"{column} equals the rows in {data.origin[name]} for every sample",
     )
 
 

@@ -1,11 +1,11 @@
 """Validate a SOUSA source directory: every problem reported, none raised.
 
-`SousaSource.open` stops at the first problem, which is what the builder needs. Validation reads the
-same files with pyarrow (`label_files`) and checks each property on whole columns at once (numpy and
-pyarrow compute, no Python loop over label rows), so a 100k-sample source with 10M stroke rows takes
-seconds. The label checks are grouped by what they check: `structure` (rows, counts, indexes,
-groups), `values` (ranges and vocabularies) and `splits`. Media are then checked file by file, in
-parallel (`media`), and with `audio` what the audio sounds like (`audio`).
+The label rules (`rules`) are the ones every reader of a source enforces: `SousaSource.open` refuses a source
+that fails any of them, so `prepare` refuses exactly what this report fails. They read the files with pyarrow
+(`label_files`) and check whole columns at once (numpy and pyarrow compute, no Python loop over label rows),
+grouped by what they check: `structure` (rows, counts, indexes, groups), `values` (ranges and vocabularies)
+and `splits`. Media are then checked file by file, in parallel (`media`, with the rules of `media_rules`),
+and with `audio` what the audio sounds like (`audio`).
 """
 
 from __future__ import annotations
@@ -34,10 +34,20 @@ def validate_source(
 ) -> Report:
     """Run every source check on the SOUSA directory `data_dir` and report each one.
 
-    Media are decoded and parsed in `num_proc` processes; with `sample`, only the media of that
-    many random samples (drawn with `seed`, reported in the details) are decoded and parsed; their
-    presence is checked for all. `media=False` runs the label and split checks only. With `audio`
-    (its thresholds), the audio checks (`validate.audio`) run too, on the same files.
+    Args:
+        data_dir: the SOUSA directory (a local folder).
+        num_proc: processes for the media checks (default 1).
+        sample: check the content of the media of only this many random samples (their presence is checked
+            for all); the draw's `seed` is in the report's details.
+        seed: the seed of the draw (default: a random one).
+        media: False runs the label and split rules only.
+        audio: the thresholds of the audio checks (`validate.audio`), which then run on the same files.
+
+    Returns:
+        The report: one result per check, in order.
+
+    Raises:
+        SourceNotFoundError: `data_dir` is not a directory.
     """
     started = time.perf_counter()
     root = Path(data_dir).expanduser().absolute()

@@ -19,8 +19,9 @@ from huggingface_hub.errors import HfHubHTTPError
 from . import __version__
 from .builder import config_names
 from .errors import PublishNotConfirmedError, SourceFormatError, SousaError
+from .layout import README
 from .output import refuse_overlap
-from .prepare import ENGINES, README, PrepareResult, prepare
+from .prepare import ENGINES, PrepareResult, prepare
 from .publish import PublishPlan, is_connection_error, publish
 from .sample import PRESETS, RUDIMENTS, TEMPOS, make_sample
 from .source import LABEL_FILES, resolve_data_dir

@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputExistsError, StorageError
+from .layout import README  # written last: the file that makes the folder a dataset
 from .manifest import MANIFEST, MANIFEST_DIR, SHOWN, FileEntry, Manifest
 from .storage import filesystem
 
 logger = logging.getLogger(__name__)
 
-README = "README.md"  # written last: the file that makes the folder a dataset
 JOURNAL = f"{MANIFEST_DIR}/commit.json"
 STAGING_PREFIX = f"{MANIFEST_DIR}/staging-"
 

@@ -113,17 +113,28 @@ def test_replaces_an_older_layout_in_one_commit(hub: FakeHub, prepared_dir: Path
         "examples/demo.wav": b"RIFF mine",  # a file of the repo owner's: not a layout of this tool
         "audio/notes.txt": b"mine too",
         "root-table.parquet": b"PAR1 mine",
+        "audio/train-00000-of-00009.parquet": b"PAR1 an older shard count",  # ours: a shard of a pushed config
+        "labels/strokes.parquet": b"PAR1 old",
+        # The user's own Parquet files inside folders this tool writes to: they look alike, but are not shards.
+        "audio/my_eval_subset.parquet": b"PAR1 mine",
+        "auxiliary/my_notes.parquet": b"PAR1 mine",
+        "data/2023/backup.parquet": b"PAR1 mine",
+        "data/backup.parquet": b"PAR1 mine",
+        "labels/my_labels.parquet": b"PAR1 mine",
     }
-    kept = {"LICENSE", "examples/demo.wav", "audio/notes.txt", "root-table.parquet"}
+    kept = {"LICENSE", "examples/demo.wav", "audio/notes.txt", "root-table.parquet", "audio/my_eval_subset.parquet"}
+    kept |= {"auxiliary/my_notes.parquet", "data/2023/backup.parquet", "data/backup.parquet"}
+    kept |= {"labels/my_labels.parquet"}
     hub.commit_files(REPO, legacy)
     seeded = hub.head(REPO).oid
-    publish(REPO, prepared_dir)
+    result = publish(REPO, prepared_dir)
     commit = hub.commits[-1]
     assert commit.parent == seeded
     assert sorted(commit.deleted) == sorted(p for p in legacy if p not in kept)
     tree = hub.files(REPO)
     assert {p: tree[p] for p in kept} == {p: legacy[p] for p in kept}  # not ours to delete
-    assert not [p for p in tree if p.endswith((".flac", ".mid")) or p.startswith("data/")]
+    assert not [p for p in tree if p.endswith((".flac", ".mid")) or p.startswith("data/train-")]
+    assert set(result.plan.kept) == {".gitattributes", *kept}
 
 
 def test_failed_upload_leaves_main_unchanged_and_rerun_sends_the_rest(hub: FakeHub, prepared_dir: Path) -> None:

@@ -36,9 +36,9 @@ from huggingface_hub.utils.sha import git_hash
 from ..builder import config_names
 from ..card import card_infos, dataset_card_text, label_counts
 from ..errors import HubAccessError, PreparedFolderError, PublishConflictError
+from ..layout import README, shard_glob
 from ..manifest import write_manifest
 from ..output import refuse_overlap, replacing
-from ..prepare import README
 from ..remote_output import local_copy
 from ..storage import is_url
 from ..validate import validate_prepared
@@ -185,7 +185,7 @@ def read_prepared_infos(prepared: Path) -> dict[str, DatasetInfo]:
         raise PreparedFolderError(f"{readme}: dataset_info lists {unknown or 'no'} config(s) that this tool makes")
     for name, info in infos.items():
         for split in info.splits or {}:
-            if not list((prepared / name).glob(f"{split}-*.parquet")):
+            if not list((prepared / name).glob(shard_glob(split))):
                 raise PreparedFolderError(f"{prepared / name}: no shard for split {split!r} that the README lists")
     return infos
 

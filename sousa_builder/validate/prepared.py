@@ -26,8 +26,8 @@ from ..builder import Sousa, config_names
 from ..card import metadata_infos
 from ..errors import SousaError
 from ..features import features_for
+from ..layout import README
 from ..manifest import MANIFEST, Manifest, ownership_problems
-from ..prepare import README
 from ..remote_output import local_copy
 from ..source import MEDIA_PATH_COLUMNS, SousaSource
 from ..storage import is_url

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..card import CardMetadataError, card_metadata
-from ..prepare import AUXILIARY_DIR, README
+from ..layout import AUXILIARY_DIR, IGNORED, README, shard_split
 from .report import first_line
-
-# Not uploaded: git metadata, huggingface_hub's local download cache, sousa-builder's manifest.
-IGNORED = (".git", ".cache", ".sousa")
-_SHARD_NAME = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}\.parquet$")
 
 
 @dataclass
@@ -70,8 +65,7 @@ def scan(out: Path) -> PreparedFolder:
         if folder.name in (AUXILIARY_DIR, *IGNORED) or folder.name.startswith("."):
             continue
         for path in sorted(folder.rglob("*.parquet")):
-            match = _SHARD_NAME.match(path.name)
-            split = match["split"] if match else path.stem.split("-")[0]
+            split = shard_split(path.name) or path.stem.split("-")[0]
             shard = Shard(path.relative_to(out).as_posix(), folder.name, split)
             try:
                 # Page checksums (prepare writes them) and a full validation: damaged bytes are a problem of the

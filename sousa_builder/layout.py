@@ -20,6 +20,8 @@ import re
 from fnmatch import fnmatchcase
 
 README = "README.md"
+# The config folders, default first: the names of `builder.Sousa.BUILDER_CONFIGS` (a test checks the two agree).
+CONFIGS = ("audio", "midi_only", "labels_only")
 AUXILIARY_DIR = "auxiliary"
 # The auxiliary tables, as `labels.LABEL_TABLES` names them (a test checks the two agree).
 AUXILIARY_TABLES = ("strokes", "measures")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -23,6 +22,8 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from .errors import OutputBusyError, OutputExistsError
 from .manifest import Manifest, check_replaceable, write_manifest
@@ -82,30 +83,27 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def _locked(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `.OUT.lock` beside `out`; refuse if another run holds it. The file goes after."""
+    """Hold an exclusive lock on `.OUT.lock` beside `out` (`filelock`); refuse if another run holds it.
+
+    The file is removed while still locked: a run that opened it meanwhile finds it unlinked when it gets the
+    lock (filelock checks), and locks a new one.
+    """
     path = out.parent / f".{out.name}.lock"
-    while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            raise OutputBusyError(
-                f"{out}: another sousa-builder run is writing it now; wait for it to end, then run again"
-            ) from None
-        try:  # the holder before us may have removed the file between our open and our lock: lock the new one
-            same = os.path.samestat(os.fstat(descriptor), os.stat(path))
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(descriptor)
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise OutputBusyError(
+            f"{out}: another sousa-builder run is writing it now; wait for it to end, then run again"
+        ) from None
     try:
         yield
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        os.close(descriptor)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        finally:
+            lock.release()
 
 
 def _journal(out: Path) -> Path:

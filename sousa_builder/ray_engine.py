@@ -26,7 +26,7 @@ from typing import Any
 
 from datasets.utils.tqdm import tqdm
 
-from .errors import SousaError
+from .errors import RayConnectionError, RayNotInstalledError
 from .shards import ShardResult, ShardTask, log_written, write_shard
 from .storage import is_url
 
@@ -37,12 +37,16 @@ MAX_RETRIES = 3
 INSTALL_HINT = 'pip install "sousa-builder[ray]"'
 
 
-class RayNotInstalledError(SousaError, ImportError):
-    """`--engine ray` without Ray installed."""
-
-
 def import_ray() -> Any:
-    """The `ray` module, or a one-line error saying how to install it."""
+    """The `ray` module, imported only when a run asks for it.
+
+    Returns:
+        The `ray` module.
+
+    Raises:
+        [`~errors.RayNotInstalledError`]:
+            Ray is not installed; the message says how to install it.
+    """
     try:
         import ray
     except ImportError:
@@ -80,7 +84,7 @@ class RayShardWriters:
                 options.update(address="local", num_cpus=self.num_cpus, _node_ip_address="127.0.0.1")
                 # Its one message is that the Ray started here requires a token (made for the run): no news.
                 logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-            with _own_signal_handlers():
+            with _own_signal_handlers(), _joining(self.address):
                 ray.init(**{"address": self.address, **options})
             self._started_ray = True
         self._remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(write_shard)
@@ -144,6 +148,21 @@ class RayShardWriters:
             if isinstance(cause, Exception):
                 raise cause from None
             raise
+
+
+@contextlib.contextmanager
+def _joining(address: str | None) -> Iterator[None]:
+    """Name the Ray address when no cluster can be joined there (Ray raises a bare `ConnectionError`)."""
+    try:
+        yield
+    except ConnectionError as err:
+        where = "a running Ray cluster ('auto' found none)" if address == "auto" else f"a Ray cluster at {address}"
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise RayConnectionError(
+            f"--ray-address {address}: cannot reach {where} ({first}); start one with `ray start --head`, or leave "
+            "out --ray-address to start Ray for this run",
+            address=address,
+        ) from err
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sousa_builder import layout
+from sousa_builder.builder import config_names
 from sousa_builder.labels import LABEL_TABLES
 
 
@@ -20,8 +21,9 @@ def test_every_file_prepare_writes_is_recognised_as_ours(prepared_dir: Path) -> 
             assert layout.shard_split(name) in ("train", "validation", "test"), path
 
 
-def test_auxiliary_tables_are_the_label_tables() -> None:
+def test_the_layouts_names_are_the_builders_and_the_labels() -> None:
     assert set(layout.AUXILIARY_TABLES) == set(LABEL_TABLES)
+    assert list(layout.CONFIGS) == config_names()
 
 
 @pytest.mark.parametrize(

@@ -476,8 +476,6 @@ def test_cli_broken_source_json_and_summary(source_copy: Path, tmp_path: Path, c
         [],  # neither DATA_DIR nor --prepared
         ["DATA", "--prepared", "DATA"],
         ["DATA", "--source", "DATA"],  # --source needs --prepared
-        ["does-not-exist"],
-        ["--prepared", "does-not-exist"],
         ["DATA", "--num-proc", "0"],
         ["DATA", "--sample", "many"],
     ],

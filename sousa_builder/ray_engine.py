@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 # Retries of a shard whose worker process (or node) died; the rewrite is identical, so a retry is harmless.
 MAX_RETRIES = 3
 INSTALL_HINT = 'pip install "sousa-builder[ray]"'
+RAY_CONNECT_TIMEOUT = 10.0  # seconds to reach the head at --ray-address HOST:PORT
 
 
 def import_ray() -> Any:
@@ -152,11 +154,25 @@ class RayShardWriters:
 
 @contextlib.contextmanager
 def _joining(address: str | None) -> Iterator[None]:
-    """Name the Ray address when no cluster can be joined there (Ray raises a bare `ConnectionError`)."""
+    """Name the Ray address when no cluster can be joined there (Ray raises a bare `ConnectionError`).
+
+    A HOST:PORT is tried first with a plain connection, bounded by `RAY_CONNECT_TIMEOUT`: `ray.init` itself keeps
+    retrying an address where nothing answers.
+    """
+    where = "a running Ray cluster ('auto' found none)" if address == "auto" else f"a Ray cluster at {address}"
+    host, _, port = (address or "").rpartition(":")
+    if host and port.isdigit() and "://" not in address:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT).close()
+        except OSError as err:
+            raise RayConnectionError(
+                f"--ray-address {address}: cannot reach {where} ({err.strerror or err}); start one there with `ray "
+                "start --head`, or leave out --ray-address to start Ray for this run",
+                address=address,
+            ) from None
     try:
         yield
     except ConnectionError as err:
-        where = "a running Ray cluster ('auto' found none)" if address == "auto" else f"a Ray cluster at {address}"
         first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise RayConnectionError(
             f"--ray-address {address}: cannot reach {where} ({first}); start one with `ray start --head`, or leave "

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from sousa_builder import layout
 from sousa_builder.builder import config_names
+from sousa_builder.hashes import sha256_file
 from sousa_builder.labels import LABEL_TABLES
 
 
@@ -51,3 +56,19 @@ def test_shard_names_round_trip() -> None:
     assert name == "train-00003-of-00012.parquet"
     assert layout.shard_split(name) == "train"
     assert Path("x", name).match(layout.shard_glob("train"))
+
+
+def test_hashing_refuses_a_fifo_without_blocking(tmp_path: Path) -> None:
+    """`publish` hashes every file it pushes: a FIFO is refused by its type, not read (which would block)."""
+    fifo = tmp_path / "train-00000-of-00001.parquet"
+    os.mkfifo(fifo)
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom sousa_builder.errors import NotARegularFileError\n"
+        "from sousa_builder.hashes import sha256_file\n"
+        f"try:\n    sha256_file(Path({str(fifo)!r}))\nexcept NotARegularFileError as err:\n    print(err)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == f"{fifo}: a FIFO (named pipe); only regular files are hashed and published"
+    regular = tmp_path / "file"
+    regular.write_bytes(b"abc")
+    assert sha256_file(regular) == (hashlib.sha256(b"abc").hexdigest(), 3)

@@ -23,7 +23,20 @@ HASH_THREADS = min(4, os.cpu_count() or 1)
 
 
 def file_sha256s(paths: Sequence[Path]) -> list[tuple[str, int]]:
-    """(sha256 hex, size) of each file, in threads (hashlib lets go of the GIL), through the hash cache."""
+    """The sha256 and size of each file, in threads (hashlib lets go of the GIL), through the hash cache.
+
+    Args:
+        paths (`Sequence[Path]`):
+            Regular files.
+
+    Returns:
+        `list[tuple[str, int]]`: (sha256 hex, size) of each, in order.
+
+    Raises:
+        [`~errors.NotARegularFileError`]:
+            A path is a FIFO, socket, device or folder.
+        `OSError`: a file cannot be read.
+    """
     hashes = HashCache.load()
     with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
         found = list(pool.map(hashes.sha256, paths))

@@ -48,7 +48,25 @@ class Staging:
 
 @contextlib.contextmanager
 def replacing(out: Path, kind: str, option: str) -> Iterator[Staging]:
-    """Build the new `out` in the yielded staging folder; it takes `out`'s place if the block ends well."""
+    """Build the new `out` in the yielded staging folder; it takes `out`'s place if the block ends well.
+
+    Args:
+        out (`Path`):
+            The output folder: absent, empty, or an earlier output of the same `kind` (unchanged since).
+        kind (`str`):
+            What writes it ("prepare", "publish --dry-run", ...), as its manifest records.
+        option (`str`):
+            The option that named `out`, for messages ("--out").
+
+    Yields:
+        [`Staging`]: the folder to build in, and whether it replaces an earlier output.
+
+    Raises:
+        [`~errors.OutputBusyError`]:
+            Another run holds the lock beside `out`.
+        [`~errors.OutputExistsError`]:
+            `out` holds something else, or its folder cannot be made.
+    """
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # under a file, on a read-only filesystem, in a folder we may not write to
@@ -67,7 +85,22 @@ def replacing(out: Path, kind: str, option: str) -> Iterator[Staging]:
 
 
 def refuse_overlap(target: Path, option: str, protected: Path, what: str) -> None:
-    """Refuse an output folder that is, holds, or lies inside `protected` (the user's `what`)."""
+    """Refuse an output folder that is, holds, or lies inside `protected` (the user's `what`).
+
+    Args:
+        target (`Path`):
+            The folder to write.
+        option (`str`):
+            The option that named it, for the message ("--dry-run").
+        protected (`Path`):
+            A folder of the user's that must not be touched.
+        what (`str`):
+            What `protected` is, for the message ("the SOUSA directory").
+
+    Raises:
+        [`~errors.OutputExistsError`]:
+            `target` is, holds or lies inside `protected`.
+    """
     target, protected = target.absolute().resolve(), protected.absolute().resolve()
     if target == protected or protected.is_relative_to(target) or target.is_relative_to(protected):
         raise OutputExistsError(

@@ -216,7 +216,23 @@ def _remove_prefix(fs: Any, prefix: str) -> None:
 @contextlib.contextmanager
 def local_copy(out: str) -> Iterator[Path]:
     """A local copy of the prepared output at the URL `out` (the files its manifest lists, and the manifest), in a
-    temporary folder removed after the block: for the checks and uploads that read every file anyway."""
+    temporary folder removed after the block: for the checks and uploads that read every file anyway.
+
+    Args:
+        out (`str`):
+            The URL of a prepared output.
+
+    Yields:
+        `Path`: the temporary folder holding the copy.
+
+    Raises:
+        [`~errors.PreparedFolderError`]:
+            Nothing is there.
+        [`~errors.StorageError`]:
+            The temporary folder's disk has no room for the copy (said before the first byte is copied).
+        [`~errors.StorageConnectionError`]:
+            The storage of `out` could not be reached.
+    """
     fs, root = filesystem(out)
     root = root.rstrip("/")
     with reaching(out):

@@ -1,6 +1,8 @@
 """Publish a prepared SOUSA folder to the Hub: one atomic commit, resumable, idempotent.
 
 How it stays safe:
+- The Hub is asked first (`preflight`): repo id, token, write access (`HfApi.auth_check`), revision, before
+  any prepare, copy or upload.
 - The prepared folder is validated before anything is sent (the prepared checks of `sousa-builder
   validate`); a folder that fails them is refused.
 - Nothing is purged first. LFS content is uploaded before any commit (`preupload_lfs_files`);

@@ -24,6 +24,7 @@ from huggingface_hub import DatasetCardData
 
 from .builder import Sousa, config_names
 from .features import MEASURE_FIELDS, STROKE_FIELDS, column_descriptions
+from .layout import data_files_pattern, shard_glob
 from .storage import is_url, join, parquet_files
 
 SPLIT_ORDER = ("train", "validation", "test")
@@ -45,11 +46,6 @@ CITATION = """@misc{sousa,
 COUNTED_COLUMNS = ("skill_tier", "rudiment_slug")
 # column -> class name -> split -> rows
 LabelCounts = dict[str, dict[str, dict[str, int]]]
-
-
-def data_files_pattern(config_name: str, split: str) -> str:
-    """Where a split's shards live in the Hub layout."""
-    return f"{config_name}/{split}-*"
 
 
 def size_category(num_rows: int) -> str:
@@ -113,7 +109,7 @@ def label_counts(prepared: str | Path, infos: Mapping[str, DatasetInfo]) -> Labe
     features = infos[name].features or {}
     counts: LabelCounts = {column: {} for column in COUNTED_COLUMNS}
     for split in (s for s in SPLIT_ORDER if s in (infos[name].splits or {})):
-        files = parquet_files(join(prepared, name), f"{split}-*.parquet")
+        files = parquet_files(join(prepared, name), shard_glob(split))
         table = pa.concat_tables(pq.read_table(f, columns=list(COUNTED_COLUMNS), filesystem=fs) for fs, f in files)
         for column in COUNTED_COLUMNS:
             feature = features.get(column)

@@ -1,9 +1,54 @@
-"""Every exception sousa-builder raises on purpose, in one place.
+"""Every exception sousa-builder raises on purpose, in one place, and the exit code of each kind of outcome.
 
-Each inherits `SousaError` (catch that to catch them all) and the built-in it resembles.
+Each exception inherits `SousaError` (catch that to catch them all) and the built-in it resembles. The command
+line prints these, and only these, as a one-line error with exit code `EXIT_FAILED`; any other exception is a
+bug in sousa-builder (`EXIT_INTERNAL`). This module imports nothing: the command line reads it first.
 """
 
 from __future__ import annotations
+
+# Exit codes, the same in every command (docs/cli.md has the table).
+EXIT_OK = 0
+EXIT_FAILED = 1  # a refused input, a failed check, or a service that refused or could not be reached
+EXIT_USAGE = 2  # the command line itself is wrong (argparse's code)
+EXIT_INTERNAL = 70  # an unexpected exception: a bug (EX_SOFTWARE of sysexits.h)
+EXIT_HANGUP = 129  # SIGHUP (the terminal closed): cleaned up as for SIGTERM
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C)
+EXIT_TERMINATED = 143  # SIGTERM
+
+
+# Class names of a failure to connect: the built-ins, httpx's, requests' / urllib3's and botocore's.
+_CONNECTION_ERRORS = {
+    "ConnectionError", "ConnectError", "ConnectTimeout", "ConnectTimeoutError", "ConnectionRefusedError",
+}  # fmt: skip
+
+
+def is_connection_error(error: BaseException | None) -> bool:
+    """Whether `error`, or one behind it, is a failure to reach a server.
+
+    The built-in `ConnectionError`, or httpx's, requests' or botocore's (recognised by name: none is imported).
+
+    Args:
+        error (`BaseException`, *optional*):
+            The exception to look at, with its `__cause__` and `__context__` chain.
+
+    Returns:
+        `bool`: True when a connection failure is in the chain.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        names = {cls.__name__ for cls in type(error).__mro__}
+        if names & {
+            "ConnectionError",
+            "ConnectError",
+            "ConnectTimeout",
+            "ConnectionRefusedError",
+            "ConnectTimeoutError",
+        }:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 class SousaError(Exception):
@@ -48,3 +93,43 @@ class PublishConflictError(SousaError, RuntimeError):
 
 class StorageError(SousaError, OSError):
     """A URL whose filesystem cannot be used (its fsspec backend is not installed, say)."""
+
+
+class StorageConnectionError(StorageError, ConnectionError):
+    """The object storage of a URL (its endpoint) could not be reached."""
+
+    def __init__(self, message: str, url: str | None = None):
+        super().__init__(message)
+        self.url = url
+
+
+class HubConnectionError(SousaError, ConnectionError):
+    """The Hub (its endpoint) could not be reached."""
+
+    def __init__(self, message: str, endpoint: str | None = None):
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class HubRequestError(SousaError, RuntimeError):
+    """The Hub answered a request with an error (a rate limit, a server error, a refused request)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class RayNotInstalledError(SousaError, ImportError):
+    """`--engine ray` without Ray installed."""
+
+
+class RayConnectionError(SousaError, ConnectionError):
+    """No Ray cluster could be joined at the address given (`--ray-address`)."""
+
+    def __init__(self, message: str, address: str | None = None):
+        super().__init__(message)
+        self.address = address
+
+
+class NotARegularFileError(SousaError, OSError):
+    """A path that should be a regular file is something else (a FIFO, a device, a socket, a folder)."""

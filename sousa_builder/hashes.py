@@ -6,11 +6,14 @@ import hashlib
 import json
 import logging
 import os
+import stat
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from huggingface_hub import constants as hf_constants
+
+from .errors import NotARegularFileError
 
 logger = logging.getLogger(__name__)
 
@@ -20,7 +23,20 @@ HASH_THREADS = min(4, os.cpu_count() or 1)
 
 
 def file_sha256s(paths: Sequence[Path]) -> list[tuple[str, int]]:
-    """(sha256 hex, size) of each file, in threads (hashlib lets go of the GIL), through the hash cache."""
+    """The sha256 and size of each file, in threads (hashlib lets go of the GIL), through the hash cache.
+
+    Args:
+        paths (`Sequence[Path]`):
+            Regular files.
+
+    Returns:
+        `list[tuple[str, int]]`: (sha256 hex, size) of each, in order.
+
+    Raises:
+        [`~errors.NotARegularFileError`]:
+            A path is a FIFO, socket, device or folder.
+        `OSError`: a file cannot be read.
+    """
     hashes = HashCache.load()
     with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
         found = list(pool.map(hashes.sha256, paths))
@@ -29,13 +45,35 @@ def file_sha256s(paths: Sequence[Path]) -> list[tuple[str, int]]:
 
 
 def sha256_file(path: Path) -> tuple[str, int]:
-    """The sha256 (hex) and size of a file, read in 4 MiB blocks."""
-    digest, buffer, size = hashlib.sha256(), memoryview(bytearray(4 << 20)), 0
-    with open(path, "rb", buffering=0) as stream:
-        while count := stream.readinto(buffer):
-            digest.update(buffer[:count])
-            size += count
-    return digest.hexdigest(), size
+    """The sha256 of a regular file, and its size.
+
+    Opened without blocking and checked before it is read: a FIFO named like a shard would block the read forever.
+
+    Args:
+        path (`Path`):
+            The file.
+
+    Returns:
+        `tuple[str, int]`: the sha256 (hex) and the number of bytes read.
+
+    Raises:
+        [`~errors.NotARegularFileError`]:
+            `path` is a FIFO, socket, device or folder.
+        `OSError`: the file cannot be read.
+    """
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with open(descriptor, "rb", buffering=0) as stream:
+        mode = os.fstat(descriptor).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
+            raise NotARegularFileError(f"{path}: {kind}; only regular files are hashed and published")
+        if hasattr(hashlib, "file_digest"):  # Python 3.11+
+            digest = hashlib.file_digest(stream, "sha256")
+        else:
+            digest, buffer = hashlib.sha256(), memoryview(bytearray(4 << 20))
+            while count := stream.readinto(buffer):
+                digest.update(buffer[:count])
+        return digest.hexdigest(), stream.tell()
 
 
 class HashCache:

@@ -18,7 +18,7 @@ from huggingface_hub import DatasetCardData
 
 from .card import card_metadata, metadata_infos
 from .errors import PreparedFolderError
-from .prepare import README
+from .layout import README
 
 DEFAULT_CONFIG = "audio"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import json
 import logging
 import os
@@ -23,6 +22,8 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 from .errors import OutputBusyError, OutputExistsError
 from .manifest import Manifest, check_replaceable, write_manifest
@@ -47,7 +48,25 @@ class Staging:
 
 @contextlib.contextmanager
 def replacing(out: Path, kind: str, option: str) -> Iterator[Staging]:
-    """Build the new `out` in the yielded staging folder; it takes `out`'s place if the block ends well."""
+    """Build the new `out` in the yielded staging folder; it takes `out`'s place if the block ends well.
+
+    Args:
+        out (`Path`):
+            The output folder: absent, empty, or an earlier output of the same `kind` (unchanged since).
+        kind (`str`):
+            What writes it ("prepare", "publish --dry-run", ...), as its manifest records.
+        option (`str`):
+            The option that named `out`, for messages ("--out").
+
+    Yields:
+        [`Staging`]: the folder to build in, and whether it replaces an earlier output.
+
+    Raises:
+        [`~errors.OutputBusyError`]:
+            Another run holds the lock beside `out`.
+        [`~errors.OutputExistsError`]:
+            `out` holds something else, or its folder cannot be made.
+    """
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:  # under a file, on a read-only filesystem, in a folder we may not write to
@@ -66,7 +85,22 @@ def replacing(out: Path, kind: str, option: str) -> Iterator[Staging]:
 
 
 def refuse_overlap(target: Path, option: str, protected: Path, what: str) -> None:
-    """Refuse an output folder that is, holds, or lies inside `protected` (the user's `what`)."""
+    """Refuse an output folder that is, holds, or lies inside `protected` (the user's `what`).
+
+    Args:
+        target (`Path`):
+            The folder to write.
+        option (`str`):
+            The option that named it, for the message ("--dry-run").
+        protected (`Path`):
+            A folder of the user's that must not be touched.
+        what (`str`):
+            What `protected` is, for the message ("the SOUSA directory").
+
+    Raises:
+        [`~errors.OutputExistsError`]:
+            `target` is, holds or lies inside `protected`.
+    """
     target, protected = target.absolute().resolve(), protected.absolute().resolve()
     if target == protected or protected.is_relative_to(target) or target.is_relative_to(protected):
         raise OutputExistsError(
@@ -82,30 +116,27 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def _locked(out: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `.OUT.lock` beside `out`; refuse if another run holds it. The file goes after."""
+    """Hold an exclusive lock on `.OUT.lock` beside `out` (`filelock`); refuse if another run holds it.
+
+    The file is removed while still locked: a run that opened it meanwhile finds it unlinked when it gets the
+    lock (filelock checks), and locks a new one.
+    """
     path = out.parent / f".{out.name}.lock"
-    while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            raise OutputBusyError(
-                f"{out}: another sousa-builder run is writing it now; wait for it to end, then run again"
-            ) from None
-        try:  # the holder before us may have removed the file between our open and our lock: lock the new one
-            same = os.path.samestat(os.fstat(descriptor), os.stat(path))
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(descriptor)
+    lock = FileLock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise OutputBusyError(
+            f"{out}: another sousa-builder run is writing it now; wait for it to end, then run again"
+        ) from None
     try:
         yield
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        os.close(descriptor)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        finally:
+            lock.release()
 
 
 def _journal(out: Path) -> Path:

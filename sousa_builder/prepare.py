@@ -35,6 +35,7 @@ from .builder import Sousa, SousaConfig, class_ids, config_names
 from .card import dataset_card_text, label_counts
 from .features import FLAT_COLUMNS, features_for
 from .labels import LABEL_TABLES, LabelBuckets
+from .layout import AUXILIARY_DIR, README, auxiliary_path, shard_name
 from .manifest import remember_hashes
 from .output import Staging, replacing
 from .remote_output import RemoteStaging, replacing_remote
@@ -47,8 +48,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-AUXILIARY_DIR = "auxiliary"
-README = "README.md"  # the dataset card, with the YAML that configures loading
 PREPARED = "prepare"  # the kind of folder in its manifest
 
 
@@ -115,7 +114,7 @@ def prepare(
             for spec in specs:
                 plan = plans[spec.name]
                 infos[spec.name], result.configs[spec.name] = _prepare_config(spec, plan, staging.path, writers, hashes)
-        _write_auxiliary(labels, join(staging.path, AUXILIARY_DIR), hashes)
+        _write_auxiliary(labels, staging.path, hashes)
         card = dataset_card_text(infos, counts=label_counts(staging.path, infos))
         _write_bytes(join(staging.path, README), card.encode("utf-8"), hashes, README)
         _remove_scratch(staging, cache)
@@ -236,7 +235,7 @@ def _shard_plan(
         ranges = shard_ranges(rows.num_rows, count)
         plan[split] = [
             ShardTask(spec.name, str(rows_file), start, stop, str(source.media_root), labels,
-                      str(join(folder, f"{split}-{index:05d}-of-{len(ranges):05d}.parquet")))
+                      str(join(folder, shard_name(split, index, len(ranges)))))
             for index, (start, stop) in enumerate(ranges)
         ]  # fmt: skip
     return plan
@@ -288,20 +287,20 @@ def _prepare_config(
     return info, splits
 
 
-def _write_auxiliary(labels: LabelBuckets, folder: Path | str, hashes: dict[str, str]) -> None:
-    """The flat stroke and measure tables of the prepared samples, sorted by (sample_id, index); the sha256 of
-    those written to a URL into `hashes`.
+def _write_auxiliary(labels: LabelBuckets, root: Path | str, hashes: dict[str, str]) -> None:
+    """The flat stroke and measure tables of the prepared samples in `root` (`layout.auxiliary_path`), sorted by
+    (sample_id, index); the sha256 of those written to a URL into `hashes`.
 
     Written a bucket of samples at a time, so that memory does not grow with the dataset.
     """
-    if isinstance(folder, Path):
-        folder.mkdir()
+    if isinstance(root, Path):
+        (root / AUXILIARY_DIR).mkdir()
     for name, schema in LABEL_TABLES.items():
-        where = join(folder, f"{name}.parquet")
+        where = join(root, auxiliary_path(name))
         with contextlib.ExitStack() as stack:
             sink = str(where) if isinstance(where, Path) else stack.enter_context(created(where))
             with pq.ParquetWriter(sink, schema) as writer:
                 for bucket in range(labels.num_buckets):
                     writer.write_table(labels.rows(name, bucket))
         if not isinstance(where, Path):
-            hashes[f"{AUXILIARY_DIR}/{name}.parquet"] = sink.sha256
+            hashes[auxiliary_path(name)] = sink.sha256

@@ -18,6 +18,7 @@ import dataclasses
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ from typing import Any
 
 from datasets.utils.tqdm import tqdm
 
-from .errors import SousaError
+from .errors import RayConnectionError, RayNotInstalledError
 from .shards import ShardResult, ShardTask, log_written, write_shard
 from .storage import is_url
 
@@ -35,14 +36,19 @@ logger = logging.getLogger(__name__)
 # Retries of a shard whose worker process (or node) died; the rewrite is identical, so a retry is harmless.
 MAX_RETRIES = 3
 INSTALL_HINT = 'pip install "sousa-builder[ray]"'
-
-
-class RayNotInstalledError(SousaError, ImportError):
-    """`--engine ray` without Ray installed."""
+RAY_CONNECT_TIMEOUT = 10.0  # seconds to reach the head at --ray-address HOST:PORT
 
 
 def import_ray() -> Any:
-    """The `ray` module, or a one-line error saying how to install it."""
+    """The `ray` module, imported only when a run asks for it.
+
+    Returns:
+        The `ray` module.
+
+    Raises:
+        [`~errors.RayNotInstalledError`]:
+            Ray is not installed; the message says how to install it.
+    """
     try:
         import ray
     except ImportError:
@@ -80,7 +86,7 @@ class RayShardWriters:
                 options.update(address="local", num_cpus=self.num_cpus, _node_ip_address="127.0.0.1")
                 # Its one message is that the Ray started here requires a token (made for the run): no news.
                 logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-            with _own_signal_handlers():
+            with _own_signal_handlers(), _joining(self.address):
                 ray.init(**{"address": self.address, **options})
             self._started_ray = True
         self._remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(write_shard)
@@ -144,6 +150,35 @@ class RayShardWriters:
             if isinstance(cause, Exception):
                 raise cause from None
             raise
+
+
+@contextlib.contextmanager
+def _joining(address: str | None) -> Iterator[None]:
+    """Name the Ray address when no cluster can be joined there (Ray raises a bare `ConnectionError`).
+
+    A HOST:PORT is tried first with a plain connection, bounded by `RAY_CONNECT_TIMEOUT`: `ray.init` itself keeps
+    retrying an address where nothing answers.
+    """
+    where = "a running Ray cluster ('auto' found none)" if address == "auto" else f"a Ray cluster at {address}"
+    host, _, port = (address or "").rpartition(":")
+    if host and port.isdigit() and "://" not in address:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT).close()
+        except OSError as err:
+            raise RayConnectionError(
+                f"--ray-address {address}: cannot reach {where} ({err.strerror or err}); start one there with `ray "
+                "start --head`, or leave out --ray-address to start Ray for this run",
+                address=address,
+            ) from None
+    try:
+        yield
+    except ConnectionError as err:
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise RayConnectionError(
+            f"--ray-address {address}: cannot reach {where} ({first}); start one with `ray start --head`, or leave "
+            "out --ray-address to start Ray for this run",
+            address=address,
+        ) from err
 
 
 @contextlib.contextmanager

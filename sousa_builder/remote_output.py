@@ -33,13 +33,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import OutputExistsError, StorageError
+from .errors import OutputExistsError, PreparedFolderError, StorageError
+from .layout import README  # written last: the file that makes the folder a dataset
 from .manifest import MANIFEST, MANIFEST_DIR, SHOWN, FileEntry, Manifest
-from .storage import filesystem
+from .storage import filesystem, reaching
 
 logger = logging.getLogger(__name__)
 
-README = "README.md"  # written last: the file that makes the folder a dataset
 JOURNAL = f"{MANIFEST_DIR}/commit.json"
 STAGING_PREFIX = f"{MANIFEST_DIR}/staging-"
 
@@ -216,13 +216,31 @@ def _remove_prefix(fs: Any, prefix: str) -> None:
 @contextlib.contextmanager
 def local_copy(out: str) -> Iterator[Path]:
     """A local copy of the prepared output at the URL `out` (the files its manifest lists, and the manifest), in a
-    temporary folder removed after the block: for the checks and uploads that read every file anyway."""
+    temporary folder removed after the block: for the checks and uploads that read every file anyway.
+
+    Args:
+        out (`str`):
+            The URL of a prepared output.
+
+    Yields:
+        `Path`: the temporary folder holding the copy.
+
+    Raises:
+        [`~errors.PreparedFolderError`]:
+            Nothing is there.
+        [`~errors.StorageError`]:
+            The temporary folder's disk has no room for the copy (said before the first byte is copied).
+        [`~errors.StorageConnectionError`]:
+            The storage of `out` could not be reached.
+    """
     fs, root = filesystem(out)
     root = root.rstrip("/")
-    found = _objects(fs, root)
+    with reaching(out):
+        found = _objects(fs, root)
     if not found:
-        raise FileNotFoundError(f"{out}: nothing there; run `sousa-builder prepare ... --out {out}` first")
-    manifest = _read_manifest(fs, f"{root}/{MANIFEST}")
+        raise PreparedFolderError(f"{out}: nothing there; run `sousa-builder prepare ... --out {out}` first")
+    with reaching(out):
+        manifest = _read_manifest(fs, f"{root}/{MANIFEST}")
     if manifest is None:  # copied as it is, for the checks to say what is wrong
         relatives = sorted(r for r in found if not r.startswith(f"{MANIFEST_DIR}/"))
     else:  # a listed file that is missing is for the manifest check to report
@@ -240,7 +258,8 @@ def local_copy(out: str) -> Iterator[Path]:
         targets = [os.path.join(folder, *relative.split("/")) for relative in relatives]
         for target in targets:
             os.makedirs(os.path.dirname(target), exist_ok=True)
-        fs.get([f"{root}/{relative}" for relative in relatives], targets)
+        with reaching(out):
+            fs.get([f"{root}/{relative}" for relative in relatives], targets)
         yield Path(folder)
 
 

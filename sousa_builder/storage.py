@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .errors import StorageError
+from .errors import SousaError, StorageConnectionError, StorageError, is_connection_error
 
 
 def is_url(location: str | os.PathLike) -> bool:
@@ -72,6 +72,36 @@ def filesystem(url: str) -> tuple[Any, str]:
         raise StorageError(f"{url}: reading and writing {protocol}:// needs its fsspec backend ({err})") from None
     except ValueError as err:  # an unknown protocol
         raise StorageError(f"{url}: {err}") from None
+
+
+@contextmanager
+def reaching(*locations: str | os.PathLike | None) -> Iterator[None]:
+    """Name the storage when a connection to it fails inside the block.
+
+    fsspec backends raise their own connection errors (botocore's `EndpointConnectionError`, aiohttp's, ...),
+    which say nothing of the URL the user gave. Errors of the package pass as they are.
+
+    Args:
+        *locations (`str`, `os.PathLike` or `None`):
+            The locations the block reads or writes; the URLs among them are named.
+
+    Raises:
+        [`~errors.StorageConnectionError`]:
+            A connection failed while some location was a URL.
+    """
+    urls = [str(where) for where in locations if where is not None and is_url(where)]
+    try:
+        yield
+    except SousaError:
+        raise
+    except Exception as err:
+        if not urls or not is_connection_error(err):
+            raise
+        first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        raise StorageConnectionError(
+            f"cannot reach the storage of {' or '.join(urls)} ({first}); check its endpoint and credentials",
+            url=urls[0],
+        ) from err
 
 
 def join(base: str | Path, *parts: str) -> str | Path:

@@ -63,6 +63,7 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("POST", r"/api/validate-yaml", "validate_yaml"),
         ("GET", rf"{_API}(?:/revision/(?P<rev>[^/]+))?", "repo_info"),
         ("GET", rf"{_API}/refs", "list_refs"),
+        ("GET", rf"{_API}/auth-check(?:/(?P<access>write))?", "auth_check"),
         ("GET", rf"{_API}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?", "tree"),
         ("POST", rf"{_API}/paths-info/(?P<rev>[^/]+)", "paths_info"),
         ("POST", rf"{_API}/preupload/(?P<rev>[^/]+)", "preupload"),
@@ -660,6 +661,12 @@ class FakeHub:
             | {"private": repo.private, "disabled": False, "gated": False, "downloads": 0, "likes": 0, "tags": []}
             | {"createdAt": _iso(repo.created), "lastModified": _iso(commit.date), "siblings": siblings}
         )
+
+    def _route_auth_check(self, req: Request) -> Response:
+        """`HfApi.auth_check`: 200 if the token may read (or, `/write`, write) the repo; 404/401 RepoNotFound for a
+        repo it cannot see or that does not exist, 401 without a token for writing, 403 without the rights."""
+        self._repo_for(req, write=req.params.get("access") == "write")
+        return Response.of({})
 
     def _route_list_refs(self, req: Request) -> Response:
         repo = self._repo_for(req)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 import sousa_builder as sousa_builder_package
 from sousa_builder.cli import main
-from sousa_builder.errors import SourceNotFoundError
+from sousa_builder.errors import EXIT_INTERNAL, SourceNotFoundError
 from sousa_builder.prepare import prepare
 
 SAMPLE_SPLIT_ROWS_TEXT = "24 rows (train 12, validation 6, test 6)"
@@ -115,3 +117,116 @@ def test_validate_says_which_kind_of_folder_it_was_given(prepared_dir: Path, sam
         f"--prepared {sample_dir} looks like a SOUSA source directory (it holds labels/samples.parquet): "
         f"check it without --prepared (sousa-builder validate {sample_dir})" in run.stderr
     )
+
+
+# --- issue 21: what the command line imports, says and returns ------------------------------------------------
+
+HEAVY = ("datasets", "pyarrow", "pandas", "huggingface_hub", "fsspec")
+
+
+def imported_by(*args: str) -> list[str]:
+    """The heavy modules a fresh interpreter has imported after `sousa-builder ARGS` exits through argparse."""
+    script = (
+        "import sys\nfrom sousa_builder.cli import main\n"
+        f"try:\n    main({list(args)!r})\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    return eval(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["--version"], ["prepare", "--help"], ["publish", "--help"], ["prepare", "x", "--sorce", "y"], []],
+    ids=["help", "version", "prepare-help", "publish-help", "typo", "no-command"],
+)
+def test_help_version_and_usage_errors_import_nothing_heavy(args: list[str]) -> None:
+    assert imported_by(*args) == []
+
+
+def test_a_typo_shows_the_subcommands_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = exits(capsys, "prepare", str(tmp_path), "--out", str(tmp_path / "out"), "--sorce", "x")
+    assert code == 2
+    assert err.startswith("usage: sousa-builder prepare ") and "unrecognized arguments: --sorce x" in err
+
+
+def test_debug_after_the_subcommand(tmp_path: Path, sample_dir: Path) -> None:
+    command = [sys.executable, "-m", "sousa_builder", "validate", "--debug", str(sample_dir), "--json", str(tmp_path)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert (
+        run.returncode == 1 and "Traceback (most recent call last)" in run.stderr and "IsADirectoryError" in run.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [json.JSONDecodeError("Expecting value", "{", 1), pa.ArrowInvalid("Parquet magic bytes not found"), KeyError("x")],
+    ids=["json", "pyarrow", "key"],
+)
+def test_an_unexpected_exception_is_an_internal_error_not_bad_input(
+    error: Exception, sample_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ValueError of pyarrow's or of JSON's is a bug of ours: said to be one, with its own exit code."""
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise error
+
+    monkeypatch.setattr("sousa_builder.validate.validate_source", broken)
+    assert main(["validate", str(sample_dir)]) == EXIT_INTERNAL == 70
+    err = capsys.readouterr().err
+    assert err.startswith(f"sousa-builder validate: error: internal error: {type(error).__name__}: ")
+    assert "--debug" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_folder_exits_1_in_every_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    nowhere = str(tmp_path / "nowhere")
+    for args in (
+        ["prepare", nowhere, "--out", str(tmp_path / "out")],
+        ["validate", nowhere],
+        ["validate", "--prepared", nowhere],
+        ["publish", "alice/sousa", "--data-dir", nowhere, "--dry-run", str(tmp_path / "plan")],
+    ):
+        assert main(args) == 1, args
+        err = capsys.readouterr().err
+        assert nowhere in err and "Traceback" not in err, err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "plan").exists()
+
+
+INTERRUPT_AT_IMPORT = """
+import os, signal, sys
+class SignalOnImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "datasets":
+            os.kill(os.getpid(), signal.{signal})
+        return None
+sys.meta_path.insert(0, SignalOnImport())
+from sousa_builder.cli import main
+sys.exit(main({args!r}))
+"""
+
+
+@pytest.mark.parametrize(("signum", "code"), [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_signal_while_datasets_imports_is_one_line(sample_dir: Path, tmp_path: Path, signum: str, code: int) -> None:
+    """The first second of a run is spent importing datasets: a signal then is handled like any other."""
+    out = tmp_path / "out"
+    script = INTERRUPT_AT_IMPORT.format(signal=signum, args=["prepare", str(sample_dir), "--out", str(out)])
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == code, run.stderr
+    assert run.stderr.strip() == f"sousa-builder prepare: interrupted: {out} is unchanged"
+    assert not out.exists()
+
+
+def test_engines_and_file_names_the_cli_knows_are_the_packages() -> None:
+    from sousa_builder.cli.prepare import ENGINES
+    from sousa_builder.cli.validate import SAMPLES_FILE
+    from sousa_builder.prepare import ENGINES as PREPARE_ENGINES
+    from sousa_builder.source import LABEL_FILES
+
+    assert ENGINES == PREPARE_ENGINES and LABEL_FILES["samples"] == SAMPLES_FILE
+
+
+def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    out = exits(capsys, "--help")[1]
+    for line in ("  1    refused or failed", "  2    usage error", "  70   internal error", "  129  hung up"):
+        assert line in out, line

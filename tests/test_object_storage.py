@@ -184,7 +184,12 @@ def test_validate_fails_an_output_whose_shard_was_changed_in_the_bucket(s3: S3, 
 
 
 def test_validate_and_publish_of_an_output_larger_than_the_free_disk_are_refused_before_copying(
-    s3: S3, source_url: str, bucket: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    hub: FakeHub,
+    s3: S3,
+    source_url: str,
+    bucket: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """They work on a temporary local copy: too little room is one line naming the size and TMPDIR, not a full disk."""
     import sousa_builder.remote_output as remote_output
@@ -200,6 +205,46 @@ def test_validate_and_publish_of_an_output_larger_than_the_free_disk_are_refused
         assert line.startswith(f"sousa-builder {command[0]}: error: {out}: its checks and uploads work on a local copy")
         assert line.endswith(f"{tempfile.gettempdir()} has 0.0 GB free: set TMPDIR to a folder on a disk with room")
     assert set(Path(tempfile.gettempdir()).glob("sousa-prepared-*")) == before
+
+
+def test_publish_from_the_bucket_checks_the_hub_before_copying_anything(
+    hub: FakeHub, s3: S3, source_url: str, bucket: str, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sousa_builder.remote_output as remote_output
+
+    out = f"{bucket}/sousa"
+    prepare(source_url, out, configs=["labels_only"])
+
+    def listed(*args: object) -> None:
+        raise AssertionError("the bucket was listed: the copy started before the Hub was asked")
+
+    monkeypatch.setattr(remote_output, "_objects", listed)
+    monkeypatch.delenv("HF_TOKEN")
+    assert main(["publish", "alice/sousa", "--prepared", out, "--yes"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "sousa-builder publish: error: no Hub token: set HF_TOKEN or log in with `hf auth login`"
+    )
+    assert main(["publish", "bob/sousa", "--prepared", out, "--yes"]) == 1
+    monkeypatch.setenv("HF_TOKEN", "hf_alice")
+    assert main(["publish", "bob/sousa", "--prepared", out, "--yes"]) == 1
+    assert "cannot write to namespace 'bob'" in capsys.readouterr().err
+    assert not hub.requests_for("create_repo", "preupload", "commit")
+
+
+def test_an_unreachable_storage_endpoint_is_named_as_the_storage(
+    s3: S3, bucket: str, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not "cannot reach the Hub": the URL whose endpoint failed is named, and nothing is written."""
+    closed = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    monkeypatch.setenv("AWS_ENDPOINT_URL", closed)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setattr("sousa_builder.storage._FILESYSTEMS", {})
+    out = tmp_path / "out"
+    assert main(["prepare", f"{bucket}/source", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"sousa-builder prepare: error: cannot reach the storage of {bucket}/source"), err
+    assert "Hub" not in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
 
 
 def test_publish_from_the_bucket_sends_what_publishing_the_local_folder_sends(

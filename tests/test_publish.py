@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 
 import datasets
@@ -113,17 +114,28 @@ def test_replaces_an_older_layout_in_one_commit(hub: FakeHub, prepared_dir: Path
         "examples/demo.wav": b"RIFF mine",  # a file of the repo owner's: not a layout of this tool
         "audio/notes.txt": b"mine too",
         "root-table.parquet": b"PAR1 mine",
+        "audio/train-00000-of-00009.parquet": b"PAR1 an older shard count",  # ours: a shard of a pushed config
+        "labels/strokes.parquet": b"PAR1 old",
+        # The user's own Parquet files inside folders this tool writes to: they look alike, but are not shards.
+        "audio/my_eval_subset.parquet": b"PAR1 mine",
+        "auxiliary/my_notes.parquet": b"PAR1 mine",
+        "data/2023/backup.parquet": b"PAR1 mine",
+        "data/backup.parquet": b"PAR1 mine",
+        "labels/my_labels.parquet": b"PAR1 mine",
     }
-    kept = {"LICENSE", "examples/demo.wav", "audio/notes.txt", "root-table.parquet"}
+    kept = {"LICENSE", "examples/demo.wav", "audio/notes.txt", "root-table.parquet", "audio/my_eval_subset.parquet"}
+    kept |= {"auxiliary/my_notes.parquet", "data/2023/backup.parquet", "data/backup.parquet"}
+    kept |= {"labels/my_labels.parquet"}
     hub.commit_files(REPO, legacy)
     seeded = hub.head(REPO).oid
-    publish(REPO, prepared_dir)
+    result = publish(REPO, prepared_dir)
     commit = hub.commits[-1]
     assert commit.parent == seeded
     assert sorted(commit.deleted) == sorted(p for p in legacy if p not in kept)
     tree = hub.files(REPO)
     assert {p: tree[p] for p in kept} == {p: legacy[p] for p in kept}  # not ours to delete
-    assert not [p for p in tree if p.endswith((".flac", ".mid")) or p.startswith("data/")]
+    assert not [p for p in tree if p.endswith((".flac", ".mid")) or p.startswith("data/train-")]
+    assert set(result.plan.kept) == {".gitattributes", *kept}
 
 
 def test_failed_upload_leaves_main_unchanged_and_rerun_sends_the_rest(hub: FakeHub, prepared_dir: Path) -> None:
@@ -423,3 +435,81 @@ def test_upload_urls_stay_out_of_the_log(hub: FakeHub, prepared_dir: Path, caplo
     assert main(["publish", REPO, "--prepared", str(prepared_dir), "--yes"]) == 0
     assert hub.lfs_uploads  # files were uploaded...
     assert not [r for r in caplog.records if "lfs-upload" in r.getMessage()]  # ...and their URLs not logged
+
+
+# --- the Hub is checked before any work (issue 21) --------------------------------------------------------------
+
+
+@pytest.fixture
+def no_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Make any prepare or source check of `publish --data-dir` fail the test; temporary folders go to a fresh one."""
+    import sousa_builder.publish.workflow as workflow
+
+    def forbidden(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the Hub was checked")
+
+    monkeypatch.setattr(workflow, "prepare", forbidden)
+    monkeypatch.setattr(workflow, "check_source", forbidden)
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    return temporary
+
+
+def refused_before_work(argv: list[str], capsys: pytest.CaptureFixture[str], temporary: Path, expected: str) -> None:
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith("sousa-builder publish: error: ") and expected in err and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not list(temporary.iterdir())  # no temporary folder, nothing prepared
+
+
+def test_no_token_fails_before_any_work(
+    hub: FakeHub, sample_dir: Path, no_work: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.delenv("HF_TOKEN")
+    argv = ["publish", REPO, "--data-dir", str(sample_dir), "--yes"]
+    refused_before_work(argv, capsys, no_work, "no Hub token: set HF_TOKEN or log in with `hf auth login`")
+    assert not hub.requests  # not even a request
+
+
+@pytest.mark.parametrize(
+    ("repo", "revision", "expected"),
+    [
+        ("bob/sousa", None, "user 'alice' cannot write to namespace 'bob'"),
+        ("alice/new-repo", "dev", "revision 'dev' does not exist: dataset alice/new-repo does not exist yet"),
+        (REPO, "dev", f"revision 'dev' does not exist in dataset {REPO}"),  # REPO exists (made below)
+        ("alice/a--b", None, "repo id 'alice/a--b' is malformed"),
+    ],
+    ids=["namespace", "new-repo-revision", "missing-revision", "repo-id"],
+)
+def test_hub_refusals_come_before_any_work(
+    hub: FakeHub, sample_dir: Path, no_work: Path, capsys, repo: str, revision: str | None, expected: str
+) -> None:
+    hub.create_repo(REPO)
+    argv = ["publish", repo, "--data-dir", str(sample_dir), "--yes", *(["--revision", revision] if revision else [])]
+    refused_before_work(argv, capsys, no_work, expected)
+    assert not hub.requests_for("create_repo", "preupload", "commit")
+
+
+def test_a_read_only_token_is_refused_up_front_for_a_new_and_an_existing_repo(
+    hub: FakeHub, sample_dir: Path, no_work: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    hub.create_repo(REPO)
+    monkeypatch.setenv("HF_TOKEN", hub.add_user("alice", token="hf_alice_read_only", role="read").token)
+    argv = ["publish", REPO, "--data-dir", str(sample_dir), "--yes"]
+    refused_before_work(argv, capsys, no_work, f"this token cannot write to {REPO}")
+    assert [r.status for r in hub.requests_for("auth_check")] == [403]  # asked with HfApi.auth_check(write=True)
+    argv = ["publish", "alice/not-yet", "--data-dir", str(sample_dir), "--yes"]
+    refused_before_work(argv, capsys, no_work, "this token is read-only: it cannot create alice/not-yet")
+
+
+def test_yes_prints_the_plan_before_the_upload(hub: FakeHub, prepared_dir: Path, capsys) -> None:
+    hub.create_repo(REPO)
+    hub.commit_files(REPO, {"data/train-00000-of-00001.parquet": b"PAR1 old"})
+    hub.inject_fault("preupload", status=503)  # the upload fails at once
+    assert main(["publish", REPO, "--prepared", str(prepared_dir), "--yes"]) == 1
+    out, err = capsys.readouterr()
+    assert f"plan for {REPO}@main:" in out and "add: 21 file(s)" in out
+    assert "delete: 1 file(s)\n    data/train-00000-of-00001.parquet" in out  # what it would delete, shown first
+    assert "the Hub answered 503" in err

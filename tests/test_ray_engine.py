@@ -72,6 +72,20 @@ def test_ray_address_needs_engine_ray(sample_dir: Path, tmp_path: Path) -> None:
     assert exit_.value.code == 2
 
 
+def test_a_ray_address_where_nothing_answers_is_named_in_seconds(
+    sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not "cannot reach the Hub", and not ray.init retrying for minutes: the address, in one line."""
+    pytest.importorskip("ray")
+    out = tmp_path / "out"
+    argv = ["prepare", str(sample_dir), "--out", str(out), "--engine", "ray", "--ray-address", "127.0.0.1:9"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("sousa-builder prepare: error: --ray-address 127.0.0.1:9: cannot reach a Ray cluster at ")
+    assert "Hub" not in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("signal_number", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_interrupting_a_ray_prepare_is_one_line_and_leaves_nothing(

@@ -187,7 +187,11 @@ def processes_left(group: int) -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],  # SIGHUP: the terminal was closed
+    ids=["ctrl-c", "sigterm", "sighup"],
+)
 def test_interrupt_with_workers_is_quick_and_clean(
     larger_source: Path, sample_dir: Path, tmp_path: Path, signum: int, code: int
 ) -> None:

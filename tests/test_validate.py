@@ -4,8 +4,11 @@ exactly its way, with a message naming the offending sample or file; JSON report
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -479,8 +482,6 @@ def test_cli_broken_source_json_and_summary(source_copy: Path, tmp_path: Path, c
         [],  # neither DATA_DIR nor --prepared
         ["DATA", "--prepared", "DATA"],
         ["DATA", "--source", "DATA"],  # --source needs --prepared
-        ["does-not-exist"],
-        ["--prepared", "does-not-exist"],
         ["DATA", "--num-proc", "0"],
         ["DATA", "--sample", "many"],
     ],
@@ -734,3 +735,25 @@ def test_a_source_without_samples_fails(source_copy: Path, capsys: pytest.Captur
     assert main(["validate", str(source_copy)]) == 1
     out = capsys.readouterr().out
     assert "labels/samples.parquet: no samples" in out and "FAIL  label_files" in out
+
+
+@pytest.mark.parametrize("command", ["validate", "publish"])
+def test_a_fifo_named_like_a_shard_is_refused_before_it_is_opened(
+    prepared_dir: Path, tmp_path: Path, command: str
+) -> None:
+    """Opening a FIFO blocks until something writes to it: refused by its type, in a fresh process with a bound."""
+    folder = Path(shutil.copytree(prepared_dir, tmp_path / "prepared"))
+    shard = next((folder / "labels_only").glob("train-*.parquet"))
+    shard.unlink()
+    os.mkfifo(shard)
+    args = ["--prepared", str(folder)]
+    argv = ["validate", *args] if command == "validate" else ["publish", "alice/sousa", *args, "--dry-run", "plan"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-m", "sousa_builder", *argv], capture_output=True, text=True, timeout=60,
+                         cwd=tmp_path, env=env)  # fmt: skip
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"sousa-builder {command}: error: {shard}: not a regular file (a FIFO (named pipe)); a prepared folder holds "
+        "only the files prepare wrote: remove it, or prepare again"
+    )
+    assert not (tmp_path / "plan").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 import yaml
@@ -18,15 +17,9 @@ from huggingface_hub.utils.sha import git_hash
 from ..card import card_infos
 from ..errors import HubRevisionError
 from ..hashes import file_sha256s
-from ..prepare import AUXILIARY_DIR, README
+from ..layout import AUXILIARY_TABLES, README, auxiliary_path, is_ours, shard_glob
 
 logger = logging.getLogger(__name__)
-
-# What earlier layouts of the dataset wrote (README: "Publishing"): loose media under audio/ and midi/ (flat or
-# by rudiment), one Parquet config under data/, label tables under labels/. Deleted where found; nothing else is.
-LEGACY_PATTERNS = (
-    "audio/*.flac", "audio/*/*.flac", "midi/*.mid", "midi/*/*.mid", "data/*.parquet", "labels/*.parquet",
-)  # fmt: skip
 
 
 @dataclass
@@ -114,7 +107,9 @@ def remote_state(
 def local_files(prepared: Path, card: bytes, infos: dict[str, DatasetInfo]) -> list[LocalFile]:
     """The files to push: the shards of the configs in `infos`, the auxiliary tables, and the card."""
     local = [LocalFile(README, card, len(card), hashlib.sha256(card).hexdigest(), git_hash(card))]
-    paths = [path for folder in (*infos, AUXILIARY_DIR) for path in sorted((prepared / folder).glob("*.parquet"))]
+    shards = [path for config in infos for path in sorted((prepared / config).glob(shard_glob("*")))]
+    auxiliary = [prepared / auxiliary_path(table) for table in AUXILIARY_TABLES]
+    paths = [*shards, *(path for path in auxiliary if path.is_file())]
     for path, (sha256, size) in zip(paths, file_sha256s(paths)):
         local.append(LocalFile(path.relative_to(prepared).as_posix(), path, size, sha256, ""))
     return local
@@ -136,12 +131,6 @@ def make_plan(repo_id: str, remote: RemoteState, local: list[LocalFile], pushed_
     for path in sorted(remote.files):
         if path in local_paths:
             continue
-        (plan.delete if is_stale(path, pushed_configs) else plan.kept).append(path)
+        # Deleted only if this tool wrote it (`layout.is_ours`): every other file of the repo is kept.
+        (plan.delete if is_ours(path, pushed_configs) else plan.kept).append(path)
     return plan
-
-
-def is_stale(path: str, pushed_configs: set[str]) -> bool:
-    """A remote file that a layout of this tool wrote and the new tree replaces: a shard of a pushed config
-    (`{config}/*.parquet`), an auxiliary table, or a file of an older layout (`LEGACY_PATTERNS`)."""
-    patterns = (*(f"{config}/*.parquet" for config in pushed_configs), f"{AUXILIARY_DIR}/*.parquet", *LEGACY_PATTERNS)
-    return any(fnmatchcase(path, pattern) and path.count("/") == pattern.count("/") for pattern in patterns)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .prepared_folder import IGNORED
+from ..layout import IGNORED
 from .report import KEPT, CheckResult, verdict
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import re
+import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,12 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..card import CardMetadataError, card_metadata
-from ..prepare import AUXILIARY_DIR, README
+from ..errors import NotARegularFileError
+from ..layout import AUXILIARY_DIR, IGNORED, README, shard_split
 from .report import first_line
-
-# Not uploaded: git metadata, huggingface_hub's local download cache, sousa-builder's manifest.
-IGNORED = (".git", ".cache", ".sousa")
-_SHARD_NAME = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}\.parquet$")
 
 
 @dataclass
@@ -63,15 +61,65 @@ class PreparedFolder:
         return rows
 
 
+def refuse_special_files(out: Path) -> None:
+    """Refuse a prepared folder holding anything but regular files and folders, before any file is opened.
+
+    Opening a FIFO named like a shard blocks until something writes to it; a device or socket is no shard either.
+
+    Args:
+        out (`Path`):
+            The prepared folder.
+
+    Raises:
+        [`~errors.NotARegularFileError`]:
+            Names the first such path found, and what it is.
+    """
+    for folder, subfolders, files in os.walk(out):
+        subfolders.sort()
+        for name in sorted(files):
+            path = Path(folder, name)
+            try:
+                mode = path.stat().st_mode  # follows a link: what opening it would reach (links: the manifest check)
+            except OSError:
+                continue  # a dangling link: the manifest check reports it
+            if not stat.S_ISREG(mode):
+                raise NotARegularFileError(
+                    f"{path}: not a regular file ({file_kind(mode)}); a prepared folder holds only the files prepare "
+                    "wrote: remove it, or prepare again"
+                )
+
+
+def file_kind(mode: int) -> str:
+    """What a `st_mode` is, in words ("a FIFO", "a socket", ...).
+
+    Args:
+        mode (`int`):
+            The `st_mode` of `os.stat`.
+
+    Returns:
+        `str`: e.g. "a FIFO (named pipe)".
+    """
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a folder"), (stat.S_ISREG, "a regular file"),
+    )  # fmt: skip
+    return next((text for test, text in kinds if test(mode)), "not a file")
+
+
 def scan(out: Path) -> PreparedFolder:
-    """Find the config folders and their shards, read their footers, and parse the README YAML."""
+    """Find the config folders and their shards, read their footers, and parse the README YAML.
+
+    Raises:
+        [`~errors.NotARegularFileError`]:
+            The folder holds a FIFO, socket or device (refused before any file is opened).
+    """
+    refuse_special_files(out)
     shards = []
     for folder in sorted(p for p in out.iterdir() if p.is_dir()):
         if folder.name in (AUXILIARY_DIR, *IGNORED) or folder.name.startswith("."):
             continue
         for path in sorted(folder.rglob("*.parquet")):
-            match = _SHARD_NAME.match(path.name)
-            split = match["split"] if match else path.stem.split("-")[0]
+            split = shard_split(path.name) or path.stem.split("-")[0]
             shard = Shard(path.relative_to(out).as_posix(), folder.name, split)
             try:
                 # Page checksums (prepare writes them) and a full validation: damaged bytes are a problem of the

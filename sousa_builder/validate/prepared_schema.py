@@ -9,7 +9,7 @@ import pyarrow as pa
 from ..builder import Sousa, config_names
 from ..card import metadata_infos
 from ..features import features_for
-from ..prepare import README
+from ..layout import README
 from .prepared_folder import PreparedFolder
 from .report import CheckResult, verdict
 

@@ -12,6 +12,7 @@ os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="sousa-tests-hf-")
 os.environ.pop("SOUSA_DATA_DIR", None)
 
 import pytest  # noqa: E402
+from s3_server import s3_fixture  # noqa: E402, F401  (one moto server for the session, whichever module asks)
 
 from sousa_builder.prepare import prepare  # noqa: E402
 from sousa_builder.sample import make_sample  # noqa: E402

@@ -1,6 +1,6 @@
 """A real S3 server on 127.0.0.1 for the tests: moto's, in a thread, reached by the unmodified s3fs client.
 
-The `s3` fixture (`from s3_server import s3_fixture  # noqa: F401`) starts it once per session and points
+The `s3` fixture (registered in conftest.py: one definition, so one server) starts it once per session and points
 the AWS environment at it (`AWS_ENDPOINT_URL` and test credentials, which s3fs, botocore and child processes
 read), so `s3://` URLs in a test go there and nowhere else. Each test gets a bucket of its own: `s3.bucket()`.
 """

@@ -17,7 +17,7 @@ from pathlib import Path
 import datasets
 import pytest
 from hub_server import FakeHub, hub_fixture  # noqa: F401
-from s3_server import S3, s3_fixture  # noqa: F401
+from s3_server import S3
 from test_prepare import tree_bytes
 from test_publish import local_tree
 

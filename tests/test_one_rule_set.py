@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from s3_server import S3, s3_fixture  # noqa: F401
+from s3_server import S3
 from test_refusals import BREAKAGES as REFUSAL_BREAKAGES
 from test_validate import (
     SOURCE_BREAKAGES,

@@ -21,8 +21,10 @@ from sousa_builder.cli import main
 from sousa_builder.prepare import prepare
 from sousa_builder.sample import make_sample
 from sousa_builder.validate import Report, validate_prepared, validate_source
-from sousa_builder.validate.audio import AudioSettings, alignment, harmonic_salience, timbre
+from sousa_builder.validate.audio import AudioSettings
 from sousa_builder.validate.media import sampled_rows
+from sousa_builder.validate.onsets import alignment
+from sousa_builder.validate.timbre import harmonic_salience, timbre
 
 AUDIO = AudioSettings()
 # 2 profiles x 2 rudiments x 2 augmentations: 8 FLAC files, 4 MIDI files (one per augmentation group).
@@ -83,7 +85,9 @@ def test_measurements_on_synthetic_signals() -> None:
     for time in times + 0.040:
         start = int(time * rate)
         clicks[start : start + 400] += burst
-    lag, correlation, precision, recall = alignment(clicks, rate, times, np.ones(len(times)))
+    found = alignment(clicks, rate, times, np.ones(len(times)))
+    lag, correlation = found["lag_ms"], found["correlation"]
+    precision, recall = found["event_precision"], found["event_recall"]
     assert lag == pytest.approx(40.0, abs=3.0) and correlation > 0.5
     assert (precision, recall) == (1.0, 1.0)
 
@@ -104,7 +108,8 @@ def test_a_room_tail_is_not_read_as_the_lag() -> None:
         start, echo = int(time * rate), int((time + 0.035) * rate)
         audio[start : start + 400] += burst
         audio[echo : echo + length] += tail[: len(audio) - echo]
-    lag, correlation, _, _ = alignment(audio, rate, times, np.ones(len(times)))
+    found = alignment(audio, rate, times, np.ones(len(times)))
+    lag, correlation = found["lag_ms"], found["correlation"]
     assert abs(lag) < 5 and correlation > 0.6  # the direct sound, not the tail (+35 ms)
 
 
@@ -136,7 +141,8 @@ def test_pitched_renders_fail_timbre(pitched_dir: Path, sample_dir: Path) -> Non
     for entry in timbre.details["files"]:
         assert entry["flagged"] and entry["harmonic_salience_db"] > 15
         assert entry["pitch_hz"] == pytest.approx(73.4, abs=1.5)  # note 38, D2
-        named = f"{entry['file']} (sample {entry['sample_id']}): harmonic salience"
+        assert entry["pitch_evidence"] > AUDIO.partial_threshold
+        named = f"{entry['file']} (sample {entry['sample_id']}): pitch evidence"
         assert any(offender.startswith(named) for offender in timbre.offenders)
     assert {c.name for c in report.with_status("fail")} <= {"audio_timbre", "audio_alignment"}
 
@@ -147,7 +153,7 @@ def test_one_pitched_file_is_named_and_share_decides(source_copy: Path, pitched_
     timbre = report["audio_timbre"]
     # 1 of 24 files is 4.2%, more than the 2% tolerated by default.
     assert (timbre.status, timbre.count) == ("fail", 1)
-    assert timbre.offenders[0].startswith(f"{row['audio_path']} (sample {row['sample_id']}): harmonic salience")
+    assert timbre.offenders[0].startswith(f"{row['audio_path']} (sample {row['sample_id']}): pitch evidence")
     assert [sid for sid, entry in files(report, "audio_timbre").items() if entry["flagged"]] == [row["sample_id"]]
 
     data, out = str(source_copy), str(tmp_path / "r.json")
@@ -164,14 +170,15 @@ def test_one_pitched_file_is_named_and_share_decides(source_copy: Path, pitched_
     assert main(["validate", data, "--audio", "--max-flagged-share", "0.05", "--json", out]) == 0
     assert json.loads(Path(out).read_text())["counts"]["warn"] >= 1
     assert main(["validate", data, "--audio", "--max-flagged-share", "0.05", "--strict"]) == 1
-    # A threshold above its salience (the note threshold moves with it) leaves its steady partials, which
-    # flag it still; with the partial threshold above them too, timbre passes. (Alignment is not asserted:
-    # the pitched tone's slow attack reads about 12 ms late, at the edge of the 10 ms limit.)
+    # The pitch evidence gates it, not the harmonic salience: a timbre threshold above its salience leaves it
+    # flagged, a partial threshold above its evidence passes it. (Alignment is not asserted: the pitched
+    # tone's slow attack reads about 12 ms late, at the edge of the 10 ms limit.)
     main(["validate", data, "--audio", "--timbre-threshold", "40", "--json", out])
     timbre = {c["name"]: c for c in json.loads(Path(out).read_text())["checks"]}["audio_timbre"]
-    assert (timbre["details"]["flagged"], timbre["details"]["note_threshold_db"]) == (1, 40)
-    assert "partial stability" in timbre["offenders"][0]
-    loose = validate_source(source_copy, audio=AudioSettings(timbre_threshold=40, partial_threshold=1))
+    assert (timbre["details"]["flagged"], timbre["details"]["threshold_db"]) == (1, 40)
+    assert "pitch evidence" in timbre["offenders"][0] and "partial stability" in timbre["offenders"][0]
+    evidence = files(report, "audio_timbre")[row["sample_id"]]["pitch_evidence"]
+    loose = validate_source(source_copy, audio=AudioSettings(partial_threshold=evidence + 0.01))
     assert loose["audio_timbre"].status == "pass"
 
 

@@ -49,9 +49,12 @@ from sousa_builder.validate.onsets import AnalysisError, alignment  # noqa: E402
 
 SHIFT_MS = 30.0
 CONDITIONS = ("late", "early", "swap_same_tempo", "swap_any")
-# Fitting: the note weights tried, and the healthy drums' share a fitted threshold may flag in training.
+# Fitting. The note weight is the one that best separates the 99.5th percentile of the training drums' pitch
+# evidence from the 0.5th of the pianos', in the two spreads; the threshold sits midway between the highest
+# drum and the lowest piano at that weight (the previous calibration's rule). The minimum correlation is the
+# 0.5th percentile of the training drums' (two decimals, rounded down).
 WEIGHTS = np.round(np.arange(0.0, 0.1001, 0.0025), 4)
-TRAIN_QUANTILE = 0.5  # percent: thresholds sit midway between the 99.5th drum and the 0.5th piano percentile
+QUANTILE = 0.5  # percent
 
 
 def shifted(signal: np.ndarray, rate: int, shift_ms: float) -> np.ndarray:
@@ -121,13 +124,13 @@ def fit(rows: Sequence[dict]) -> AudioSettings:
     for weight in WEIGHTS:
         d = [pitch_evidence(r["partial_stability"], r["note_salience_db"], weight) for r in drums]
         p = [pitch_evidence(r["partial_stability"], r["note_salience_db"], weight) for r in piano]
-        high, low = _percentile(d, 100 - TRAIN_QUANTILE), _percentile(p, TRAIN_QUANTILE)
+        high, low = _percentile(d, 100 - QUANTILE), _percentile(p, QUANTILE)
         separation = (low - high) / (np.std(d) + np.std(p))  # the gap, in the two spreads
         if best is None or separation > best[0]:
-            best = (separation, weight, (high + low) / 2)
+            best = (separation, weight, (max(d) + min(p)) / 2)
     _, weight, threshold = best
     correlations = [r["correlation"] for r in drums if "correlation" in r]
-    min_correlation = np.floor(100 * _percentile(correlations, TRAIN_QUANTILE)) / 100
+    min_correlation = np.floor(100 * _percentile(correlations, QUANTILE)) / 100
     return AudioSettings(
         partial_threshold=round(float(threshold), 3), note_weight=float(weight), min_correlation=float(min_correlation)
     )

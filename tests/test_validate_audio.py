@@ -1,11 +1,10 @@
 """`validate --audio`: clean sample audio passes; pitched renders fail the timbre check, shifted audio and
 another sample's MIDI fail the alignment check, each with the file named; share, --strict, JSON, exit codes.
-The same on real upstream renders (`../shared/calibration/upstream-renders`): drums pass, piano fails."""
+The same on real upstream renders of several kits (`tests/data/upstream-kits`): drums pass, piano fails."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -297,18 +296,15 @@ def test_cli_sample_options(tmp_path: Path, capsys) -> None:
     assert re.search(r"best lag \+(2[7-9]|3[0-3])\.\d ms \(limit \+/-10\)", out)  # 30 ms, read back
 
 
-# --- real upstream renders (../shared/calibration/upstream-renders, README there) ----------------
+# --- real upstream renders of several kits (tests/data/upstream-kits, README there) ------------------
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "calibration" / "upstream-renders"
+REAL = Path(__file__).resolve().parent / "data" / "upstream-kits"
 
 
 @pytest.fixture(scope="module")
 def real() -> Path:
-    """The calibration renders beside the repository: required in CI, skipped locally when absent."""
-    if not (REAL / "drums" / "labels").is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must provide the real calibration renders at {REAL}")
-        pytest.skip(f"no real calibration renders at {REAL}")
+    """13 drum renders of 11 kits and 8 piano renders of 3 soundfonts, in the repository."""
+    assert (REAL / "drums" / "labels").is_dir() and (REAL / "piano" / "labels").is_dir()
     return REAL
 
 
@@ -324,34 +320,42 @@ def shifted_copy(source: Path, out: Path, shift_ms: float) -> Path:
         n = round(abs(shift_ms) * rate / 1000)
         pad = np.zeros((n, data.shape[1]))
         data = np.concatenate([pad, data[:-n]] if shift_ms > 0 else [data[n:], pad])
-        sf.write(out / row["audio_path"], data, rate, subtype="PCM_24")
+        sf.write(out / row["audio_path"], data, rate, subtype="PCM_16")
     return out
 
 
-def test_real_drums_pass_and_real_piano_fails(real: Path) -> None:
+def by_name(report: Report, check: str) -> dict[str, dict]:
+    """File stem -> the check's per-file entry."""
+    return {entry["file"].split("/")[-1][:-5]: entry for entry in report[check].details["files"]}
+
+
+def test_real_drums_of_every_kit_pass_and_real_piano_fails(real: Path) -> None:
     drums = validate_source(real / "drums", audio=AUDIO)
     assert drums["audio_timbre"].status == drums["audio_alignment"].status == "pass", drums.summary()
-    assert len(files(drums, "audio_alignment")) == 80
     assert not flagged(drums, "audio_timbre") and not flagged(drums, "audio_alignment")
-    # The four files whose old cross-correlation read 37-86 ms (README there) are aligned by construction.
-    aligned = {entry["file"].split("/")[-1][:-5]: entry for entry in files(drums, "audio_alignment").values()}
-    for hard in ("pro002_fifteen_stroke_roll_147bpm_blackpea_gym", "int001_multiple_bounce_roll_134bpm_blackpea_gym"):
-        assert abs(aligned[hard]["lag_ms"]) < 5, aligned[hard]
+    fonts = {row["soundfont"] for row in rows(real / "drums")}
+    assert len(rows(real / "drums")) == 13 and len(fonts) == 5  # 11 kits of 5 soundfonts
+    timbre_ = by_name(drums, "audio_timbre")
+    # The brush kit's looped tail holds steady partials: above the old stability limit (0.095), which
+    # flagged 11% of its files; its note salience is a drum's, so the pitch evidence stays below the limit.
+    brush = timbre_["int001_thirteen_stroke_roll_80bpm_fluidr3g_gym"]
+    assert brush["partial_stability"] > 0.095 and brush["pitch_evidence"] < AUDIO.partial_threshold
+    # The FM kit plays a drag's grace notes as loud as its strokes: the strokes' train fitted their onsets
+    # and the lag read -40 ms; it is the grace notes' shadow, not the direct sound.
+    aligned = by_name(drums, "audio_alignment")
+    assert abs(aligned["adv000_single_drag_tap_112bpm_opl3fm12_cleanstudio"]["lag_ms"]) < 10
 
     piano = validate_source(real / "piano", audio=AUDIO)
     timbre_ = piano["audio_timbre"]
-    assert (timbre_.status, timbre_.count) == ("fail", 40)  # every file, the buzz roll too
+    assert (timbre_.status, timbre_.count) == ("fail", 8)  # every file: 3 soundfonts, 4 buzz rolls
     entries = timbre_.details["files"]
-    assert all(entry["flagged"] and entry["partial_stability"] > AUDIO.partial_threshold for entry in entries)
-    assert any("multiple_bounce_roll" in entry["file"] for entry in entries)
-    # Drums and piano apart on partial stability alone, with room to spare either side.
-    drum_stability = [entry["partial_stability"] for entry in files(drums, "audio_timbre").values()]
-    assert (
-        max(drum_stability)
-        < AUDIO.partial_threshold / 2
-        < AUDIO.partial_threshold * 1.5
-        < min(entry["partial_stability"] for entry in entries)
-    )
+    assert sum("multiple_bounce_roll" in entry["file"] for entry in entries) == 4
+    assert len({row["soundfont"] for row in rows(real / "piano")}) == 3
+    # The pitch evidence splits drums from piano; partial stability alone does not (the brush kit's).
+    drum_entries = list(by_name(drums, "audio_timbre").values())
+    assert max(e["pitch_evidence"] for e in drum_entries) < AUDIO.partial_threshold
+    assert min(e["pitch_evidence"] for e in entries) > AUDIO.partial_threshold
+    assert max(e["partial_stability"] for e in drum_entries) > min(e["partial_stability"] for e in entries)
 
 
 @pytest.mark.parametrize("shift_ms", [30.0, -30.0])
@@ -364,21 +368,21 @@ def test_real_drums_shifted_fail_alignment(real: Path, tmp_path: Path, shift_ms:
     assert (aligned["status"], timbre_["status"]) == ("fail", "pass")
     entries = aligned["details"]["files"]
     assert all(type(entry["flagged"]) is bool for entry in entries + timbre_["details"]["files"])  # JSON true/false
-    assert sum(entry["flagged"] for entry in entries) >= 0.97 * len(entries) == 0.97 * 80
-    assert np.median([entry["lag_ms"] for entry in entries]) == pytest.approx(shift_ms, abs=3)  # read back, sign too
+    assert all(entry["flagged"] for entry in entries) and len(entries) == 13
+    assert np.median([entry["lag_ms"] for entry in entries]) == pytest.approx(shift_ms, abs=4)  # read back, sign too
 
 
 def test_real_drums_against_other_midi_fail_alignment(real: Path, tmp_path: Path) -> None:
     data = Path(shutil.copytree(real / "drums", tmp_path / "drums"))
     table = sorted(rows(data), key=lambda row: row["midi_path"])
     midi = {row["midi_path"]: (data / row["midi_path"]).read_bytes() for row in table}
-    # Each sample gets the MIDI of the sample 40 places on: another rudiment (two samples per rudiment, sorted).
-    for row, other in zip(table, table[40:] + table[:40]):
+    # Each sample gets the MIDI of the sample 5 places on (sorted by path): another rudiment.
+    for row, other in zip(table, table[5:] + table[:5]):
         assert other["rudiment_slug"] != row["rudiment_slug"]
         (data / row["midi_path"]).write_bytes(midi[other["midi_path"]])
     report = validate_source(data, audio=AUDIO)
     assert report["audio_timbre"].status == "pass" and report["audio_alignment"].status == "fail"
-    assert len(flagged(report, "audio_alignment")) >= 0.97 * 80
+    assert flagged(report, "audio_alignment") == {row["sample_id"] for row in table}
 
 
 def test_partial_threshold_option_reaches_the_timbre_check(sample_dir: Path, capsys) -> None:

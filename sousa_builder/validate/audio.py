@@ -42,8 +42,8 @@ AUDIO_CHECKS = ("audio_timbre", "audio_alignment")
 # to 0.14) at a drum's note salience, a piano buzz roll blurs its salience but not its partials. The
 # weight and the threshold are fitted on real renders of 14 kits and 3 pianos, and hold leave-one-kit-out.
 NOTE_REFERENCE_DB = 4.0
-NOTE_WEIGHT = 0.025
-PARTIAL_STABILITY_THRESHOLD = 0.178
+NOTE_WEIGHT = 0.0225
+PARTIAL_STABILITY_THRESHOLD = 0.148
 # Without MIDI only harmonic salience is left, which brush and synthetic kits reach too (up to 8.4 dB):
 # a file checked without MIDI is already flagged by audio_alignment, and this flags strongly pitched audio.
 TIMBRE_THRESHOLD_DB = 9.0
@@ -54,7 +54,7 @@ MAX_LAG_MS = 10.0
 # Real drums correlate (with the fit of note-ons and room, `validate.onsets`) at 0.38-0.92 (1st
 # percentile 0.54, median 0.79); against another sample's MIDI 0.25 median, 0.51 at the 95th
 # percentile. 0.45, with the 10 ms limit, flags 0.5% of real drums and 99.4% of the mismatched ones.
-MIN_CORRELATION = 0.45
+MIN_CORRELATION = 0.53
 # A dataset fails when more than this share of the checked files is flagged (--strict: any).
 MAX_FLAGGED_SHARE = 0.02
 

@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sound = check.add_argument_group(
         "audio checks",
-        "is each FLAC a drum (harmonic salience, partial stability), does it follow its MIDI (onsets fitted by\n"
+        "is each FLAC a drum (pitch evidence at its MIDI's pitches), does it follow its MIDI (onsets fitted by\n"
         "its notes)? "
         "Each check fails when more than --max-flagged-share of the files are flagged (--strict: any).",
     )
@@ -256,13 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--timbre-threshold",
         type=float,
         metavar="DB",
-        help=f"flag harmonic or note salience above DB (default {TIMBRE_THRESHOLD_DB:g})",
+        help=f"flag harmonic salience above DB, for files without MIDI (default {TIMBRE_THRESHOLD_DB:g})",
     )
     sound.add_argument(
         "--partial-threshold",
         type=float,
         metavar="S",
-        help=f"flag partial stability at the MIDI's pitches above S (default {PARTIAL_STABILITY_THRESHOLD:g})",
+        help=f"flag pitch evidence (stability + note salience) above S (default {PARTIAL_STABILITY_THRESHOLD:g})",
     )
     sound.add_argument(
         "--max-lag-ms",

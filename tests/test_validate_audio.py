@@ -20,7 +20,7 @@ from sousa_builder.cli import main
 from sousa_builder.prepare import prepare
 from sousa_builder.sample import make_sample
 from sousa_builder.validate import Report, validate_prepared, validate_source
-from sousa_builder.validate.audio import AudioSettings
+from sousa_builder.validate.audio import AudioSettings, timbre_check
 from sousa_builder.validate.media import sampled_rows
 from sousa_builder.validate.onsets import alignment
 from sousa_builder.validate.timbre import harmonic_salience, timbre
@@ -383,6 +383,19 @@ def test_real_drums_against_other_midi_fail_alignment(real: Path, tmp_path: Path
     report = validate_source(data, audio=AUDIO)
     assert report["audio_timbre"].status == "pass" and report["audio_alignment"].status == "fail"
     assert flagged(report, "audio_alignment") == {row["sample_id"] for row in table}
+
+
+def test_without_midi_harmonic_salience_decides() -> None:
+    """A file checked without MIDI (audio_alignment says why) is flagged on its harmonic salience alone."""
+    base = {"sample_id": "s", "file": "audio/x.flac", "where": "audio/x.flac (sample s)", "pitch_hz": 73.4}
+    results = [{**base, "harmonic_salience_db": AUDIO.timbre_threshold + 0.5}]
+    check = timbre_check(results, AUDIO, {})
+    assert check.count == 1 and "no MIDI" in check.offenders[0] and "pitch evidence" not in check.offenders[0]
+    results = [{**base, "harmonic_salience_db": AUDIO.timbre_threshold - 0.5}]
+    assert timbre_check(results, AUDIO, {}).status == "pass"
+    # With MIDI, the same salience does not count: the pitch evidence decides.
+    results = [{**results[0], "harmonic_salience_db": 30.0, "note_salience_db": 3.0, "partial_stability": 0.0}]
+    assert timbre_check(results, AUDIO, {}).status == "pass"
 
 
 def test_partial_threshold_option_reaches_the_timbre_check(sample_dir: Path, capsys) -> None:

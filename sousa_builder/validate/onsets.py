@@ -11,9 +11,11 @@ add a noise tail 33 and 65 ms after the direct sound, louder than it) make the c
 the echo. The strengths are instead fitted by a nonnegative sum of the note-ons (weighted by
 (velocity/127)^2) delayed by every lag searched; the weights then cluster at the direct sound's lag
 and at the room's, and the earliest strong cluster is the lag, since an echo only comes after its
-hit. The correlation is that of the strengths with the part of the fit from that lag to 70 ms after
-it (the hits and their room). Per-event precision / recall of picked onset peaks is reported, not
-gated.
+hit; unless it is a grace note's shadow (`_grace_shadow`): where a kit plays flams' and drags' grace
+notes about as loud as the strokes, the strokes' train fits the grace onsets too, a cluster as early
+before the direct sound as the grace notes are before their strokes. The correlation is that of the
+strengths with the part of the fit from that lag to 70 ms after it (the hits and their room).
+Per-event precision / recall of picked onset peaks is reported, not gated.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ one left out, for every drum kit (its font's piano, or upstream's FluidR3 piano 
 is left out with it), and prints the markdown table of docs/audio-checks.md; `--fit-all` prints the
 values fitted on every kit (the defaults in `validate/audio.py`). `cost` times `analyse` on every FLAC
 file of a source directory DIR in this one process (CPU time, `time.process_time`), per file and per
-4 s of audio, the best of `--repeat` passes.
+4 s of audio, the best of `--repeat` passes; it needs only `analyse`, so this script, copied into an
+export of an older commit (`git archive COMMIT sousa_builder benchmarks | tar -x -C DIR`), times that code.
 """
 
 from __future__ import annotations
@@ -28,24 +29,18 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sousa_builder.validate.audio import (  # noqa: E402
-    MAX_LAG_MS,
-    NOTE_REFERENCE_DB,
-    AudioSettings,
-    alignment_verdict,
-    analyse,
-    pitch_evidence,
-    read_audio,
-    read_note_ons,
-)
+from sousa_builder.validate.audio import analyse, read_audio, read_note_ons  # noqa: E402
 from sousa_builder.validate.onsets import AnalysisError, alignment  # noqa: E402
+
+if TYPE_CHECKING:
+    from sousa_builder.validate.audio import AudioSettings
 
 SHIFT_MS = 30.0
 # A swapped MIDI whose every note-on is this close to the file's own cannot be told by onsets: not counted.
@@ -124,6 +119,8 @@ def _percentile(values: Sequence[float], q: float) -> float:
 
 def fit(rows: Sequence[dict]) -> AudioSettings:
     """Note weight, pitch-evidence threshold and minimum correlation fitted on `rows` (healthy drums, piano)."""
+    from sousa_builder.validate.audio import AudioSettings, pitch_evidence
+
     drums = [r for r in rows if r["kind"] == "drums" and "partial_stability" in r]
     piano = [r for r in rows if r["kind"] == "piano" and "partial_stability" in r]
     best = None
@@ -148,6 +145,8 @@ def _share(flags: Sequence[bool]) -> str:
 
 def evaluate(rows: Sequence[dict], settings: AudioSettings) -> dict[str, Any]:
     """Flagged shares of `rows` under `settings`: healthy drums by each check, piano, and each condition."""
+    from sousa_builder.validate.audio import alignment_verdict, pitch_evidence
+
     drums = [r for r in rows if r["kind"] == "drums" and "problem" not in r]
     piano = [r for r in rows if r["kind"] == "piano"]
 
@@ -250,6 +249,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [json.loads(line) for line in args.features.read_text().splitlines()]
     print(table(rows))
     if args.fit_all:
+        from sousa_builder.validate.audio import MAX_LAG_MS, NOTE_REFERENCE_DB
+
         settings = fit(rows)
         print(
             f"\nfitted on every kit: NOTE_WEIGHT = {settings.note_weight:g} (reference {NOTE_REFERENCE_DB:g} dB), "

@@ -70,18 +70,18 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     sound = check.add_argument_group(
         "audio checks",
-        "is each FLAC a drum (harmonic salience, partial stability), does it follow its MIDI (onsets fitted by\n"
+        "is each FLAC a drum (pitch evidence at its MIDI's pitches), does it follow its MIDI (onsets fitted by\n"
         "its notes)? "
         "Each check fails when more than --max-flagged-share of the files are flagged (--strict: any).",
     )
     sound.add_argument("--audio", action="store_true", help="run the audio checks (on the --sample files if given)")
     sound.add_argument(
         "--timbre-threshold", type=float, metavar="DB",
-        help="flag harmonic or note salience above DB (default {audio.TIMBRE_THRESHOLD_DB:g})",
+        help="flag harmonic salience above DB, for files without MIDI (default {audio.TIMBRE_THRESHOLD_DB:g})",
     )  # fmt: skip
     sound.add_argument(
         "--partial-threshold", type=float, metavar="S",
-        help="flag partial stability at the MIDI's pitches above S (default {audio.PARTIAL_STABILITY_THRESHOLD:g})",
+        help="flag pitch evidence (stability + note salience) above S (default {audio.PARTIAL_STABILITY_THRESHOLD:g})",
     )  # fmt: skip
     sound.add_argument(
         "--max-lag-ms", type=non_negative, metavar="MS",

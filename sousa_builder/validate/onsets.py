@@ -11,9 +11,11 @@ add a noise tail 33 and 65 ms after the direct sound, louder than it) make the c
 the echo. The strengths are instead fitted by a nonnegative sum of the note-ons (weighted by
 (velocity/127)^2) delayed by every lag searched; the weights then cluster at the direct sound's lag
 and at the room's, and the earliest strong cluster is the lag, since an echo only comes after its
-hit. The correlation is that of the strengths with the part of the fit from that lag to 70 ms after
-it (the hits and their room). Per-event precision / recall of picked onset peaks is reported, not
-gated.
+hit; unless it is a grace note's shadow (`_grace_shadow`): where a kit plays flams' and drags' grace
+notes about as loud as the strokes, the strokes' train fits the grace onsets too, a cluster as early
+before the direct sound as the grace notes are before their strokes. The correlation is that of the
+strengths with the part of the fit from that lag to 70 ms after it (the hits and their room).
+Per-event precision / recall of picked onset peaks is reported, not gated.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ LAG_SEARCH_MS = 100.0
 # EARLIEST_PEAK_SHARE of the heaviest and at most ECHO_MS before it, the earliest is the lag.
 EARLIEST_PEAK_SHARE = 0.6
 ECHO_MS = 50.0
+# ...unless it is a grace note's shadow (`_grace_shadow`): an offset at which this share of the notes, within
+# SHADOW_TOLERANCE_FRAMES, have a later neighbour. Calibrated across kits (docs/audio-checks.md).
+SHADOW_SHARE = (0.05, 0.7)
+SHADOW_TOLERANCE_FRAMES = 1.5
 # The correlation reported is that of the onset strengths with the fit's part from the lag to ROOM_MS
 # after it: the direct sound and the room's copies of it.
 ROOM_MS = 70.0
@@ -184,10 +190,8 @@ def _lag_weights(envelopes: Sequence[np.ndarray], trains: Any, qualities: Sequen
     return weights[:lags]
 
 
-def alignment(
-    signal: np.ndarray, rate: int, times: np.ndarray, weights: np.ndarray
-) -> tuple[float, float, float, float]:
-    """(lag in ms, correlation, precision, recall) of the audio's onsets against the note-ons.
+def alignment(signal: np.ndarray, rate: int, times: np.ndarray, weights: np.ndarray) -> dict[str, float]:
+    """`lag_ms`, `correlation`, `event_precision`, `event_recall` of the audio's onsets against the note-ons.
 
     A positive lag means the audio comes later than the MIDI. The correlation is that of the onset
     strengths with the note-ons at the lag and the room's copies of them up to `ROOM_MS` later.
@@ -221,7 +225,8 @@ def alignment(
     heaviest = int(np.argmax(clustered))
     echo = ECHO_MS / 1000.0 / frame_sec
     strong = peaks[(clustered[peaks] >= EARLIEST_PEAK_SHARE * clustered[heaviest]) & (peaks >= heaviest - echo)]
-    chosen = int(strong.min()) if len(strong) else heaviest
+    strong = [peak for peak in strong if not _grace_shadow(times / frame_sec, heaviest - peak)]
+    chosen = int(min(strong)) if strong else heaviest
     around = slice(max(chosen - 1, 0), chosen + 2)
     delays = np.arange(-reach, reach + 1)
     lag_frames = float((delays[around] * lag_weights[around]).sum() / lag_weights[around].sum())
@@ -230,7 +235,28 @@ def alignment(
     correlation = max(_pearson(envelope, fit) for envelope in envelopes)
     lag_sec = lag_frames * frame_sec - ONSET_DELAY_MS / 1000.0
     precision, recall = _event_scores(envelopes[0], frame_sec, times + lag_sec)
-    return float(lag_sec * 1000.0), correlation, precision, recall
+    return {
+        "lag_ms": float(lag_sec * 1000.0),
+        "correlation": correlation,
+        "event_precision": precision,
+        "event_recall": recall,
+    }
+
+
+def _grace_shadow(positions: np.ndarray, offset: float) -> bool:
+    """Whether a cluster `offset` frames before the heaviest is the shadow of grace notes, not the direct sound.
+
+    Flams and drags put grace notes a few frames before their main strokes. Where a kit plays them about
+    as loud as the strokes (the fit weighs them by velocity squared), the main strokes' train fits the grace
+    notes' onsets too, a cluster that early; it is told from the direct sound by the MIDI itself: part of
+    its notes, not all (an even roll), have a neighbour that far after them.
+    """
+    if offset <= SHADOW_TOLERANCE_FRAMES:
+        return False
+    positions = np.sort(positions)
+    gaps = positions[None, :] - positions[:, None]
+    share = float(np.mean(np.any(np.abs(gaps - offset) <= SHADOW_TOLERANCE_FRAMES, axis=1)))
+    return SHADOW_SHARE[0] <= share <= SHADOW_SHARE[1]
 
 
 def _pearson(x: np.ndarray, y: np.ndarray) -> float:

@@ -5,7 +5,7 @@ the phase of the bin nearest each harmonic advances as that harmonic's frequency
 and reverb (and its inharmonic modes) do not, whatever their level. The score is the share of
 (frame, harmonic) pairs where the instantaneous frequency (from the phase advance) of the peak bin
 nearest the harmonic, and of its louder neighbour, is within 0.6 bin of it, and the bin stands out of
-its spectral neighbourhood, best over the pitch and stretch candidates of `validate.audio`, less the
+its spectral neighbourhood, best over the pitch and stretch candidates of `validate.timbre`, less the
 same share read midway between the harmonics (what noise alone scores). Unlike a long-term
 spectrum, it holds when a buzz roll's re-struck hammers smear the partials' levels.
 """

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import mido
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 from scipy.signal import butter, lfilter
 
 from sousa_builder.cli import main
+from sousa_builder.manifest import write_manifest
 from sousa_builder.prepare import prepare
 from sousa_builder.sample import make_sample
 from sousa_builder.validate import Report, validate_prepared, validate_source
@@ -225,8 +227,10 @@ def test_unreadable_inputs_are_reported_per_file(source_copy: Path) -> None:
     midi.tracks.append(mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500_000)]))
     midi.save(source_copy / silent_midi["midi_path"])
     report = validate_source(source_copy, audio=AUDIO, num_proc=2)
-    timbre, aligned = report["audio_timbre"], report["audio_alignment"]
-    assert timbre.offenders[0].startswith(f"{broken['audio_path']} (sample {broken['sample_id']}): does not decode")
+    decode, aligned = report["audio_full_decode"], report["audio_alignment"]
+    assert decode.status == "fail" and decode.count == 1
+    assert decode.offenders[0].startswith(f"{broken['audio_path']} (sample {broken['sample_id']}): does not decode")
+    assert broken["sample_id"] not in files(report, "audio_timbre")  # a broken file, not a sound to judge
     assert f"{silent_midi['audio_path']} (sample {silent_midi['sample_id']}): MIDI holds no note events" in aligned.text
     assert files(report, "audio_alignment")[silent_midi["sample_id"]]["problem"] == "MIDI holds no note events"
 
@@ -266,6 +270,26 @@ def test_prepared_folder(prepared_dir: Path, pitched_dir: Path, tmp_path: Path) 
     shutil.copytree(out, labels_only, ignore=shutil.ignore_patterns("audio"))
     skipped = validate_prepared(labels_only, audio=AUDIO)
     assert skipped["audio_timbre"].status == skipped["audio_alignment"].status == "skip"
+
+
+def test_embedded_bytes_that_do_not_decode_fail(prepared_dir: Path, tmp_path: Path, capsys) -> None:
+    """Text embedded as a FLAC is a broken file: an error, whatever share of the files it is."""
+    out = Path(shutil.copytree(prepared_dir, tmp_path / "out"))
+    path = next((out / "audio").glob("train-*.parquet"))
+    table = pq.read_table(path)
+    audio = table["audio"].combine_chunks()
+    flac = audio.field("bytes").to_pylist()
+    flac[0] = b"this is not a FLAC file, only 180 bytes of text".ljust(180, b".")
+    changed = pa.StructArray.from_arrays([pa.array(flac, pa.binary()), audio.field("path")], fields=list(audio.type))
+    pq.write_table(table.set_column(table.schema.get_field_index("audio"), "audio", changed), path)
+    write_manifest(out, "prepare")  # as if prepare had written it: only the audio checks may see it
+    assert main(["validate", "--prepared", str(out), "--audio", "--json", str(tmp_path / "r.json")]) == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    failed = {check["name"]: check for check in report["checks"] if check["status"] == "fail"}
+    assert list(failed) == ["audio_full_decode"], capsys.readouterr().out
+    sample_id = table["sample_id"][0].as_py()
+    (offender,) = failed["audio_full_decode"]["offenders"]
+    assert offender.startswith(f"audio/{path.name}: sample {sample_id}: does not decode in full")
 
 
 @pytest.mark.parametrize(

@@ -30,10 +30,10 @@ import soundfile as sf
 
 from .media import MediaRefs, run_chunked, run_tasks
 from .onsets import AnalysisError, alignment
-from .report import CheckResult, first_line, share_verdict, skipped
+from .report import CheckResult, first_line, share_verdict, skipped, verdict
 from .timbre import TIMBRE_FFT, timbre
 
-AUDIO_CHECKS = ("audio_timbre", "audio_alignment")
+AUDIO_CHECKS = ("audio_full_decode", "audio_timbre", "audio_alignment")
 
 # --- thresholds (fitted across drum kits: docs/audio-checks.md, benchmarks/audio_calibration.py) --------
 # Real renders of 14 kits (2,240 files) and the pianos of 3 soundfonts (400 files, upstream as shipped).
@@ -84,13 +84,17 @@ class AudioSettings:
 # --- analysis -----------------------------------------------------------------------------------
 
 
+class UndecodableError(AnalysisError):
+    """A sound file whose frames do not all decode: a broken file, not a sound to judge."""
+
+
 def read_audio(source: str | Path | bytes) -> tuple[np.ndarray, int]:
     """Mono float32 samples and the sample rate of a sound file (a path or its bytes)."""
     try:
         file = io.BytesIO(source) if isinstance(source, bytes) else str(source)
         data, rate = sf.read(file, dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, OSError) as err:
-        raise AnalysisError(f"does not decode ({err})") from err
+        raise UndecodableError(f"does not decode in full ({type(err).__name__}: {err})".replace(": )", ")")) from err
     mono = data.mean(axis=1)
     if mono.size < TIMBRE_FFT:
         raise AnalysisError(f"too short to analyse ({mono.size} frames)")
@@ -126,6 +130,8 @@ def analyse(audio: str | Path | bytes, midi: str | Path | bytes | None) -> dict[
     """Both measurements of one file (timbre only without `midi`); a `problem` for what cannot be measured."""
     try:
         signal, rate = read_audio(audio)
+    except UndecodableError as err:
+        return {"undecodable": str(err)}
     except AnalysisError as err:
         return {"problem": str(err)}
     if midi is None:
@@ -162,14 +168,13 @@ def analyse_embedded(out: str, shard: str, row_group: int, wanted: Sequence[str]
     try:
         table = pq.ParquetFile(Path(out) / shard).read_row_group(row_group, columns=["sample_id", "audio", "midi"])
     except (OSError, pa.ArrowException) as err:
-        found = {
-            sample_id: {"problem": f"row group {row_group} does not read ({first_line(err)})"} for sample_id in wanted
-        }
+        unreadable = f"row group {row_group} does not read ({first_line(err)})"
+        found = {sample_id: {"undecodable": unreadable} for sample_id in wanted}
     else:
         table = table.filter(pc.is_in(table["sample_id"], value_set=pa.array(wanted, pa.string())))
         for sample_id, audio, midi in zip(*(table[column].to_pylist() for column in ("sample_id", "audio", "midi"))):
             flac = (audio or {}).get("bytes")
-            found[sample_id] = analyse(flac, midi) if flac is not None else {"problem": "no audio bytes"}
+            found[sample_id] = analyse(flac, midi) if flac is not None else {"undecodable": "no audio bytes"}
             if flac is not None and midi is None:
                 found[sample_id]["alignment_problem"] = "no MIDI bytes"
     return [
@@ -207,6 +212,7 @@ def timbre_check(results: Sequence[Mapping[str, Any]], settings: AudioSettings, 
     its threshold, or that do not analyse, are flagged."""
     flagged: list[tuple[float, str]] = []  # (badness, offender)
     files = []
+    results = _decoded(results)
     for result in results:
         problem = result.get("problem")
         entry = {"sample_id": result["sample_id"], "file": result["file"]}
@@ -285,6 +291,7 @@ def alignment_check(
     """audio_alignment: files whose best lag is beyond the limit, or whose correlation is below it, are flagged."""
     flagged: list[tuple[float, str]] = []
     files = []
+    results = _decoded(results)
     for result in results:
         entry = {"sample_id": result["sample_id"], "file": result["file"], "midi": result["midi"]}
         late_or_weak, badness, why = alignment_verdict(result, settings)
@@ -321,11 +328,34 @@ def alignment_check(
     )
 
 
+def _decoded(results: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The results of the files that decode (the others are audio_full_decode's)."""
+    return [result for result in results if "undecodable" not in result]
+
+
+def full_decode_check(results: Sequence[Mapping[str, Any]], details: dict[str, Any]) -> CheckResult:
+    """audio_full_decode: every file listened to decodes in full. A file that does not is broken, so this check
+    fails on any one (the media rules decode only a file's last frames; listening decodes all of them)."""
+    offenders = [f"{result['where']}: {result['undecodable']}" for result in results if "undecodable" in result]
+    return verdict(
+        "audio_full_decode",
+        len(offenders),
+        offenders,
+        "audio file(s) that do not decode in full",
+        f"{len(results):,} file(s) decode in full",
+        details={**details, "checked": len(results)},
+    )
+
+
 def audio_checks(
     results: Sequence[Mapping[str, Any]], settings: AudioSettings, details: dict[str, Any]
 ) -> list[CheckResult]:
-    """Both audio checks from the per-file results; `details` (what was sampled) goes into each."""
-    return [timbre_check(results, settings, details), alignment_check(results, settings, details)]
+    """The audio checks from the per-file results; `details` (what was sampled) goes into each."""
+    return [
+        full_decode_check(results, details),
+        timbre_check(results, settings, details),
+        alignment_check(results, settings, details),
+    ]
 
 
 # --- drivers: a SOUSA source, a prepared folder -------------------------------------------------

@@ -44,6 +44,11 @@ PYARROW_HAS_CDC = int(pa.__version__.split(".")[0]) >= 21  # pyarrow 21 added co
 
 logger = logging.getLogger(__name__)
 
+try:  # datasets 4+: the per-column Parquet options its own writer uses
+    from datasets.arrow_writer import get_parquet_column_options
+except ImportError:  # datasets 3.6
+    get_parquet_column_options = None
+
 
 @dataclass(frozen=True)
 class ShardTask:
@@ -96,6 +101,21 @@ def parquet_options(features: datasets.Features, schema: pa.Schema, cdc: bool | 
     """`pq.ParquetWriter` options: embedded FLAC stored as it is (PLAIN, uncompressed), the rest snappy +
     dictionary, as datasets 4+ writes media; page checksums and index; content-defined chunking (`cdc`,
     by default for configs without audio) where pyarrow has it."""
+    options = {**_column_options(features, schema), "write_page_index": True, "write_page_checksum": True}
+    encoding = options["column_encoding"]
+    if PYARROW_HAS_CDC:
+        # Embedded FLAC is stored PLAIN and uncompressed, so Xet deduplicates its bytes as they are: chunking by
+        # content would cut it into ~1 MB pages with a header between files, which dedups worse (83% against 95%
+        # of a 400 MB shard after 3% of rows are inserted, benchmarks/dedup.py) and costs 0.3 s CPU per 400 MB.
+        options["use_content_defined_chunking"] = CDC_OPTIONS if (not encoding if cdc is None else cdc) else False
+    return options
+
+
+def _column_options(features: datasets.Features, schema: pa.Schema) -> dict:
+    """Per-leaf `compression`, `use_dictionary` and `column_encoding`: datasets' own where it has them (4+), else
+    the same rule written here for datasets 3.6 (media stored PLAIN and uncompressed, the rest snappy + dictionary)."""
+    if get_parquet_column_options is not None:
+        return get_parquet_column_options(features, schema)
     compression, use_dictionary, encoding = {}, [], {}
     for field in schema:
         embedded = isinstance(features[field.name], datasets.Audio)
@@ -105,19 +125,7 @@ def parquet_options(features: datasets.Features, schema: pa.Schema, cdc: bool | 
                 encoding[leaf] = "PLAIN"
             else:
                 use_dictionary.append(leaf)
-    options = {
-        "compression": compression,
-        "use_dictionary": use_dictionary,
-        "column_encoding": encoding,
-        "write_page_index": True,
-        "write_page_checksum": True,
-    }
-    if PYARROW_HAS_CDC:
-        # Embedded FLAC is stored PLAIN and uncompressed, so Xet deduplicates its bytes as they are: chunking by
-        # content would cut it into ~1 MB pages with a header between files, which dedups worse (83% against 95%
-        # of a 400 MB shard after 3% of rows are inserted, benchmarks/dedup.py) and costs 0.3 s CPU per 400 MB.
-        options["use_content_defined_chunking"] = CDC_OPTIONS if (not encoding if cdc is None else cdc) else False
-    return options
+    return {"compression": compression, "use_dictionary": use_dictionary, "column_encoding": encoding}
 
 
 def _leaf_paths(path: str, pa_type: pa.DataType) -> list[str]:

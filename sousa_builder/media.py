@@ -9,6 +9,7 @@ their headers checked as they are read.
 from __future__ import annotations
 
 import functools
+import io
 import os
 import posixpath
 import stat
@@ -189,7 +190,8 @@ def _read_into_array(files: Sequence[_OpenMedia], durations: Sequence[float | No
     for opened, duration, start, end in zip(files, durations, offsets[:-1], offsets[1:]):
         where = f"{opened.path} (sample {opened.sample_id})"
         try:
-            with open(opened.fd, "rb", buffering=0, closefd=False) as stream:
+            # io.FileIO, not open(): datasets 3.6 replaces `open` in the modules a builder imports (for streaming)
+            with io.FileIO(opened.fd, "rb", closefd=False) as stream:
                 position = start
                 while position < end and (count := stream.readinto(view[position:end])):
                     position += count

@@ -36,7 +36,9 @@ logger = logging.getLogger(__name__)
 # Retries of a shard whose worker process (or node) died; the rewrite is identical, so a retry is harmless.
 MAX_RETRIES = 3
 INSTALL_HINT = 'pip install "sousa-builder[ray]"'
-RAY_CONNECT_TIMEOUT = 10.0  # seconds to reach the head at --ray-address HOST:PORT
+RAY_CONNECT_TIMEOUT = 10.0  # seconds to reach the head at --ray-address HOST:PORT, and for it to answer
+# A gRPC server (a Ray head's GCS) answers the HTTP/2 connection preface with a SETTINGS frame (type 4).
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
 def import_ray() -> Any:
@@ -156,17 +158,19 @@ class RayShardWriters:
 def _joining(address: str | None) -> Iterator[None]:
     """Name the Ray address when no cluster can be joined there (Ray raises a bare `ConnectionError`).
 
-    A HOST:PORT is tried first with a plain connection, bounded by `RAY_CONNECT_TIMEOUT`: `ray.init` itself keeps
-    retrying an address where nothing answers.
+    A HOST:PORT (or the one "auto" finds) is asked first whether it answers as a gRPC server does, bounded by
+    `RAY_CONNECT_TIMEOUT` (`_probe`): `ray.init` itself keeps retrying an address where nothing answers, or
+    where something accepts connections and never answers.
     """
     where = "a running Ray cluster ('auto' found none)" if address == "auto" else f"a Ray cluster at {address}"
-    host, _, port = (address or "").rpartition(":")
-    if host and port.isdigit() and "://" not in address:
-        try:
-            socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_TIMEOUT).close()
-        except OSError as err:
+    target = _bootstrap_address(address)
+    host, _, port = (target or "").rpartition(":")
+    if host and port.isdigit() and "://" not in target:
+        problem = _probe(host.strip("[]"), int(port))
+        if problem is not None:
+            where = f"the Ray cluster 'auto' found at {target}" if target != address else where
             raise RayConnectionError(
-                f"--ray-address {address}: cannot reach {where} ({err.strerror or err}); start one there with `ray "
+                f"--ray-address {address}: cannot reach {where} ({problem}); start one there with `ray "
                 "start --head`, or leave out --ray-address to start Ray for this run",
                 address=address,
             ) from None
@@ -179,6 +183,40 @@ def _joining(address: str | None) -> Iterator[None]:
             "out --ray-address to start Ray for this run",
             address=address,
         ) from err
+
+
+def _bootstrap_address(address: str | None) -> str | None:
+    """The HOST:PORT that `ray.init(address)` would join: `address` itself, or for "auto" the cluster Ray finds
+    (`RAY_ADDRESS`, or the last one started on this machine); None when it cannot tell (ray.init then says)."""
+    if address != "auto":
+        return address
+    try:
+        from ray._private.services import get_ray_address_from_environment
+
+        return get_ray_address_from_environment(address, None)
+    except Exception:  # none found, or Ray's private helper moved: ray.init reports it
+        return None
+
+
+def _probe(host: str, port: int) -> str | None:
+    """None if HOST:PORT answers the HTTP/2 preface as a gRPC server (a Ray head's GCS) does within
+    `RAY_CONNECT_TIMEOUT`, else what went wrong, in words. With TLS (`RAY_USE_TLS`) only the connection is tried."""
+    try:
+        with socket.create_connection((host, port), timeout=RAY_CONNECT_TIMEOUT) as connection:
+            if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+                return None
+            connection.sendall(HTTP2_PREFACE)
+            header = b""
+            while len(header) < 9:
+                data = connection.recv(9 - len(header))
+                if not data:
+                    return "it closed the connection without answering as a Ray head does"
+                header += data
+    except TimeoutError:
+        return f"no answer within {RAY_CONNECT_TIMEOUT:g} s"
+    except OSError as err:
+        return err.strerror or str(err)
+    return None if header[3] == 4 else "it answers, but not as a Ray head (gRPC) does"
 
 
 @contextlib.contextmanager

@@ -24,19 +24,15 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .errors import OutputExistsError, PreparedFolderError, StorageError
+from .errors import OutputExistsError
 from .layout import README  # written last: the file that makes the folder a dataset
 from .manifest import MANIFEST, MANIFEST_DIR, SHOWN, FileEntry, Manifest
-from .storage import filesystem, reaching
+from .storage import filesystem
 
 logger = logging.getLogger(__name__)
 
@@ -211,57 +207,3 @@ def _remove_prefix(fs: Any, prefix: str) -> None:
     found = list(fs.find(prefix))
     if found:
         fs.rm(found)
-
-
-@contextlib.contextmanager
-def local_copy(out: str) -> Iterator[Path]:
-    """A local copy of the prepared output at the URL `out` (the files its manifest lists, and the manifest), in a
-    temporary folder removed after the block: for the checks and uploads that read every file anyway.
-
-    Args:
-        out (`str`):
-            The URL of a prepared output.
-
-    Yields:
-        `Path`: the temporary folder holding the copy.
-
-    Raises:
-        [`~errors.PreparedFolderError`]:
-            Nothing is there.
-        [`~errors.StorageError`]:
-            The temporary folder's disk has no room for the copy (said before the first byte is copied).
-        [`~errors.StorageConnectionError`]:
-            The storage of `out` could not be reached.
-    """
-    fs, root = filesystem(out)
-    root = root.rstrip("/")
-    with reaching(out):
-        found = _objects(fs, root)
-    if not found:
-        raise PreparedFolderError(f"{out}: nothing there; run `sousa-builder prepare ... --out {out}` first")
-    with reaching(out):
-        manifest = _read_manifest(fs, f"{root}/{MANIFEST}")
-    if manifest is None:  # copied as it is, for the checks to say what is wrong
-        relatives = sorted(r for r in found if not r.startswith(f"{MANIFEST_DIR}/"))
-    else:  # a listed file that is missing is for the manifest check to report
-        relatives = [r for r in [*sorted(manifest.files), MANIFEST] if r in found]
-    size = sum(int(found[relative].get("size") or 0) for relative in relatives)
-    temporary = tempfile.gettempdir()
-    free = shutil.disk_usage(temporary).free
-    if size > free:  # refused before the first byte, not with a full disk halfway through the copy
-        raise StorageError(
-            f"{out}: its checks and uploads work on a local copy of its {len(relatives)} files ({_gb(size)}), and "
-            f"{temporary} has {_gb(free)} free: set TMPDIR to a folder on a disk with room"
-        )
-    with tempfile.TemporaryDirectory(prefix="sousa-prepared-") as folder:
-        logger.info("copying %d files of %s (%s) to %s", len(relatives), out, _gb(size), folder)
-        targets = [os.path.join(folder, *relative.split("/")) for relative in relatives]
-        for target in targets:
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-        with reaching(out):
-            fs.get([f"{root}/{relative}" for relative in relatives], targets)
-        yield Path(folder)
-
-
-def _gb(size: int) -> str:
-    return f"{size / 1e9:,.1f} GB"

@@ -4,6 +4,10 @@ A location is a local path (`file://` URLs are local paths) or a URL string. Loc
 native fast paths (memory maps, `pa.OSFile`); URLs are read and written through fsspec, with the
 backend's usual credentials from the environment (e.g. `AWS_*` for s3fs, `GOOGLE_APPLICATION_CREDENTIALS`
 for gcsfs). The backend of a protocol (s3fs, gcsfs, ...) is imported only when a URL of it is used.
+
+Every wait for an S3 endpoint is bounded: connecting and each read wait at most `SOUSA_STORAGE_TIMEOUT` seconds
+(default `DEFAULT_STORAGE_TIMEOUT`), and a request is tried `AWS_MAX_ATTEMPTS` times (default `STORAGE_ATTEMPTS`),
+so an endpoint that never answers ends the run in about a minute, in one line naming the URL and the endpoint.
 """
 
 from __future__ import annotations
@@ -39,6 +43,62 @@ def location(text: str | os.PathLike) -> str | Path:
     return str(text).rstrip("/") if is_url(text) else local_path(text)
 
 
+TIMEOUT_VARIABLE = "SOUSA_STORAGE_TIMEOUT"
+DEFAULT_STORAGE_TIMEOUT = 20.0  # seconds: connecting, and each wait for an answer
+STORAGE_ATTEMPTS = 3  # botocore's tries of a request; s3fs's own retry loop is left out (it would multiply them)
+S3_PROTOCOLS = ("s3", "s3a")
+# Class names of an expired wait: botocore's read timeout, fsspec's, asyncio's and the built-in (by name).
+_TIMEOUT_ERRORS = {"ReadTimeoutError", "ConnectTimeoutError", "FSTimeoutError", "TimeoutError"}
+
+
+def storage_timeout() -> float:
+    """The bound of each wait for an object store, in seconds (`SOUSA_STORAGE_TIMEOUT`, else the default).
+
+    Returns:
+        `float`: seconds, greater than 0.
+
+    Raises:
+        [`~errors.StorageError`]:
+            `SOUSA_STORAGE_TIMEOUT` is not a positive number.
+    """
+    text = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    if not text:
+        return DEFAULT_STORAGE_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise StorageError(f"{TIMEOUT_VARIABLE}={text}: must be a number of seconds greater than 0")
+    return value
+
+
+def _attempts() -> int:
+    text = os.environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else STORAGE_ATTEMPTS
+
+
+def bounded_options(protocol: str) -> dict[str, Any]:
+    """The filesystem options bounding every network wait of `protocol` (S3: connect and read timeouts, tries).
+
+    Args:
+        protocol (`str`):
+            A URL's protocol, e.g. "s3".
+
+    Returns:
+        `dict`: keyword arguments for `fsspec.core.url_to_fs` (empty for a protocol without such options).
+
+    Raises:
+        [`~errors.StorageError`]:
+            `SOUSA_STORAGE_TIMEOUT` is not a positive number.
+    """
+    if protocol not in S3_PROTOCOLS:
+        return {}
+    timeout = storage_timeout()
+    retries = {"max_attempts": _attempts(), "mode": "standard"}
+    return {"config_kwargs": {"connect_timeout": timeout, "read_timeout": timeout, "retries": retries}}
+
+
 # Filesystems by protocol, made afresh in a forked child: one inherited from the parent is bound to the parent's
 # event loop, whose thread is not in the child (an async filesystem such as s3fs then hangs on its first request).
 _FILESYSTEMS: dict[str, Any] = {}
@@ -62,7 +122,10 @@ def filesystem(url: str) -> tuple[Any, str]:
     protocol = url.split("://", 1)[0]
     try:
         if "::" in url or protocol not in _FILESYSTEMS:  # a chained URL carries options of its own: not cached
-            fs, path = fsspec.core.url_to_fs(url, skip_instance_cache=True)
+            options = {} if "::" in url else bounded_options(protocol)
+            fs, path = fsspec.core.url_to_fs(url, skip_instance_cache=True, **options)
+            if options and hasattr(fs, "retries"):
+                fs.retries = 1  # s3fs's own loop would try each of botocore's tries again, 5 times
             if "::" not in url:
                 _FILESYSTEMS[protocol] = fs
             return fs, path
@@ -79,7 +142,8 @@ def reaching(*locations: str | os.PathLike | None) -> Iterator[None]:
     """Name the storage when a connection to it fails inside the block.
 
     fsspec backends raise their own connection errors (botocore's `EndpointConnectionError`, aiohttp's, ...),
-    which say nothing of the URL the user gave. Errors of the package pass as they are.
+    which say nothing of the URL the user gave; so do their timeouts (an endpoint that accepts and never
+    answers). Errors of the package pass as they are.
 
     Args:
         *locations (`str`, `os.PathLike` or `None`):
@@ -87,7 +151,7 @@ def reaching(*locations: str | os.PathLike | None) -> Iterator[None]:
 
     Raises:
         [`~errors.StorageConnectionError`]:
-            A connection failed while some location was a URL.
+            A connection failed, or a wait expired, while some location was a URL.
     """
     urls = [str(where) for where in locations if where is not None and is_url(where)]
     try:
@@ -95,13 +159,29 @@ def reaching(*locations: str | os.PathLike | None) -> Iterator[None]:
     except SousaError:
         raise
     except Exception as err:
-        if not urls or not is_connection_error(err):
+        timed_out = _is_timeout(err)
+        if not urls or not (timed_out or is_connection_error(err)):
             raise
         first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+        if timed_out and any(url.split("://", 1)[0] in S3_PROTOCOLS for url in urls):
+            first += (
+                f"; no answer within {storage_timeout():g} s, {_attempts()} tries: {TIMEOUT_VARIABLE} sets the wait"
+            )
         raise StorageConnectionError(
             f"cannot reach the storage of {' or '.join(urls)} ({first}); check its endpoint and credentials",
             url=urls[0],
         ) from err
+
+
+def _is_timeout(error: BaseException | None) -> bool:
+    """Whether an expired wait (a timeout, by class name) is `error` or behind it."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if {cls.__name__ for cls in type(error).__mro__} & _TIMEOUT_ERRORS:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def join(base: str | Path, *parts: str) -> str | Path:

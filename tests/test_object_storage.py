@@ -192,12 +192,12 @@ def test_validate_and_publish_of_an_output_larger_than_the_free_disk_are_refused
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """They work on a temporary local copy: too little room is one line naming the size and TMPDIR, not a full disk."""
-    import sousa_builder.remote_output as remote_output
+    import sousa_builder.remote_read as remote_read
 
     out = f"{bucket}/sousa"
     prepare(source_url, out, configs=["labels_only"])
     free = shutil.disk_usage(tempfile.gettempdir())._replace(free=1000)
-    monkeypatch.setattr(remote_output.shutil, "disk_usage", lambda path: free)  # a full disk, without filling one
+    monkeypatch.setattr(remote_read.shutil, "disk_usage", lambda path: free)  # a full disk, without filling one
     before = set(Path(tempfile.gettempdir()).glob("sousa-prepared-*"))
     for command in (["validate", "--prepared", out], ["publish", "alice/sousa", "--prepared", out, "--yes"]):
         assert main(command) == 1
@@ -210,7 +210,7 @@ def test_validate_and_publish_of_an_output_larger_than_the_free_disk_are_refused
 def test_publish_from_the_bucket_checks_the_hub_before_copying_anything(
     hub: FakeHub, s3: S3, source_url: str, bucket: str, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sousa_builder.remote_output as remote_output
+    import sousa_builder.remote_read as remote_read
 
     out = f"{bucket}/sousa"
     prepare(source_url, out, configs=["labels_only"])
@@ -218,7 +218,7 @@ def test_publish_from_the_bucket_checks_the_hub_before_copying_anything(
     def listed(*args: object) -> None:
         raise AssertionError("the bucket was listed: the copy started before the Hub was asked")
 
-    monkeypatch.setattr(remote_output, "_objects", listed)
+    monkeypatch.setattr(remote_read, "filesystem", listed)
     monkeypatch.delenv("HF_TOKEN")
     assert main(["publish", "alice/sousa", "--prepared", out, "--yes"]) == 1
     assert capsys.readouterr().err.strip() == (

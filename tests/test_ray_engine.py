@@ -6,9 +6,11 @@ test of a missing Ray, which runs everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -83,6 +85,36 @@ def test_a_ray_address_where_nothing_answers_is_named_in_seconds(
     err = capsys.readouterr().err
     assert err.startswith("sousa-builder prepare: error: --ray-address 127.0.0.1:9: cannot reach a Ray cluster at ")
     assert "Hub" not in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("how", ["address", "auto"])
+def test_a_ray_address_that_accepts_and_never_answers_is_named_in_seconds(
+    sample_dir: Path, tmp_path: Path, how: str
+) -> None:
+    """A listener on 127.0.0.1 that accepts connections and never answers (a TCP probe passes it; ray.init would
+    wait there for minutes), given as HOST:PORT or found by 'auto' through RAY_ADDRESS. In a fresh process,
+    its own session: if the bound is broken, the test ends it instead of hanging."""
+    pytest.importorskip("ray")
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        out = tmp_path / "out"
+        command = [sys.executable, "-m", "sousa_builder", "prepare", str(sample_dir), "--out", str(out)]
+        command += ["--engine", "ray", "--ray-address", address if how == "address" else "auto"]
+        env = {**os.environ, "RAY_ADDRESS": address}
+        run = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        started = time.monotonic()
+        try:
+            _, err = run.communicate(timeout=90)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(run.pid, signal.SIGKILL)
+    took = time.monotonic() - started
+    given = address if how == "address" else "auto"
+    assert run.returncode == 1, err
+    assert err.startswith(f"sousa-builder prepare: error: --ray-address {given}: cannot reach "), err
+    assert address in err and "no answer within 10 s" in err and err.count("\n") == 1, err
+    assert took < 40, f"{took:.0f} s"
     assert not out.exists()
 
 

@@ -25,8 +25,20 @@ from .report import describe_error, interrupted
 
 __all__ = ["Terminated", "build_parser", "main"]
 
-# The HTTP clients' INFO lines carry the storage URLs uploads go to (presigned on the Hub): not for CI logs.
-QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2", "huggingface_hub", "urllib3")
+# The HTTP and storage clients' INFO lines carry the storage URLs uploads go to (presigned on the Hub) and say where
+# credentials were found ("Found credentials in environment variables"): not for the user's stderr nor CI logs.
+QUIET_LOGGERS = (
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "huggingface_hub",
+    "urllib3",
+    "botocore",
+    "aiobotocore",
+    "s3fs",
+    "fsspec",
+)
 
 
 class Terminated(BaseException):

@@ -21,7 +21,7 @@ from ..errors import HubConnectionError, PreparedFolderError, PublishConflictErr
 from ..layout import README, shard_glob
 from ..manifest import write_manifest
 from ..output import refuse_overlap, replacing
-from ..remote_output import local_copy
+from ..remote_read import list_prepared, local_copy, refuse_foreign
 from ..storage import is_url
 from ..validate import validate_prepared
 from ..validate.prepared_folder import refuse_special_files
@@ -112,11 +112,16 @@ def publish(
     if dry_run_dir is None:
         bound_hub_requests()
         check_hub(api, repo_id, revision)  # before any copy or upload
-    folder = local_copy(str(prepared)) if is_url(prepared) else contextlib.nullcontext(Path(prepared))
+    if is_url(prepared):  # every path checked, foreign objects refused, before anything is copied
+        listing = list_prepared(str(prepared))
+        refuse_foreign(listing)
+        folder: contextlib.AbstractContextManager[Path] = local_copy(listing)
+    else:
+        folder = contextlib.nullcontext(Path(prepared))
     with folder as local:
         return _publish_folder(api, repo_id, local, revision=revision, private=private, create_pr=create_pr,
                                commit_message=commit_message, configs=configs, dry_run_dir=dry_run_dir,
-                               confirm=confirm)  # fmt: skip
+                               confirm=confirm, shown=str(prepared))  # fmt: skip
 
 
 def _publish_folder(
@@ -131,18 +136,20 @@ def _publish_folder(
     configs: Sequence[str] | None,
     dry_run_dir: str | os.PathLike | None,
     confirm: Callable[[PublishPlan], bool] | None,
+    shown: str,
 ) -> PublishResult:
-    """`publish` of a local prepared folder, once the Hub has been checked."""
+    """`publish` of a local prepared folder, once the Hub has been checked; `shown` names it in messages (the URL
+    the user gave, not the temporary copy)."""
     if dry_run_dir is not None:
         refuse_overlap(Path(dry_run_dir), "--dry-run", prepared, "the prepared folder")
     refuse_special_files(prepared)  # before any file is opened: a FIFO would block the first read
-    local_infos = read_prepared_infos(prepared)
+    local_infos = read_prepared_infos(prepared, shown)
     prepared_card = (prepared / README).read_bytes()
     local_card = (git_hash(prepared_card), dict(local_infos))
     if configs:
         missing = sorted(set(configs) - set(local_infos))
         if missing:
-            raise PreparedFolderError(f"{prepared} has no config {', '.join(missing)} to publish")
+            raise PreparedFolderError(f"{shown} has no config {', '.join(missing)} to publish")
         local_infos = {name: info for name, info in local_infos.items() if name in configs}
     try:
         with hub_errors(repo_id, api.endpoint):
@@ -164,7 +171,7 @@ def _publish_folder(
         logger.info("nothing to publish: %s@%s already holds these files", repo_id, plan.revision)
         return PublishResult(plan)
 
-    check_prepared(prepared)
+    check_prepared(prepared, shown)
     if dry_run_dir is not None:
         _write_tree(local, Path(dry_run_dir))
         return PublishResult(plan)
@@ -194,12 +201,14 @@ def _publish_folder(
     return PublishResult(plan, commit_url=commit.commit_url, pull_request_url=commit.pr_url)
 
 
-def read_prepared_infos(prepared: Path) -> dict[str, DatasetInfo]:
+def read_prepared_infos(prepared: Path, shown: str | None = None) -> dict[str, DatasetInfo]:
     """The configs a prepared folder's README describes, each with a shard for every split it lists.
 
     Args:
         prepared (`Path`):
             A folder made by `prepare`.
+        shown (`str`, *optional*):
+            How messages name the folder (the URL of a temporary local copy); default `prepared`.
 
     Returns:
         `dict[str, DatasetInfo]`: config name -> info (features, splits, sizes), from the README's YAML.
@@ -208,34 +217,39 @@ def read_prepared_infos(prepared: Path) -> dict[str, DatasetInfo]:
         [`~errors.PreparedFolderError`]:
             No README, configs this tool does not make, or a split without a shard.
     """
-    readme = prepared / README
+    readme, base = prepared / README, shown or str(prepared)
     if not readme.is_file():
-        raise PreparedFolderError(f"{readme}: missing; run `sousa-builder prepare` to make a prepared folder")
+        raise PreparedFolderError(f"{base}/{README}: missing; run `sousa-builder prepare` to make a prepared folder")
     infos = card_infos(readme.read_text(encoding="utf-8"))
     unknown = sorted(set(infos) - set(config_names()))
     if not infos or unknown:
-        raise PreparedFolderError(f"{readme}: dataset_info lists {unknown or 'no'} config(s) that this tool makes")
+        raise PreparedFolderError(
+            f"{base}/{README}: dataset_info lists {unknown or 'no'} config(s) that this tool makes"
+        )
     for name, info in infos.items():
         for split in info.splits or {}:
             if not list((prepared / name).glob(shard_glob(split))):
-                raise PreparedFolderError(f"{prepared / name}: no shard for split {split!r} that the README lists")
+                raise PreparedFolderError(f"{base}/{name}: no shard for split {split!r} that the README lists")
     return infos
 
 
-def check_prepared(prepared: Path) -> None:
+def check_prepared(prepared: Path, shown: str | None = None) -> None:
     """Run the prepared-folder checks of `sousa-builder validate` (loading `VALIDATION_ROWS` rows a split).
 
     Args:
         prepared (`Path`):
             A folder made by `prepare`.
+        shown (`str`, *optional*):
+            How messages name the folder (the URL of a temporary local copy); default `prepared`.
 
     Raises:
         [`~errors.PreparedFolderError`]:
             A check failed; the message names the failed checks.
     """
     report = validate_prepared(prepared, sample=VALIDATION_ROWS)
-    report.refuse_if_failed(PreparedFolderError, f"sousa-builder validate --prepared {prepared}")
-    logger.info("validated %s: %d checks, no failure", prepared, len(report.checks))
+    report.target = shown or str(prepared)
+    report.refuse_if_failed(PreparedFolderError, f"sousa-builder validate --prepared {report.target}")
+    logger.info("validated %s: %d checks, no failure", report.target, len(report.checks))
 
 
 def _addition(f: LocalFile) -> CommitOperationAdd:

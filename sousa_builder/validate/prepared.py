@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 
 from ..errors import SousaError
 from ..manifest import MANIFEST, Manifest, ownership_problems
-from ..remote_output import local_copy
+from ..remote_read import list_prepared, local_copy
 from ..source import SousaSource
 from ..source_files import MEDIA_PATH_COLUMNS
 from ..storage import is_url
@@ -61,7 +61,9 @@ def validate_prepared(
     (`source_labels`), and the embedded media the source files (`media_bytes`).
 
     Args:
-        out: the prepared folder, or a URL (`prepare --out s3://...`), checked on a temporary local copy.
+        out: the prepared folder, or a URL (`prepare --out s3://...`): listed first (every path checked to stay
+            inside it, objects its manifest does not list reported by the manifest check), then checked on a
+            temporary local copy of the files its manifest lists.
         source: the SOUSA directory it was prepared from.
         num_proc: processes for the media comparison and the audio checks.
         sample: compare the media of (and run the audio checks on) only this many random samples, drawn
@@ -76,12 +78,30 @@ def validate_prepared(
 
     Raises:
         FileNotFoundError: `out` is not a directory.
+        PreparedFolderError: `out` is a URL with nothing there, or a path there (an object key, a manifest
+            entry) that is not a plain path inside it.
+        StorageConnectionError: the storage of a URL `out` could not be reached.
     """
     if is_url(out):  # its checks read every file (the manifest's sha256): through a local copy
-        with local_copy(str(out)) as folder:
-            report = validate_prepared(folder, source, num_proc, sample, seed, limits, audio)
+        listing = list_prepared(str(out))
+        with local_copy(listing) as folder:
+            report = _validate_folder(folder, source, num_proc, sample, seed, limits, audio, listing.foreign_problems())
         report.target = str(out)
         return report
+    return _validate_folder(out, source, num_proc, sample, seed, limits, audio)
+
+
+def _validate_folder(
+    out: str | os.PathLike,
+    source: str | os.PathLike | None,
+    num_proc: int | None,
+    sample: int | None,
+    seed: int | None,
+    limits: HubLimits | None,
+    audio: AudioSettings | None,
+    foreign: Sequence[str] = (),
+) -> Report:
+    """`validate_prepared` of a local folder; `foreign`: problems of objects not copied (not in the manifest)."""
     started = time.perf_counter()
     out = Path(out).expanduser().absolute()
     if not out.is_dir():
@@ -92,7 +112,7 @@ def validate_prepared(
     prepared = scan(out)
     opened, source_problem = _open_source(source)
     checks = [
-        _manifest(out),
+        _manifest(out, foreign),
         readme_check(prepared),
         _load(prepared, sample) if prepared.configs else skipped("load", "the README lists no configs (see readme)"),
         features_check(prepared),
@@ -147,15 +167,16 @@ def _open_source(source: str | os.PathLike | None) -> tuple[SousaSource | None, 
 # --- checks --------------------------------------------------------------------------------------
 
 
-def _manifest(out: Path) -> CheckResult:
+def _manifest(out: Path, foreign: Sequence[str] = ()) -> CheckResult:
     """Every file is the one prepare wrote (size and sha256 against .sousa/manifest.json), and nothing else is
     there: no file the manifest does not list, no link. Hashes are remembered by `stat`, so publish reads no
-    file again; where a shard's bytes differ, its page checksums say where."""
+    file again; where a shard's bytes differ, its page checksums say where. `foreign`: the objects of a URL that
+    its manifest does not list (not copied), as problems."""
     manifest = Manifest.read(out)
     if manifest is None:
         problem = f"{MANIFEST}: missing or unreadable; only a folder made by `sousa-builder prepare` is checked"
         return CheckResult("manifest", "fail", "the folder has no manifest of what prepare wrote", 1, [problem])
-    problems = ownership_problems(out, manifest)
+    problems = ownership_problems(out, manifest) + list(foreign)
     return verdict(
         "manifest",
         len(problems),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from hub_server import FakeHub, hub_fixture  # noqa: F401
-from s3_server import S3, s3_fixture  # noqa: F401
+from s3_server import S3
 
 from sousa_builder.cli import main
 from sousa_builder.errors import PreparedFolderError

@@ -40,10 +40,14 @@ class S3:
     _names: Iterator[int] = field(default_factory=itertools.count)
 
     def bucket(self) -> str:
-        """A new empty bucket's name."""
-        name = f"bucket-{next(self._names)}"
-        self.fs.mkdir(name)
-        return name
+        """A new empty bucket's name (moto's buckets outlive a server: another module's server made some)."""
+        while True:
+            name = f"bucket-{next(self._names)}"
+            try:
+                self.fs.mkdir(name)
+            except FileExistsError:
+                continue
+            return name
 
     def upload(self, folder: Path, url: str) -> str:
         """Copy a local folder's files to `url` (s3://bucket/prefix)."""

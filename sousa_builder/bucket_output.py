@@ -26,11 +26,13 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
+from typing import Any
 
 from .layout import README  # written last: the file that makes the folder a dataset
 from .lease import Lease
 from .manifest import MANIFEST, MANIFEST_DIR, ContentCheck, FileEntry, Found, Manifest
-from .remote_output import _objects, _read_manifest, _sha256
+from .remote_output import _objects as _listed
+from .remote_output import _read_manifest, _sha256
 from .storage import filesystem
 from .store import MIDWAY, REPLACED, UNCHANGED, OutputStore, Staging, mark_left
 
@@ -40,6 +42,13 @@ JOURNAL = f"{MANIFEST_DIR}/commit.json"
 LEASE = f"{MANIFEST_DIR}/lease.json"
 STAGING_PREFIX = f"{MANIFEST_DIR}/staging-"
 _STAGING = re.compile(rf"{re.escape(STAGING_PREFIX)}([0-9a-f]{{12}})(\.json|/.*)$")
+
+
+def _objects(fs: Any, root: str) -> dict[str, dict]:
+    """Relative path -> info of every object under `root`, listed anew: fsspec's listings cache (before 2025.5
+    `invalidate_cache(path)` kept the listings of folders under `path`) must not hide what another run wrote."""
+    fs.invalidate_cache()
+    return _listed(fs, root)
 
 
 class BucketStore(OutputStore):
@@ -76,11 +85,14 @@ class BucketStore(OutputStore):
         self._remove_staging(sorted(marked - set(self.kept)))
 
     def present(self) -> dict[str, Found] | None:
+        objects = _objects(self.fs, self.root)
+        marked = {m.group(1) for m in map(_STAGING.match, objects) if m and m.group(2) == ".json"}
         found = {}
-        for relative, info in _objects(self.fs, self.root).items():
+        for relative, info in objects.items():
             if not relative or relative.endswith("/") or relative in (MANIFEST, JOURNAL, LEASE):
                 continue  # a console's folder marker ("out/"), or ours
-            if _STAGING.match(relative) and self._is_marked(_STAGING.match(relative).group(1)):
+            match = _STAGING.match(relative)
+            if match and match.group(1) in marked:
                 continue
             found[relative] = Found("file", int(info.get("size") or 0), info.get("ETag"))
         return found
@@ -206,10 +218,7 @@ class BucketStore(OutputStore):
             match = _STAGING.match(key)
             if match:
                 found.setdefault(f"{STAGING_PREFIX}{match.group(1)}", False)
-        return {name: ours or self._is_marked(name[len(STAGING_PREFIX) :]) for name, ours in found.items()}
-
-    def _is_marked(self, identifier: str) -> bool:
-        return self.fs.exists(f"{self.root}/{STAGING_PREFIX}{identifier}.json")
+        return found  # listed anew (`_objects`): a cached `exists` may not see a marker written since
 
     def _remove_staging(self, names: list[str]) -> None:
         """Abort the unfinished uploads under each staging prefix, remove its objects, then its marker."""
@@ -218,7 +227,7 @@ class BucketStore(OutputStore):
                 continue
             self._abort_uploads(f"{name}/")
             prefix = f"{self.root}/{name}"
-            found = list(self.fs.find(prefix)) if self.fs.exists(prefix) else []
+            found = [f"{prefix}/{relative}" for relative in _objects(self.fs, prefix)]
             if found:
                 self.fs.rm(found)
             with contextlib.suppress(FileNotFoundError):

@@ -12,14 +12,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import OutputExistsError
 from .hashes import HashCache, file_sha256s
 
 MANIFEST = ".sousa/manifest.json"
@@ -29,11 +28,26 @@ SHOWN = 5
 
 @dataclass(frozen=True)
 class FileEntry:
-    """A file as it was written."""
+    """A file as it was written; `etag` is the object store's ETag of the object in place (None for a local file,
+    and in manifests written before it was recorded)."""
 
     size: int
     mtime_ns: int
     sha256: str
+    etag: str | None = None
+
+
+@dataclass(frozen=True)
+class Found:
+    """An entry found in an output: "file", "folder", "link" or "other", and a file's size and ETag (objects)."""
+
+    kind: str
+    size: int = 0
+    etag: str | None = None
+
+
+# relative path -> the entries it may be (same size) -> relative path -> why its content is not one of them
+ContentCheck = Callable[[dict[str, list[FileEntry]]], dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -63,7 +77,8 @@ class Manifest:
 
     def text(self) -> str:
         """The manifest as the JSON text of `.sousa/manifest.json`."""
-        document = {"kind": self.kind, "files": {path: vars(entry) for path, entry in self.files.items()}}
+        files = {path: {k: v for k, v in vars(entry).items() if v is not None} for path, entry in self.files.items()}
+        document = {"kind": self.kind, "files": files}
         return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
 
@@ -98,64 +113,103 @@ def remember_hashes(folder: Path, manifest: Manifest) -> None:
     hashes.save()
 
 
-def check_replaceable(folder: Path, kind: str, option: str) -> bool:
-    """Whether `folder` holds an earlier output of `kind` (True) or nothing (False); refuse anything else.
-
-    `option` names the folder the way the user gave it (e.g. "--out"), for the message.
-    """
-    if not folder.exists() and not folder.is_symlink():
-        return False
-    if folder.is_symlink() or not folder.is_dir():
-        raise OutputExistsError(f"{option} {folder}: exists and is not a folder; choose another")
-    if not any(folder.iterdir()):
-        return False
-    manifest = Manifest.read(folder)
-    if manifest is None or manifest.kind != kind:
-        what = "no sousa-builder manifest" if manifest is None else f"the output of `{manifest.kind}`"
-        raise OutputExistsError(
-            f"{option} {folder}: holds files this command did not write ({what}: {_listing(folder)}); "
-            "choose another folder, or empty it yourself"
-        )
-    foreign = ownership_problems(folder, manifest, hashed=False)
-    if foreign:
-        raise OutputExistsError(
-            f"{option} {folder}: holds files this command did not write or that changed since "
-            f"({', '.join(foreign[:SHOWN])}{' ...' if len(foreign) > SHOWN else ''}); choose another folder, "
-            "or empty it yourself"
-        )
-    return True
-
-
 def ownership_problems(folder: Path, manifest: Manifest, hashed: bool = True) -> list[str]:
     """What in `folder` is not as its manifest says: files missing, changed (size; with `hashed` the sha256,
     else the modification time), links, and anything not listed. Empty when the folder is what was written."""
-    problems, present, to_hash = [], _entries(folder), []
-    for relative, entry in manifest.files.items():
-        path = folder / relative
-        kind = present.get(relative)
-        if kind is None:
-            problems.append(f"{relative}: missing")
-        elif kind != "file":
-            problems.append(f"{relative}: a {kind}, listed as a file")
-        elif path.stat().st_size != entry.size:
-            problems.append(f"{relative}: {path.stat().st_size:,} bytes, written as {entry.size:,}")
-        elif hashed:
-            to_hash.append(relative)
-        elif path.stat().st_mtime_ns != entry.mtime_ns:
-            problems.append(f"{relative}: modified since it was written")
-    found = file_sha256s([folder / relative for relative in to_hash]) if to_hash else []
-    for relative, (sha256, _) in zip(to_hash, found):
-        if sha256 != manifest.files[relative].sha256:
-            problems.append(
-                f"{relative}: its bytes are not the ones written (sha256 differs){_damage(folder / relative)}"
-            )
-    listed_folders = {p.rsplit("/", 1)[0] for p in manifest.files if "/" in p} | {MANIFEST_DIR}
-    for relative, kind in sorted(present.items()):
-        if relative in manifest.files or relative == MANIFEST:
+    return listing_problems(folder_entries(folder), [manifest], folder_content_check(folder, hashed))
+
+
+def folder_content_check(folder: Path, hashed: bool = True) -> ContentCheck:
+    """How a local file is proven to be a listed one: its sha256 (through the hash cache, which reads only the files
+    changed since it last saw them), or without `hashed` its modification time.
+
+    Args:
+        folder (`Path`):
+            The output folder.
+        hashed (`bool`):
+            Compare the sha256 (True) or the modification time.
+
+    Returns:
+        `ContentCheck`: the check, for `listing_problems`.
+    """
+
+    def check(candidates: dict[str, list[FileEntry]]) -> dict[str, str]:
+        if not hashed:
+            return {
+                relative: f"{relative}: modified since it was written"
+                for relative, entries in candidates.items()
+                if (folder / relative).stat().st_mtime_ns not in {entry.mtime_ns for entry in entries}
+            }
+        names = sorted(candidates)
+        found = file_sha256s([folder / relative for relative in names]) if names else []
+        return {
+            relative: f"{relative}: its bytes are not the ones written (sha256 differs){_damage(folder / relative)}"
+            for relative, (sha256, _) in zip(names, found)
+            if sha256 not in {entry.sha256 for entry in candidates[relative]}
+        }
+
+    return check
+
+
+def folder_entries(folder: Path) -> dict[str, Found]:
+    """Every entry below `folder` (relative POSIX path -> what it is, and a file's size); links not followed.
+
+    Args:
+        folder (`Path`):
+            A local folder.
+
+    Returns:
+        `dict[str, Found]`: the entries, in no particular order.
+    """
+    return {
+        relative: Found(kind, (folder / relative).lstat().st_size if kind == "file" else 0)
+        for relative, kind in _entries(folder).items()
+    }
+
+
+def listing_problems(
+    present: Mapping[str, Found], manifests: list[Manifest], content: ContentCheck, complete: bool = True
+) -> list[str]:
+    """What in an output (its entries, `present`) is not what one of `manifests` lists: the rule every kind of OUT
+    follows. A listed file must be there (with `complete`: an output in the middle of a replacement may miss some),
+    as a file, at a listed size, and its content proven by `content` (a sha256, or an ETag the store keeps); nothing
+    unlisted may be there but folders holding listed files, and the manifest.
+
+    Args:
+        present (`Mapping[str, Found]`):
+            Every entry below OUT (relative POSIX path) but the store's own (a journal, a lease, staging).
+        manifests (`list[Manifest]`):
+            The outputs OUT may hold files of: its manifest, and those of replacements stopped midway.
+        content (`ContentCheck`):
+            Given the files whose size is a listed one (with the entries they may be), says which are not.
+        complete (`bool`):
+            Whether every file of the first manifest must be there.
+
+    Returns:
+        `list[str]`: one line per problem, empty when OUT holds what was written.
+    """
+    problems, candidates = [], {}
+    for relative in sorted(set().union(*(manifest.files for manifest in manifests))):
+        entries = [manifest.files[relative] for manifest in manifests if relative in manifest.files]
+        found = present.get(relative)
+        if found is None:
+            if complete and relative in manifests[0].files:
+                problems.append(f"{relative}: missing")
+        elif found.kind != "file":
+            problems.append(f"{relative}: a {found.kind}, listed as a file")
+        elif found.size not in {entry.size for entry in entries}:
+            problems.append(f"{relative}: {found.size:,} bytes, written as {entries[0].size:,}")
+        else:
+            candidates[relative] = [entry for entry in entries if entry.size == found.size]
+    problems += content(candidates).values()
+    listed = set().union(*(manifest.files for manifest in manifests))
+    listed_folders = {p.rsplit("/", 1)[0] for p in listed if "/" in p} | {MANIFEST_DIR}
+    for relative, found in sorted(present.items()):
+        if relative in listed or relative == MANIFEST:
             continue
-        if kind == "folder" and any(f == relative or f.startswith(f"{relative}/") for f in listed_folders):
+        if found.kind == "folder" and any(f == relative or f.startswith(f"{relative}/") for f in listed_folders):
             continue
-        problems.append(f"{relative}: {'a link' if kind == 'link' else 'not written by sousa-builder'}")
+        problems.append(f"{relative}: {'a link' if found.kind == 'link' else 'not written by sousa-builder'}")
     return problems
 
 
@@ -188,8 +242,3 @@ def _entries(folder: Path) -> dict[str, str]:
             kind = kind if kind != "file" or stat.S_ISREG(mode) else "other"
             found[path.relative_to(folder).as_posix()] = kind
     return found
-
-
-def _listing(folder: Path) -> str:
-    names = sorted(entry.name for entry in folder.iterdir())
-    return ", ".join(names[:SHOWN]) + (" ..." if len(names) > SHOWN else "")

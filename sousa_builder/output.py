@@ -1,11 +1,11 @@
-"""Writing an output folder safely: one run at a time, built aside, put in place in one step.
+"""A local output folder, as `store.replacing` writes it: locked, built aside, put in place in one step.
 
-`replacing(out, kind, option)` locks OUT (a lock file beside it), refuses OUT unless it is empty or
-an earlier output of the same kind (`manifest.check_replaceable`), and yields a staging folder next
-to OUT. When the block ends well, the staging folder takes OUT's place: in one step where Linux can
-(`renameat2(RENAME_EXCHANGE)`), else by two renames recorded in a journal that the next run
-completes. When it does not, the staging folder is removed and OUT is as it was. Staging and
-retired folders left by runs that died (SIGKILL, power loss) are removed by the next run.
+`FolderStore` locks OUT (a lock file beside it, `filelock`), builds the new output in a staging folder next
+to OUT and, when it is complete, puts it in OUT's place: in one step where Linux can
+(`renameat2(RENAME_EXCHANGE)`), else by two renames recorded in a journal that the next run completes (signals
+are held between them, so Ctrl-C cannot land in between). A file of an earlier output is proven by its sha256
+(the hash cache reads only files changed since). Staging and retired folders left by runs that died
+(SIGKILL, power loss) are removed by the next run.
 """
 
 from __future__ import annotations
@@ -17,16 +17,19 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from .errors import OutputBusyError, OutputExistsError
-from .manifest import Manifest, check_replaceable, write_manifest
+from .manifest import ContentCheck, Found, Manifest, folder_content_check, folder_entries, write_manifest
+from .store import REPLACED, OutputStore, Staging, mark_left, replacing
+
+__all__ = ["FolderStore", "refuse_overlap", "replacing"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,54 +37,70 @@ _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
 
-@dataclass
-class Staging:
-    """The folder to build the new output in, and whether it replaces an earlier one."""
+class FolderStore(OutputStore):
+    """OUT as a local folder (see the module's docstring)."""
 
-    path: Path
-    replaces_previous: bool
+    def __init__(self, out: Path, option: str):
+        self.out, self.option = out, option
 
-    def write_manifest(self, kind: str, known: Mapping[str, str]) -> Manifest:
-        """List every file of the staging folder in its manifest (`known`: path -> sha256 already computed)."""
-        return write_manifest(self.path, kind, known)
+    @contextlib.contextmanager
+    def claimed(self) -> Iterator[None]:
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # under a file, on a read-only filesystem, in a folder we may not write to
+            raise OutputExistsError(
+                f"{self.option} {self.out}: cannot make its folder ({err.strerror}: {err.filename})"
+            ) from None
+        with _locked(self.out):
+            yield
 
+    def settle(self) -> list[Manifest]:
+        _recover(self.out)
+        return []
 
-@contextlib.contextmanager
-def replacing(out: Path, kind: str, option: str) -> Iterator[Staging]:
-    """Build the new `out` in the yielded staging folder; it takes `out`'s place if the block ends well.
+    def remove_leftovers(self) -> None:
+        for pattern in (f".{self.out.name}.partial-*", f".{self.out.name}.old-*"):
+            for leftover in self.out.parent.glob(pattern):
+                shutil.rmtree(leftover, ignore_errors=True)
 
-    Args:
-        out (`Path`):
-            The output folder: absent, empty, or an earlier output of the same `kind` (unchanged since).
-        kind (`str`):
-            What writes it ("prepare", "publish --dry-run", ...), as its manifest records.
-        option (`str`):
-            The option that named `out`, for messages ("--out").
+    def present(self) -> dict[str, Found] | None:
+        if not self.out.exists() and not self.out.is_symlink():
+            return None
+        if self.out.is_symlink() or not self.out.is_dir():
+            raise OutputExistsError(f"{self.option} {self.out}: exists and is not a folder; choose another")
+        return folder_entries(self.out)
 
-    Yields:
-        [`Staging`]: the folder to build in, and whether it replaces an earlier output.
+    def manifest(self) -> Manifest | None:
+        return Manifest.read(self.out)
 
-    Raises:
-        [`~errors.OutputBusyError`]:
-            Another run holds the lock beside `out`.
-        [`~errors.OutputExistsError`]:
-            `out` holds something else, or its folder cannot be made.
-    """
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:  # under a file, on a read-only filesystem, in a folder we may not write to
-        raise OutputExistsError(f"{option} {out}: cannot make its folder ({err.strerror}: {err.filename})") from None
-    with _locked(out):
-        _recover(out)
-        previous = check_replaceable(out, kind, option)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    def content_check(self, present: Mapping[str, Found]) -> ContentCheck:
+        return folder_content_check(self.out)
+
+    def new_staging(self, replaces_previous: bool) -> Staging:
+        staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
         try:
             os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; an output folder gets the user's umask
-            yield Staging(staging, previous)
-            _put_in_place(staging, out, previous)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
+        return Staging(staging, replaces_previous, self)
+
+    def write_staging_manifest(self, staging: Staging, kind: str, known: Mapping[str, str]) -> Manifest:
+        return write_manifest(Path(staging.path), kind, known)
+
+    def discard(self, staging: Staging) -> None:
+        shutil.rmtree(staging.path, ignore_errors=True)
+
+    def put_in_place(self, staging: Staging, pending: list[Manifest]) -> None:
+        _put_in_place(Path(staging.path), self.out, staging.replaces_previous)
+
+    def in_progress(self) -> str | None:
+        if _journal(self.out).exists():
+            return (
+                f"{self.out}: a run died between the two renames that put its output in place ({_journal(self.out)}); "
+                "the next prepare into it completes them"
+            )
+        return None
 
 
 def refuse_overlap(target: Path, option: str, protected: Path, what: str) -> None:
@@ -144,25 +163,48 @@ def _journal(out: Path) -> Path:
 
 
 def _put_in_place(staging: Path, out: Path, previous: bool) -> None:
-    """Make `staging` the new `out`; the previous `out` (an earlier output, checked) is removed."""
-    if not previous:
-        if out.exists():  # empty: nothing of the user's to keep
-            out.rmdir()
-        staging.rename(out)
+    """Make `staging` the new `out`; the previous `out` (an earlier output, checked) is removed. Signals are held
+    while the output is swapped, and one that came meanwhile is raised after it, saying OUT was replaced."""
+    placed = False
+    try:
+        with _signals_held():
+            if not previous:
+                if out.exists():  # empty: nothing of the user's to keep
+                    out.rmdir()
+                staging.rename(out)
+                placed = True
+                return
+            if _exchange(staging, out):
+                placed = True
+                retired = staging  # now the previous output
+            else:
+                retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+                retired.rmdir()
+                journal = _journal(out)
+                journal.write_text(json.dumps({"staging": staging.name, "retired": retired.name}), encoding="utf-8")
+                out.rename(retired)
+                staging.rename(out)
+                placed = True
+                journal.unlink()
+        shutil.rmtree(retired)
+    except BaseException as err:
+        if placed:  # the previous output, if still there, is a leftover the next run removes
+            mark_left(err, REPLACED)
+        raise
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT, SIGTERM and SIGHUP in the block (they are delivered after it): two renames are one step."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
         return
-    if _exchange(staging, out):
-        shutil.rmtree(staging)  # now the previous output
-        logger.info("replaced the previous %s", out)
-        return
-    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    retired.rmdir()
-    journal = _journal(out)
-    journal.write_text(json.dumps({"staging": staging.name, "retired": retired.name}), encoding="utf-8")
-    out.rename(retired)
-    staging.rename(out)
-    journal.unlink()
-    shutil.rmtree(retired)
-    logger.info("replaced the previous %s", out)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -181,7 +223,7 @@ def _exchange(a: Path, b: Path) -> bool:
 
 
 def _recover(out: Path) -> None:
-    """Complete a replacement that a dead run left between its two renames; remove what dead runs left."""
+    """Complete a replacement that a dead run left between its two renames."""
     journal = _journal(out)
     if journal.exists():
         try:
@@ -196,7 +238,3 @@ def _recover(out: Path) -> None:
             elif retired.is_dir():  # cannot happen unless the staging folder was removed: keep the previous one
                 retired.rename(out)
         journal.unlink()
-    for leftover in out.parent.glob(f".{out.name}.partial-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    for leftover in out.parent.glob(f".{out.name}.old-*"):
-        shutil.rmtree(leftover, ignore_errors=True)

@@ -5,12 +5,12 @@ OUT/README.md
 OUT/{config}/{split}-NNNNN-of-NNNNN.parquet
 OUT/auxiliary/strokes.parquet, OUT/auxiliary/measures.parquet
 ```
-Everything is built in a staging folder next to OUT, with a manifest of what was written
-(`.sousa/manifest.json`); OUT is replaced in one step once the new output is complete, and only if
-it is an earlier output of prepare (`output.replacing`), so an interrupted or refused run leaves the
-previous OUT as it was. The source and OUT may be URLs (`storage`): media are then read and shards
-written through fsspec, as streams, and OUT is staged under a prefix of its own and put in place with
-the README written last (`remote_output`).
+Everything is built in a staging folder or prefix, with a manifest of what was written
+(`.sousa/manifest.json`), and put in place once the new output is complete, only if OUT is an
+earlier output of prepare (`store.replacing`: one set of rules for a local folder and a URL), so a
+refused run leaves the previous OUT as it was. The source and OUT may be URLs (`storage`): media are
+then read and shards written through fsspec, as streams; a local OUT is replaced in one step, a URL
+by server-side copies with the README last (`bucket_output`).
 """
 
 from __future__ import annotations
@@ -37,11 +37,10 @@ from .features import FLAT_COLUMNS, features_for
 from .labels import LABEL_TABLES, LabelBuckets
 from .layout import AUXILIARY_DIR, README, auxiliary_path, shard_name
 from .manifest import remember_hashes
-from .output import Staging, replacing
-from .remote_output import RemoteStaging, replacing_remote
 from .shards import ShardTask, ShardWriters, count_shards, shard_ranges, size_text
 from .source import DataDir, SousaSource
 from .storage import created, filesystem, is_url, join, location, relative_to
+from .store import Staging, replacing, temporary_prefix
 
 if TYPE_CHECKING:
     from .ray_engine import RayShardWriters
@@ -96,7 +95,7 @@ def prepare(
     writers = _shard_writers(engine, num_proc, ray_address)
     out = location(out)
     specs = [Sousa.builder_configs[name] for name in names]
-    with _replacing(out) as staging, _scratch(staging) as cache:
+    with replacing(out, PREPARED, "--out") as staging, _scratch(staging) as cache:
         source = _open_source(data_dir, cache)
         source.check_media(with_midi=any(s.with_midi for s in specs), with_audio=any(s.with_audio for s in specs))
         result = PrepareResult(out=out, replaced_previous=staging.replaces_previous)
@@ -104,7 +103,7 @@ def prepare(
         # The stroke and measure rows, split once into buckets of samples for every config and the auxiliary tables.
         labels = LabelBuckets.write(source.root, source.rows["sample_id"].combine_chunks(), cache / "labels")
         splits = _write_split_rows(source, cache)
-        if isinstance(staging, RemoteStaging) and engine == "ray":  # Ray nodes read them from the staging prefix
+        if isinstance(staging.path, str) and engine == "ray":  # Ray nodes read them from the staging prefix
             labels, splits = _shared(cache, join(staging.path, ".cache"), labels, splits)
         infos = {}
         plans = {spec.name: _shard_plan(spec, splits, source, labels, staging.path, max_shard_size, num_shards)
@@ -125,23 +124,20 @@ def prepare(
     return result
 
 
-def _replacing(out: Path | str) -> contextlib.AbstractContextManager[Staging | RemoteStaging]:
-    return replacing_remote(out, PREPARED, "--out") if isinstance(out, str) else replacing(out, PREPARED, "--out")
-
-
 @contextlib.contextmanager
-def _scratch(staging: Staging | RemoteStaging) -> Iterator[Path]:
+def _scratch(staging: Staging) -> Iterator[Path]:
     """A local folder for the run's working files: in the staging folder (a cluster sharing the filesystem sees
-    it there), or a temporary folder when the staging is a URL."""
-    if isinstance(staging, Staging):
+    it there), or a temporary folder named with this process's pid when the staging is a URL (a later run removes
+    it if this one is killed)."""
+    if isinstance(staging.path, Path):
         yield staging.path / ".cache"
         return
-    with tempfile.TemporaryDirectory(prefix="sousa-prepare-") as folder:
+    with tempfile.TemporaryDirectory(prefix=temporary_prefix("sousa-prepare-")) as folder:
         yield Path(folder)
 
 
-def _remove_scratch(staging: Staging | RemoteStaging, cache: Path) -> None:
-    if isinstance(staging, Staging):
+def _remove_scratch(staging: Staging, cache: Path) -> None:
+    if isinstance(staging.path, Path):
         shutil.rmtree(cache)
         return
     fs, path = filesystem(join(staging.path, ".cache"))

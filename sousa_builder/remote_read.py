@@ -26,6 +26,7 @@ from typing import Any
 from .errors import PreparedFolderError, StorageError
 from .manifest import MANIFEST, MANIFEST_DIR, SHOWN, Manifest
 from .storage import filesystem, reaching
+from .store import temporary_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ def local_copy(listing: RemoteListing) -> Iterator[Path]:
             f"{out}: its checks and uploads work on a local copy of its {len(relatives)} files ({_gb(size)}), and "
             f"{temporary} has {_gb(free)} free: set TMPDIR to a folder on a disk with room"
         )
-    with tempfile.TemporaryDirectory(prefix="sousa-prepared-") as folder:
+    with tempfile.TemporaryDirectory(prefix=temporary_prefix("sousa-prepared-")) as folder:
         logger.info("copying %d files of %s (%s) to a temporary folder", len(relatives), out, _gb(size))
         targets = [_inside(folder, relative) for relative in relatives]
         for target in targets:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,8 +40,24 @@ def local_path(location: str | os.PathLike) -> Path:
 
 
 def location(text: str | os.PathLike) -> str | Path:
-    """A location as given by a user: a URL stays a string, anything else is a local absolute Path."""
-    return str(text).rstrip("/") if is_url(text) else local_path(text)
+    """A location as given by a user: a URL stays a string (without a trailing slash, and with a run of slashes in
+    its path made one: `s3://bucket//out` is `s3://bucket/out`, not a key starting with "/"), anything else is a
+    local absolute Path.
+
+    Args:
+        text (`str` or `os.PathLike`):
+            A local path, a file:// URL, or a URL.
+
+    Returns:
+        `str` or `Path`: the URL, or the absolute local path.
+    """
+    return normal_url(str(text)) if is_url(text) else local_path(text)
+
+
+def normal_url(url: str) -> str:
+    """`url` without a trailing slash, and a run of slashes after its protocol made one."""
+    head, _, path = url.rpartition("://")
+    return f"{head}://{re.sub('/{2,}', '/', path).rstrip('/')}"
 
 
 TIMEOUT_VARIABLE = "SOUSA_STORAGE_TIMEOUT"
@@ -119,6 +136,7 @@ def filesystem(url: str) -> tuple[Any, str]:
     """The fsspec filesystem of `url` and the path in it; a missing backend is one line saying what to install."""
     import fsspec
 
+    url = normal_url(url)
     protocol = url.split("://", 1)[0]
     try:
         if "::" in url or protocol not in _FILESYSTEMS:  # a chained URL carries options of its own: not cached

@@ -272,7 +272,7 @@ def test_a_run_killed_midway_leaves_the_previous_output_readable(
     run.wait(timeout=30)
     assert staged, "the run wrote no shard before it ended"
     keys = s3.keys(out)
-    assert [k for k in keys if not k.startswith(".sousa/staging-")] == sorted(previous)
+    assert [k for k in keys if not k.startswith(".sousa/staging-") and k != ".sousa/lease.json"] == sorted(previous)
     assert {key: s3.fs.cat_file(f"{out}/{key}".removeprefix("s3://")) for key in previous} == previous
     assert load_prepared(out, "labels_only", split="train").num_rows == 12
     # The next run removes what the killed one staged.
@@ -289,21 +289,27 @@ def _wait_for(found, seconds: float = 60):
     return None
 
 
-def test_a_run_that_died_while_putting_the_output_in_place_is_completed_by_the_next(
+def test_a_run_that_died_after_putting_its_output_in_place_is_completed_by_the_next(
     s3: S3, source_url: str, sample_dir: Path, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sousa_builder import remote_output
+    from sousa_builder.bucket_output import BucketStore
+    from sousa_builder.store import REPLACED, left_as
 
     out = f"{bucket}/sousa"
     prepare(source_url, out, configs=["labels_only"], num_shards=2)
-    real_remove = remote_output._remove_prefix
-    # after the copies, the manifest and the README: before the staging is removed
-    monkeypatch.setattr(remote_output, "_remove_prefix", interrupt)
-    with pytest.raises(KeyboardInterrupt):
+    real_remove = BucketStore._remove_staging
+
+    def interrupted(self: BucketStore, names: list[str]) -> None:  # after the copies, the README and the manifest
+        if names:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(BucketStore, "_remove_staging", interrupted)
+    with pytest.raises(KeyboardInterrupt) as stopped:
         prepare(source_url, out, configs=["labels_only"], num_shards=1)
+    assert left_as(stopped.value) == REPLACED
     journal = json.loads(s3.fs.cat_file(f"{out}/.sousa/commit.json".removeprefix("s3://")))
-    assert journal["staging"].startswith(".sousa/staging-")
-    monkeypatch.setattr(remote_output, "_remove_prefix", real_remove)
+    assert journal["phase"] == "placed" and journal["staging"][0].startswith(".sousa/staging-")
+    monkeypatch.setattr(BucketStore, "_remove_staging", real_remove)
     report = validate_prepared(out)
     assert report["manifest"].status == "pass"  # the new output is complete; only its staging copy is left
     prepare(source_url, out, configs=["labels_only"], num_shards=1)  # completes the commit, then replaces it
@@ -312,20 +318,16 @@ def test_a_run_that_died_while_putting_the_output_in_place_is_completed_by_the_n
     assert_equals_local(s3, out, expected, tmp_path)
 
 
-def interrupt(*args: object) -> None:
-    raise KeyboardInterrupt
-
-
-def test_completing_a_dead_runs_commit_refuses_files_written_since_and_keeps_them(
+def test_completing_a_stopped_replacement_refuses_files_written_since_and_keeps_them(
     s3: S3, source_url: str, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sousa_builder import remote_output
+    from sousa_builder.bucket_output import BucketStore
 
     out = f"{bucket}/sousa"
     prepare(source_url, out, configs=["labels_only"], num_shards=2)
     with monkeypatch.context() as patched:
-        patched.setattr(remote_output, "_remove_prefix", interrupt)
-        with pytest.raises(KeyboardInterrupt):  # dies after the copies, before the staging is removed
+        patched.setattr(BucketStore, "_copy", interrupt)
+        with pytest.raises(KeyboardInterrupt):  # stopped as its copies began
             prepare(source_url, out, configs=["labels_only"], num_shards=1)
     # A new file, and one the commit would copy over again (the new output's shard, rewritten since the crash).
     for name, data in (("notes.txt", b"mine"), ("labels_only/train-00000-of-00001.parquet", b"also mine")):
@@ -333,12 +335,15 @@ def test_completing_a_dead_runs_commit_refuses_files_written_since_and_keeps_the
     before = {key: s3.fs.cat_file(f"{out}/{key}".removeprefix("s3://")) for key in s3.keys(out)}
     with pytest.raises(OutputExistsError) as refused:
         prepare(source_url, out, configs=["labels_only"], num_shards=1)
-    assert str(refused.value) == (
-        f"{out}: an earlier run died while putting its output in place, and it now holds files neither output "
-        "wrote (labels_only/train-00000-of-00001.parquet, notes.txt); nothing was changed: move them away, or "
-        "choose another location"
-    )
+    message = str(refused.value)
+    assert message.startswith(f"--out {out}: holds files this command did not write or that changed since ("), message
+    assert "labels_only/train-00000-of-00001.parquet: 9 bytes, written as " in message
+    assert message.endswith("notes.txt: not written by sousa-builder); choose another location, or empty it yourself")
     assert {key: s3.fs.cat_file(f"{out}/{key}".removeprefix("s3://")) for key in s3.keys(out)} == before
+
+
+def interrupt(*args: object) -> None:
+    raise KeyboardInterrupt
 
 
 def test_urls_that_validate_and_publish_cannot_take_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:

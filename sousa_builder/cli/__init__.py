@@ -76,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (KeyboardInterrupt, Terminated) as interrupt:
             if debug:
                 raise
-            print(f"{_prog(args)}: interrupted: {interrupted(args)}", file=sys.stderr)
+            print(f"{_prog(args)}: interrupted: {interrupted(args, interrupt)}", file=sys.stderr)
             return _interrupted_code(interrupt)
         except Exception as error:
             if debug:

@@ -38,18 +38,28 @@ def describe_error(error: BaseException) -> tuple[str, int]:
     )
 
 
-def interrupted(args: Any) -> str:
+def interrupted(args: Any, interrupt: BaseException | None = None) -> str:
     """What an interrupted command leaves, in one line.
 
     Args:
         args (`argparse.Namespace` or `None`):
             The parsed command line (None when interrupted before it was parsed).
+        interrupt (`BaseException`, *optional*):
+            The interruption; the storage layer records on it what OUT was left as (`store.left_as`).
 
     Returns:
         `str`: e.g. "OUT is unchanged".
     """
     command = getattr(args, "command", None)
     if command in ("prepare", "sample"):
+        left = getattr(interrupt, "sousa_output_left", None)  # store.LEFT; `store` imports pyarrow, not read here
+        if left == "midway":
+            return (
+                f"{args.out} is midway through its replacement (files of both outputs): the next prepare into it "
+                "completes it; until then validate --prepared refuses it"
+            )
+        if left == "replaced":
+            return f"{args.out} was replaced by the new output (the next run removes what is left of the previous one)"
         return f"{args.out} is unchanged"
     if command == "publish":
         return "the branch changes only by one complete commit: run again to finish (nothing is sent twice)"

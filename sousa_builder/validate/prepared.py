@@ -24,12 +24,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..errors import SousaError
+from ..errors import PreparedFolderError, SousaError
 from ..manifest import MANIFEST, Manifest, ownership_problems
 from ..remote_read import list_prepared, local_copy
 from ..source import SousaSource
 from ..source_files import MEDIA_PATH_COLUMNS
-from ..storage import is_url
+from ..storage import is_url, location
+from ..store import in_progress
 from .audio import AudioSettings, embedded_audio_checks, skipped_audio_checks
 from .hub_limits import HubLimits, hub_limits_checks
 from .media import compare_embedded, run_tasks, sampled_rows
@@ -78,10 +79,13 @@ def validate_prepared(
 
     Raises:
         FileNotFoundError: `out` is not a directory.
-        PreparedFolderError: `out` is a URL with nothing there, or a path there (an object key, a manifest
-            entry) that is not a plain path inside it.
+        PreparedFolderError: `out` is in the middle of a replacement that a prepare did not finish; or a URL
+            with nothing there, or a path there (an object key, a manifest entry) that is not a plain path inside it.
         StorageConnectionError: the storage of a URL `out` could not be reached.
     """
+    stopped = in_progress(location(out))
+    if stopped is not None:  # files of two outputs: no check would say anything true of it
+        raise PreparedFolderError(stopped)
     if is_url(out):  # its checks read every file (the manifest's sha256): through a local copy
         listing = list_prepared(str(out))
         with local_copy(listing) as folder:

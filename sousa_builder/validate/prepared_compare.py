@@ -48,7 +48,7 @@ class SourceLabels:
         if name not in self._items:
             path = self.source.root / LABEL_FILES[name]
             table = pq.read_table(path, columns=["sample_id", "index"], read_dictionary=["sample_id"])
-            owner = key_positions(table["sample_id"], self.ids).pos
+            owner = key_positions(table["sample_id"], self.ids).pos.astype(np.int64)  # scaled in `_sorting`
             index = ints(convert_column(table["index"], pa.int64()))
             known = np.flatnonzero(owner >= 0)
             order = known[_sorting(owner[known], index[known])]

@@ -25,7 +25,7 @@ from ..features import FLAT_COLUMNS, SAMPLE_COLUMNS, SCORE_COLUMNS, class_label_
 from .label_files import READ_ONLY, LabelData, key_positions
 from .prepared_folder import PreparedFolder, Shard
 from .report import CheckResult, first_line, skipped
-from .rules import LABEL_CHECKS
+from .rules import LABEL_CHECKS, release_memory
 
 logger = logging.getLogger(__name__)
 
@@ -274,6 +274,7 @@ def row_rule_checks(rows: PreparedRows | None) -> list[CheckResult]:
         began = time.perf_counter()
         reason = _unusable(rows, data, needs)
         result = skipped(name, reason) if reason else check(data)
+        release_memory()
         result.name = PREFIX + name
         result.offenders = rows.located(result.offenders, data.sample_ids)
         result.details = {**result.details, "config": rows.config}

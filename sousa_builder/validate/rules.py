@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import pyarrow as pa
+
 from ..errors import SourceFormatError
 from ..features import class_label_columns
 from ..storage import is_url
@@ -87,12 +89,20 @@ def label_checks(root: Path) -> tuple[LabelData, list[CheckResult]]:
         (whether the files read), then `LABEL_CHECKS` in order; a rule whose input did not read is skipped.
     """
     data, checks = read_labels(root)
+    release_memory()
     for name, needs, check in LABEL_CHECKS:
         reason = data.unavailable(needs)
         began = time.perf_counter()
         checks.append(skipped(name, reason) if reason else check(data))
+        release_memory()
         logger.debug("%s: %.3f s", name, time.perf_counter() - began)
     return data, checks
+
+
+def release_memory() -> None:
+    """Return to the system the memory Arrow's pool keeps from freed arrays (the temporaries of reading a file or of a
+    rule), so that the next one's peak does not stack on them."""
+    pa.default_memory_pool().release_unused()
 
 
 def refusal(checks: Sequence[CheckResult], target: str, command: str | None) -> str | None:
@@ -129,4 +139,6 @@ def refuse_invalid_labels(root: Path) -> None:
     Raises:
         SourceFormatError: as `refuse_failures`.
     """
-    refuse_failures(label_checks(root)[1], str(root))
+    checks = label_checks(root)[1]
+    release_memory()  # the labels read for the rules, freed: not kept through the rest of the run
+    refuse_failures(checks, str(root))

@@ -149,14 +149,17 @@ def _index_story(indexes: np.ndarray) -> str:
 def _index_check(data: LabelData, name: str, check: str) -> CheckResult:
     """Each sample's rows of `name` carry the indexes 0..n-1, each once."""
     keys = data.keys[name]
-    valid = keys.pos >= 0
-    pos, index = keys.pos[valid], ints(data.tables[name]["index"])[valid]
+    pos, index = keys.pos, ints(data.tables[name]["index"])
+    valid = pos >= 0
+    if not valid.all():  # rows of unknown samples (known_samples reports them)
+        pos, index = pos[valid], index[valid]
     order = _sorted_by_sample(pos, index)
     if order is not None:
         pos, index = pos[order], index[order]
     counts = np.bincount(pos, minlength=len(data.sample_ids))
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    rank = np.arange(len(pos)) - starts[pos] if len(pos) else np.empty(0, np.int64)
+    rank = np.arange(len(pos), dtype=np.int64)
+    rank -= starts[pos]
     bad = np.unique(pos[index != rank])
     ids = data.ids_at(bad[:KEPT])
     offenders = [f"{sid} ({_index_story(index[starts[p] : starts[p] + counts[p]])})" for sid, p in zip(ids, bad)]
@@ -182,7 +185,7 @@ def measure_ranges(data: LabelData) -> CheckResult:
     """Each measure's [stroke_start, stroke_end) lies inside [0, num_strokes) and overlaps no other measure."""
     table, keys = data.tables["measures"], data.keys["measures"]
     valid = keys.pos >= 0
-    pos = keys.pos[valid]
+    pos = keys.pos[valid].astype(np.int64)  # scaled by the stroke span below
     start = np.clip(ints(table["stroke_start"])[valid], -1, 2**31)
     end = np.clip(ints(table["stroke_end"])[valid], -1, 2**31)
     index = ints(table["index"])[valid]

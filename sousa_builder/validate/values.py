@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -55,7 +56,6 @@ def score_ranges(data: LabelData) -> CheckResult:
 
 def velocity_ranges(data: LabelData) -> CheckResult:
     strokes, keys = data.tables["strokes"], data.keys["strokes"]
-    index = ints(strokes["index"])
     bad_rows: list[tuple[int, str, float]] = []
     count = 0
     for column in VELOCITY_COLUMNS:
@@ -65,6 +65,7 @@ def velocity_ranges(data: LabelData) -> CheckResult:
         bad_rows += [(int(row), column, values[row]) for row in bad[:KEPT]]
     bad_rows.sort()
     names = keys.names.to_pylist()
+    index = _index_at(strokes, [row for row, _, _ in bad_rows[:KEPT]])
     offenders = [
         f"{names[keys.codes[row]] if keys.codes[row] >= 0 else 'null sample_id'} stroke {index[row]}: "
         f"{column} {number(value)}"
@@ -115,7 +116,7 @@ def categorical_values(data: LabelData) -> CheckResult:
             hand = key_positions(column_data, pa.array(allowed))  # pos: the value's place in `allowed`, -1 if not there
             bad = np.flatnonzero(hand.pos < 0)
             count += len(bad)
-            index = ints(data.tables["strokes"]["index"])
+            index = _index_at(data.tables["strokes"], bad[:KEPT])
             names, hands = keys.names.to_pylist(), hand.names.to_pylist()
             offenders += [
                 f"{names[keys.codes[row]] if keys.codes[row] >= 0 else 'null sample_id'} stroke {index[row]}: "
@@ -138,3 +139,9 @@ def categorical_values(data: LabelData) -> CheckResult:
         "rudiment_slug, skill_tier, skill_tier_binary, dominant_hand and hand take only their documented values",
         details={"documented": {column: list(allowed) for (_, column), allowed in CATEGORIES.items()}},
     )
+
+
+def _index_at(strokes: pa.Table, rows: Sequence[int] | np.ndarray) -> dict[int, int]:
+    """row -> its stroke index (-1 where null), for the few rows a message names."""
+    rows = [int(row) for row in rows]
+    return dict(zip(rows, ints(strokes["index"].take(pa.array(rows, pa.int64())))))

@@ -165,11 +165,11 @@ def _timed_phases(phases: dict[str, float]):
 
     Phases, all in the driver: opening the source (for a URL: copying its label files), checking the media, the
     label bucketing pass, the split rows, writing the shards (the driver waits for its writers), the auxiliary
-    tables, the card's label counts, the remote commit (server-side copies) and, with `--engine ray`, starting
+    tables, the card's label counts, the commit at a URL (server-side copies) and, with `--engine ray`, starting
     Ray (`RayShardWriters.__enter__`: `ray.init`) and stopping it (`__exit__`: `ray.shutdown`).
     """
     import sousa_builder.prepare as module
-    import sousa_builder.remote_output as remote
+    from sousa_builder.bucket_output import BucketStore
     from sousa_builder.labels import LabelBuckets
     from sousa_builder.source import SousaSource
 
@@ -190,7 +190,7 @@ def _timed_phases(phases: dict[str, float]):
         (module, "_prepare_config", "shards"),
         (module, "_write_auxiliary", "auxiliary"),
         (module, "label_counts", "label_counts"),
-        (remote, "_commit", "commit"),
+        (BucketStore, "put_in_place", "commit"),
     ]
     ray_engine = sys.modules.get("sousa_builder.ray_engine")  # imported by the step's own imports, if at all
     if ray_engine is not None:

@@ -39,13 +39,7 @@ def is_connection_error(error: BaseException | None) -> bool:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         names = {cls.__name__ for cls in type(error).__mro__}
-        if names & {
-            "ConnectionError",
-            "ConnectError",
-            "ConnectTimeout",
-            "ConnectionRefusedError",
-            "ConnectTimeoutError",
-        }:
+        if names & _CONNECTION_ERRORS:
             return True
         error = error.__cause__ or error.__context__
     return False

@@ -251,9 +251,11 @@ def log_written(desc: str, results: Sequence[ShardResult], started: float) -> No
 
 
 def _worker_signals() -> None:
-    """In a worker: Ctrl-C and SIGTERM are the parent's to handle (it then kills the workers); die with the parent."""
+    """In a worker: Ctrl-C, SIGTERM and SIGHUP are the parent's to handle (it then kills the workers); die with
+    the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -140,7 +140,7 @@ def test_interrupting_a_ray_prepare_is_one_line_and_leaves_nothing(
     assert ray_processes, "no Ray started for the run"
     process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == code
+    assert process.returncode == code, stderr
     lines = [line for line in stderr.splitlines() if not line.startswith(("Preparing", "prepared"))]
     assert lines == [f"sousa-builder prepare: interrupted: {out} is unchanged"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]

@@ -45,6 +45,15 @@ def is_connection_error(error: BaseException | None) -> bool:
     return False
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised like Ctrl-C's KeyboardInterrupt so that every cleanup runs (not a `SousaError`:
+    like KeyboardInterrupt, it passes `except Exception`)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
 class SousaError(Exception):
     """Base class of sousa-builder's own errors; the CLI turns them into a message and exit code 1."""
 

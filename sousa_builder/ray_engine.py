@@ -27,16 +27,17 @@ from typing import Any
 
 from datasets.utils.tqdm import tqdm
 
-from .errors import RayConnectionError, RayNotInstalledError
+from .errors import RayConnectionError, RayNotInstalledError, Terminated
 from .shards import ShardResult, ShardTask, log_written, write_shard
-from .storage import is_url
+from .storage import is_url, seconds_setting
 
 logger = logging.getLogger(__name__)
 
 # Retries of a shard whose worker process (or node) died; the rewrite is identical, so a retry is harmless.
 MAX_RETRIES = 3
 INSTALL_HINT = 'pip install "sousa-builder[ray]"'
-RAY_CONNECT_TIMEOUT = 10.0  # seconds to reach the head at --ray-address HOST:PORT, and for it to answer
+RAY_TIMEOUT_VARIABLE = "SOUSA_RAY_TIMEOUT"
+DEFAULT_RAY_TIMEOUT = 10.0  # seconds to reach the head at --ray-address HOST:PORT, and for it to answer
 # A gRPC server (a Ray head's GCS) answers the HTTP/2 connection preface with a SETTINGS frame (type 4).
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
@@ -88,8 +89,15 @@ class RayShardWriters:
                 options.update(address="local", num_cpus=self.num_cpus, _node_ip_address="127.0.0.1")
                 # Its one message is that the Ray started here requires a token (made for the run): no news.
                 logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-            with _own_signal_handlers(), _joining(self.address):
-                ray.init(**{"address": self.address, **options})
+            try:
+                with _own_signal_handlers(), _joining(self.address):
+                    ray.init(**{"address": self.address, **options})
+            except BaseException as stopped:  # Ctrl-C or SIGTERM mid-way included: stop what ray.init started
+                with _stderr_to_devnull():
+                    ray.shutdown()
+                if isinstance(stopped, SystemExit) and stopped.code == signal.SIGTERM:
+                    raise Terminated(signal.SIGTERM) from None  # ray.init's own SIGTERM handler: sys.exit(15)
+                raise
             self._started_ray = True
         self._remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(write_shard)
         return self
@@ -133,7 +141,8 @@ class RayShardWriters:
         results: dict[str, ShardResult] = {}
         waiting = list(refs)
         while waiting:
-            done, waiting = self._ray.wait(waiting, num_returns=1, timeout=None)
+            with _signals_as_keyboard_interrupt():
+                done, waiting = self._ray.wait(waiting, num_returns=1, timeout=None)
             for ref in done:
                 results[refs[ref]] = self._get(ref)
                 del self._pending[refs[ref]]
@@ -146,7 +155,8 @@ class RayShardWriters:
 
     def _get(self, ref: Any) -> ShardResult:
         try:
-            return self._ray.get(ref)
+            with _signals_as_keyboard_interrupt():
+                return self._ray.get(ref)
         except self._ray.exceptions.RayTaskError as err:
             cause = getattr(err, "cause", None)
             if isinstance(cause, Exception):
@@ -159,7 +169,7 @@ def _joining(address: str | None) -> Iterator[None]:
     """Name the Ray address when no cluster can be joined there (Ray raises a bare `ConnectionError`).
 
     A HOST:PORT (or the one "auto" finds) is asked first whether it answers as a gRPC server does, bounded by
-    `RAY_CONNECT_TIMEOUT` (`_probe`): `ray.init` itself keeps retrying an address where nothing answers, or
+    `SOUSA_RAY_TIMEOUT` seconds (`_probe`): `ray.init` itself keeps retrying an address where nothing answers, or
     where something accepts connections and never answers.
     """
     where = "a running Ray cluster ('auto' found none)" if address == "auto" else f"a Ray cluster at {address}"
@@ -200,9 +210,11 @@ def _bootstrap_address(address: str | None) -> str | None:
 
 def _probe(host: str, port: int) -> str | None:
     """None if HOST:PORT answers the HTTP/2 preface as a gRPC server (a Ray head's GCS) does within
-    `RAY_CONNECT_TIMEOUT`, else what went wrong, in words. With TLS (`RAY_USE_TLS`) only the connection is tried."""
+    `SOUSA_RAY_TIMEOUT` seconds, else what went wrong, in words. With TLS (`RAY_USE_TLS`) only the connection is
+    tried."""
+    timeout = seconds_setting(RAY_TIMEOUT_VARIABLE, DEFAULT_RAY_TIMEOUT, RayConnectionError)
     try:
-        with socket.create_connection((host, port), timeout=RAY_CONNECT_TIMEOUT) as connection:
+        with socket.create_connection((host, port), timeout=timeout) as connection:
             if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
                 return None
             connection.sendall(HTTP2_PREFACE)
@@ -213,7 +225,7 @@ def _probe(host: str, port: int) -> str | None:
                     return "it closed the connection without answering as a Ray head does"
                 header += data
     except TimeoutError:
-        return f"no answer within {RAY_CONNECT_TIMEOUT:g} s"
+        return f"no answer within {timeout:g} s ({RAY_TIMEOUT_VARIABLE} sets the wait)"
     except OSError as err:
         return err.strerror or str(err)
     return None if header[3] == 4 else "it answers, but not as a Ray head (gRPC) does"
@@ -233,6 +245,39 @@ def _own_signal_handlers() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _signals_as_keyboard_interrupt() -> Iterator[None]:
+    """While Ray waits, SIGTERM and SIGHUP raise KeyboardInterrupt, and leave the block as `Terminated`.
+
+    Ray's waits check for signals in C++ and stop only on a KeyboardInterrupt: any other exception a handler
+    raises there is kept pending until the wait ends by itself, which then fails with a SystemError. Only a
+    signal whose handler is a Python function (one that raises, as the CLI's does) is redirected.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {
+        number: handler for number in (signal.SIGTERM, signal.SIGHUP) if callable(handler := signal.getsignal(number))
+    }
+    for number in previous:
+        signal.signal(number, interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        if received:
+            raise Terminated(received[-1]) from None
+        raise
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @contextlib.contextmanager

@@ -78,15 +78,36 @@ def storage_timeout() -> float:
         [`~errors.StorageError`]:
             `SOUSA_STORAGE_TIMEOUT` is not a positive number.
     """
-    text = os.environ.get(TIMEOUT_VARIABLE, "").strip()
+    return seconds_setting(TIMEOUT_VARIABLE, DEFAULT_STORAGE_TIMEOUT, StorageError)
+
+
+def seconds_setting(variable: str, default: float, error: type[Exception]) -> float:
+    """A bound of a network wait, in seconds, from the environment variable `variable` (else `default`).
+
+    Args:
+        variable (`str`):
+            The environment variable's name, e.g. "SOUSA_STORAGE_TIMEOUT".
+        default (`float`):
+            The seconds when the variable is unset or empty.
+        error (`type[Exception]`):
+            The error to raise for a value that is not a positive number (the kind of wait it bounds).
+
+    Returns:
+        `float`: seconds, greater than 0 and finite.
+
+    Raises:
+        `error`:
+            The variable is set to something other than a positive number; the message names it and its value.
+    """
+    text = os.environ.get(variable, "").strip()
     if not text:
-        return DEFAULT_STORAGE_TIMEOUT
+        return default
     try:
         value = float(text)
     except ValueError:
         value = 0.0
     if not 0 < value < float("inf"):
-        raise StorageError(f"{TIMEOUT_VARIABLE}={text}: must be a number of seconds greater than 0")
+        raise error(f"{variable}={text}: must be a number of seconds greater than 0")
     return value
 
 

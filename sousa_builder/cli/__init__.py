@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..errors import EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
+from ..errors import EXIT_HANGUP, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, Terminated
 from .parser import build_parser
 from .report import describe_error, interrupted
 
@@ -39,14 +39,6 @@ QUIET_LOGGERS = (
     "s3fs",
     "fsspec",
 )
-
-
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP, raised like Ctrl-C's KeyboardInterrupt so that every cleanup runs."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -199,7 +199,8 @@ def test_interrupting_ray_while_it_starts_is_one_line_and_leaves_nothing(
 def test_a_sigterm_while_ray_waits_ends_the_wait_as_terminated(sample_dir: Path, tmp_path: Path) -> None:
     """Ray's wait stops on KeyboardInterrupt only; another exception raised by a handler inside it stays pending
     until the wait ends (a task's whole run) and then surfaces as a SystemError: a bug's exit code, 70. The
-    task here blocks: its rows file is a FIFO that nobody writes."""
+    task here blocks: its rows file is a FIFO that nobody writes, until a second timer (the bound of a broken
+    fix) opens and closes it, which ends the task."""
     pytest.importorskip("ray")
     from sousa_builder.errors import Terminated
     from sousa_builder.labels import LabelBuckets
@@ -212,8 +213,15 @@ def test_a_sigterm_while_ray_waits_ends_the_wait_as_terminated(sample_dir: Path,
     os.mkfifo(tmp_path / "rows.arrow")
     labels = LabelBuckets(str(tmp_path), 1000, (), {"strokes": 1.0, "measures": 1.0})
     task = ShardTask("labels_only", str(tmp_path / "rows.arrow"), 0, 1, str(sample_dir), labels, str(tmp_path / "x"))
+
+    def release() -> None:
+        with contextlib.suppress(OSError):  # ENXIO: nothing reads it any more
+            os.close(os.open(tmp_path / "rows.arrow", os.O_WRONLY | os.O_NONBLOCK))
+
     previous = signal.signal(signal.SIGTERM, terminate)
     timer = threading.Timer(3, os.kill, (os.getpid(), signal.SIGTERM))
+    releaser = threading.Timer(30, release)
+    releaser.start()
     try:
         with pytest.raises(Terminated) as raised, RayShardWriters(num_cpus=1) as writers:
             timer.start()
@@ -223,6 +231,7 @@ def test_a_sigterm_while_ray_waits_ends_the_wait_as_terminated(sample_dir: Path,
         assert signal.getsignal(signal.SIGTERM) is terminate
     finally:
         timer.cancel()
+        releaser.cancel()
         signal.signal(signal.SIGTERM, previous)
 
 

@@ -66,7 +66,7 @@ def test_top_level_help_shows_an_example_of_each_command(capsys: pytest.CaptureF
 @pytest.mark.parametrize(
     ("command", "shown"),
     [
-        ("sample", ["--seed SEED", "(default 0)", "(1-6, default 3)", "(1-5, default 2)", "default 3: no validation"]),
+        ("sample", ["--seed SEED", "(default 0)", "(1-6, default 3)", "(1-5, default 2)", "(default 12: every split"]),
         ("prepare", ["--num-proc N", "(default 1)", "--max-shard-size SIZE", "examples:"]),
         ("validate", ["--sample K", "(default: all)", "(default: a random one", "examples:"]),
         ("publish", ["--max-shard-size SIZE", "--yes", "examples"]),
@@ -219,11 +219,14 @@ def test_a_signal_while_datasets_imports_is_one_line(sample_dir: Path, tmp_path:
 
 def test_engines_and_file_names_the_cli_knows_are_the_packages() -> None:
     from sousa_builder.cli.prepare import ENGINES
+    from sousa_builder.cli.sample import DEFAULT_PROFILES
     from sousa_builder.cli.validate import SAMPLES_FILE
     from sousa_builder.prepare import ENGINES as PREPARE_ENGINES
+    from sousa_builder.sample import DEFAULT_PROFILES as SAMPLE_PROFILES
     from sousa_builder.source import LABEL_FILES
 
     assert ENGINES == PREPARE_ENGINES and LABEL_FILES["samples"] == SAMPLES_FILE
+    assert DEFAULT_PROFILES == SAMPLE_PROFILES
 
 
 def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,7 @@ from .. import __version__
 from ..errors import EXIT_FAILED, EXIT_HANGUP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
 
 EXAMPLES = """examples, one per command (COMMAND --help: its options and more examples):
-  sousa-builder sample ./demo-data --profiles 4 --seed 1
+  sousa-builder sample ./demo-data --seed 1
   sousa-builder validate ./demo-data
   sousa-builder prepare ./demo-data --out ./build/sousa
   sousa-builder validate --prepared ./build/sousa --source ./demo-data

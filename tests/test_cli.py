@@ -94,14 +94,16 @@ def test_missing_source_named_in_the_cli_terms(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert f"No SOUSA dataset at {tmp_path / 'nowhere'} (from the DATA_DIR argument): no such directory" in err
     assert "data_dir=" not in err and "Traceback" not in err
-    assert main(["prepare", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    (tmp_path / "empty").mkdir()
+    assert main(["prepare", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 1
     assert "(from the DATA_DIR argument): expected labels/samples.parquet there" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_source_named_in_python_terms(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     with pytest.raises(SourceNotFoundError, match=r"from the data_dir argument\): expected labels/samples.parquet"):
-        prepare(tmp_path, tmp_path / "out")
+        prepare(tmp_path / "empty", tmp_path / "out")
 
 
 def test_validate_says_which_kind_of_folder_it_was_given(prepared_dir: Path, sample_dir: Path) -> None:

@@ -147,10 +147,31 @@ def test_help_version_and_usage_errors_import_nothing_heavy(args: list[str]) -> 
     assert imported_by(*args) == []
 
 
-def test_a_typo_shows_the_subcommands_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = exits(capsys, "prepare", str(tmp_path), "--out", str(tmp_path / "out"), "--sorce", "x")
-    assert code == 2
-    assert err.startswith("usage: sousa-builder prepare ") and "unrecognized arguments: --sorce x" in err
+@pytest.mark.parametrize(
+    ("args", "unknown"),
+    [
+        (["prepare", "DATA", "--out", "OUT", "--sorce", "x"], "--sorce x"),
+        (["validate", "--sorce", "x"], "--sorce"),
+        (["validate", "DATA", "--num-pro", "2"], "--num-pro"),  # an abbreviation: never silently --num-proc
+        (["validate", "--prep", "OUT"], "--prep"),
+        (["prepare", "DATA", "--ou", "OUT"], "--ou"),
+        (["sample", "OUT", "--profile", "12"], "--profile"),
+        (["publish", "user/sousa", "--prepared", "OUT", "--dry", "PLAN"], "--dry"),
+    ],
+)
+def test_a_typo_shows_the_subcommands_usage(
+    args: list[str], unknown: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "DATA").mkdir()
+    code, _, err = exits(capsys, *[str(tmp_path / a) if a in ("DATA", "OUT", "PLAN") else a for a in args])
+    assert code == 2 and [p.name for p in tmp_path.iterdir()] == ["DATA"]  # nothing ran
+    assert err.startswith(f"usage: sousa-builder {args[0]} "), err
+    assert err.splitlines()[-1].startswith(f"sousa-builder {args[0]}: error: ") and unknown in err.splitlines()[-1]
+
+
+def test_no_abbreviation_of_a_top_level_option(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = exits(capsys, "--vers")
+    assert code == 2 and not out and err.startswith("usage: sousa-builder ")
 
 
 def test_debug_after_the_subcommand(tmp_path: Path, sample_dir: Path) -> None:

@@ -16,7 +16,7 @@ export DEMO_DIR
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q -e .
 
-"$VENV/bin/sousa-builder" sample "$DEMO_DIR/data" --profiles 4 --overwrite
+"$VENV/bin/sousa-builder" sample "$DEMO_DIR/data" --overwrite
 "$VENV/bin/sousa-builder" validate "$DEMO_DIR/data"
 "$VENV/bin/sousa-builder" prepare "$DEMO_DIR/data" --out "$DEMO_DIR/sousa"
 "$VENV/bin/sousa-builder" validate --prepared "$DEMO_DIR/sousa" --source "$DEMO_DIR/data"

@@ -45,6 +45,8 @@ def load_prepared(
     data_files = {
         entry["split"]: [f"{base}/{path}" for path in _paths(entry["path"])] for entry in configs[name]["data_files"]
     }
+    # Passed even where the Parquet schema would do: they also key the cache entry, and datasets 3.6 and 4+ write
+    # them differently, so each version keeps its own entry in a shared cache (3.6 cannot read 4+'s "List" types).
     features = metadata_infos(metadata)[name].features
     options = dict(storage_options) if storage_options is not None else None  # load_dataset adds to the dict it gets
     return datasets.load_dataset(

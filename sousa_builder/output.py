@@ -27,7 +27,7 @@ from filelock import FileLock, Timeout
 
 from .errors import OutputBusyError, OutputExistsError
 from .manifest import ContentCheck, Found, Manifest, folder_content_check, folder_entries, write_manifest
-from .store import REPLACED, OutputStore, Staging, mark_left, replacing
+from .store import REPLACED, OutputStore, Staging, mark_left, refuse_overlap, replacing
 
 __all__ = ["FolderStore", "refuse_overlap", "replacing"]
 
@@ -101,30 +101,6 @@ class FolderStore(OutputStore):
                 "the next prepare into it completes them"
             )
         return None
-
-
-def refuse_overlap(target: Path, option: str, protected: Path, what: str) -> None:
-    """Refuse an output folder that is, holds, or lies inside `protected` (the user's `what`).
-
-    Args:
-        target (`Path`):
-            The folder to write.
-        option (`str`):
-            The option that named it, for the message ("--dry-run").
-        protected (`Path`):
-            A folder of the user's that must not be touched.
-        what (`str`):
-            What `protected` is, for the message ("the SOUSA directory").
-
-    Raises:
-        [`~errors.OutputExistsError`]:
-            `target` is, holds or lies inside `protected`.
-    """
-    target, protected = target.absolute().resolve(), protected.absolute().resolve()
-    if target == protected or protected.is_relative_to(target) or target.is_relative_to(protected):
-        raise OutputExistsError(
-            f"{option} {target}: is, holds or lies inside {what} {protected}; choose a folder outside it"
-        )
 
 
 def _umask() -> int:

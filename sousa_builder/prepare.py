@@ -40,7 +40,7 @@ from .manifest import remember_hashes
 from .shards import ShardTask, ShardWriters, count_shards, shard_ranges, size_text
 from .source import DataDir, SousaSource
 from .storage import created, filesystem, is_url, join, location, relative_to
-from .store import Staging, replacing, temporary_prefix
+from .store import Staging, refuse_overlap, replacing, temporary_prefix
 
 if TYPE_CHECKING:
     from .ray_engine import RayShardWriters
@@ -92,8 +92,9 @@ def prepare(
     """
     started = time.perf_counter()
     names = _checked_config_names(configs)
-    writers = _shard_writers(engine, num_proc, ray_address)
     out = location(out)
+    refuse_overlap(out, "--out", data_dir.path if isinstance(data_dir, DataDir) else data_dir, "the SOUSA directory")
+    writers = _shard_writers(engine, num_proc, ray_address)
     specs = [Sousa.builder_configs[name] for name in names]
     with replacing(out, PREPARED, "--out") as staging, _scratch(staging) as cache:
         source = _open_source(data_dir, cache)

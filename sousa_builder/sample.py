@@ -46,6 +46,9 @@ PRESETS = (
     ("arachno", "practiceroom"),
 )
 SAMPLE = "sample"  # the kind of folder in its manifest
+# Profiles from which every split holds every tier (`split_profiles`): one run of the tiers per split.
+TIERED_PROFILES = 3 * len(TIERS)
+DEFAULT_PROFILES = TIERED_PROFILES
 TEMPOS = range(90, 181, 2)
 # Scores drawn separately from the nine 0-100 scores of every exercise.
 SPECIAL_SCORES = (
@@ -60,7 +63,7 @@ SPECIAL_SCORES = (
 
 def make_sample(
     out: str | Path,
-    profiles: int = 3,
+    profiles: int = DEFAULT_PROFILES,
     rudiments: int = 3,
     augmentations: int = 2,
     tempos: int = 1,
@@ -72,7 +75,9 @@ def make_sample(
 ) -> Path:
     """Write a sample SOUSA dataset to `out` and return its path.
 
-    `profiles * rudiments * tempos * augmentations` samples. `flat` uses the older media layout
+    `profiles * rudiments * tempos * augmentations` samples; each profile plays one skill tier, in turn, and
+    belongs to one split (`split_profiles`: from `TIERED_PROFILES` profiles, the default, every split holds
+    every tier). `flat` uses the older media layout
     (`audio/<id>.flac`) instead of `audio/<slug>/<id>.flac`. An existing non-empty `out` is
     refused unless `overwrite`, and then replaced only if it is an earlier sample, unchanged.
     `pitched` renders harmonic tones at the MIDI note's pitch instead
@@ -336,17 +341,36 @@ def _write_labels(out: Path, tables: dict[str, list[dict]]) -> None:
 
 
 def _write_splits(out: Path, profile_ids: list[str], samples: list[dict]) -> None:
-    """train gets all but the last profiles; with 4+ profiles one goes to validation and one to test."""
-    n = len(profile_ids)
-    n_val, n_test = (1, 1) if n >= 4 else (0, 1 if n >= 2 else 0)
-    train, val, test = (
-        profile_ids[: n - n_val - n_test],
-        profile_ids[n - n_val - n_test : n - n_test],
-        profile_ids[n - n_test :],
-    )
+    """splits.json: the profiles of each split (`split_profiles`) and their numbers of samples."""
+    train, val, test = split_profiles(profile_ids)
     stats = {
         f"{key}_samples": sum(s["profile_id"] in ids for s in samples)
         for key, ids in (("train", train), ("val", val), ("test", test))
     }
     document = {"train_profile_ids": train, "val_profile_ids": val, "test_profile_ids": test, "stats": stats}
     (out / "splits.json").write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def split_profiles(profile_ids: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """Cut the profiles, in order, into train, validation and test: each profile in one split only.
+
+    Profile `p` plays tier `TIERS[p % len(TIERS)]`, so any `len(TIERS)` consecutive profiles hold every tier.
+    From `TIERED_PROFILES` profiles on, validation and test are each the same whole number of such runs (one, or
+    about a tenth of the profiles) and train the rest: every split holds every tier, and a tier classifier is
+    tested on tiers it was trained on. With fewer profiles that cannot be: validation and test get one profile
+    each (from 4 profiles; test alone from 2), train the rest.
+
+    Args:
+        profile_ids (`list[str]`):
+            The profiles, in the order they were made (profile `p` is `profile_ids[p]`).
+
+    Returns:
+        `tuple[list[str], list[str], list[str]]`: the train, validation and test profiles.
+    """
+    n, runs = len(profile_ids), len(TIERS)
+    if n >= TIERED_PROFILES:
+        n_val = n_test = runs * max(1, n // (10 * runs))
+    else:
+        n_val, n_test = (1, 1) if n >= 4 else (0, 1 if n >= 2 else 0)
+    n_train = n - n_val - n_test
+    return profile_ids[:n_train], profile_ids[n_train : n_train + n_val], profile_ids[n_train + n_val :]

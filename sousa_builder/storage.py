@@ -60,6 +60,43 @@ def normal_url(url: str) -> str:
     return f"{head}://{re.sub('/{2,}', '/', path).rstrip('/')}"
 
 
+# Protocols that name the same store: an object under s3a:// is the object under s3://.
+_SAME_PROTOCOL = {"s3a": "s3", "gcs": "gs"}
+
+
+def overlapping(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two locations are the same, or one lies inside the other.
+
+    Local paths are compared once their symlinks are resolved; URLs of one store by their bucket and key
+    prefix, whole path parts only (`s3://b/out2` is not inside `s3://b/out`). A URL and a local path never overlap.
+
+    Args:
+        a (`str` or `os.PathLike`):
+            A local path, a file:// URL, or a URL.
+        b (`str` or `os.PathLike`):
+            Another.
+
+    Returns:
+        `bool`: True when `a` is `b`, holds it or lies inside it.
+    """
+    a, b = location(a), location(b)
+    if isinstance(a, Path) and isinstance(b, Path):
+        a, b = a.resolve(), b.resolve()
+        return a == b or a.is_relative_to(b) or b.is_relative_to(a)
+    if isinstance(a, Path) or isinstance(b, Path):
+        return False
+    (protocol_a, parts_a), (protocol_b, parts_b) = _url_parts(a), _url_parts(b)
+    shared = min(len(parts_a), len(parts_b))
+    return protocol_a == protocol_b and parts_a[:shared] == parts_b[:shared]
+
+
+def _url_parts(url: str) -> tuple[str, list[str]]:
+    """A normal URL's protocol (its alias resolved) and path parts, the bucket first."""
+    protocol, _, path = url.partition("://")
+    protocol = protocol.lower()
+    return _SAME_PROTOCOL.get(protocol, protocol), [part for part in path.split("/") if part]
+
+
 TIMEOUT_VARIABLE = "SOUSA_STORAGE_TIMEOUT"
 DEFAULT_STORAGE_TIMEOUT = 20.0  # seconds: connecting, and each wait for an answer
 STORAGE_ATTEMPTS = 3  # botocore's tries of a request; s3fs's own retry loop is left out (it would multiply them)

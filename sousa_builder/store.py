@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .errors import OutputExistsError
 from .manifest import SHOWN, ContentCheck, Found, Manifest, listing_problems
-from .storage import reaching
+from .storage import location, overlapping, reaching
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +137,31 @@ def open_store(out: Path | str, option: str) -> OutputStore:
     from .bucket_output import BucketStore
 
     return BucketStore(out, option)
+
+
+def refuse_overlap(target: str | os.PathLike, option: str, protected: str | os.PathLike, what: str) -> None:
+    """Refuse an output (a folder or URL) that is, holds, or lies inside `protected` (the user's `what`), before
+    anything is written: replacing it, or writing into it, would change what it is made from.
+
+    Args:
+        target (`str` or `os.PathLike`):
+            The folder or URL to write.
+        option (`str`):
+            The option that named it, for the message ("--out", "--dry-run").
+        protected (`str` or `os.PathLike`):
+            A folder or URL of the user's that must not be touched.
+        what (`str`):
+            What `protected` is, for the message ("the SOUSA directory").
+
+    Raises:
+        [`~errors.OutputExistsError`]:
+            `target` is, holds or lies inside `protected` (`storage.overlapping`).
+    """
+    if overlapping(target, protected):
+        shown = [where.resolve() if isinstance(where, Path) else where for where in map(location, (target, protected))]
+        raise OutputExistsError(
+            f"{option} {shown[0]}: is, holds or lies inside {what} {shown[1]}; choose a location outside it"
+        )
 
 
 @contextlib.contextmanager

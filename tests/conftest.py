@@ -37,6 +37,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 SAMPLE_SPLIT_ROWS = {"train": 12, "validation": 6, "test": 6}
 
 
+@pytest.fixture
+def other_python() -> str:
+    """The python of the environment with the other datasets version (3.6 vs 5.x), from SOUSA_OTHER_PYTHON (.ci/run
+    sets it): a test that needs it fails in CI without it, and is skipped elsewhere."""
+    other = os.environ.get("SOUSA_OTHER_PYTHON")
+    if not other:
+        if os.environ.get("CI"):
+            pytest.fail("CI must set SOUSA_OTHER_PYTHON to the other environment's python (see .ci/run)")
+        pytest.skip("set SOUSA_OTHER_PYTHON to the python of an environment with the other datasets version")
+    return other
+
+
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A read-only sample source: copy it (`source_copy`) before breaking it."""

@@ -161,7 +161,6 @@ def test_labels_nested_a_bucket_at_a_time(sample_dir: Path, prepared_dir: Path, 
     assert all(row["strokes"] and row["measures"] for row in rows)
 
 
-OTHER_PYTHON = os.environ.get("SOUSA_OTHER_PYTHON")
 CROSS_VERSION_CODE = """
 import sys
 from sousa_builder.prepare import prepare
@@ -170,16 +169,12 @@ prepare(sys.argv[1], sys.argv[2], configs=["audio", "labels_only"])
 """
 
 
-def test_prepared_under_the_other_datasets_version(sample_dir: Path, tmp_path: Path) -> None:
+def test_prepared_under_the_other_datasets_version(sample_dir: Path, tmp_path: Path, other_python: str) -> None:
     """A folder prepared with the other datasets version (3.6 vs 5.x) reads here with the declared types."""
-    if not OTHER_PYTHON:
-        if os.environ.get("CI"):
-            pytest.fail("CI must set SOUSA_OTHER_PYTHON to the other environment's python (see .ci/run)")
-        pytest.skip("set SOUSA_OTHER_PYTHON to the python of an environment with the other datasets version")
     out = tmp_path / "other"
-    subprocess.run([OTHER_PYTHON, "-c", CROSS_VERSION_CODE, str(sample_dir), str(out)], check=True)
+    subprocess.run([other_python, "-c", CROSS_VERSION_CODE, str(sample_dir), str(out)], check=True)
     other_version = subprocess.run(
-        [OTHER_PYTHON, "-c", "import datasets; print(datasets.__version__)"], check=True, capture_output=True, text=True
+        [other_python, "-c", "import datasets; print(datasets.__version__)"], check=True, capture_output=True, text=True
     ).stdout.strip()
     assert (Version(other_version) >= Version("4")) != DATASETS_4, (other_version, datasets.__version__)
     for config, media in (("audio", (True, True)), ("labels_only", (False, False))):

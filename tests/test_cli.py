@@ -66,7 +66,7 @@ def test_top_level_help_shows_an_example_of_each_command(capsys: pytest.CaptureF
 @pytest.mark.parametrize(
     ("command", "shown"),
     [
-        ("sample", ["--seed SEED", "(default 0)", "(1-6, default 3)", "(1-5, default 2)", "default 3: no validation"]),
+        ("sample", ["--seed SEED", "(default 0)", "(1-6, default 3)", "(1-5, default 2)", "(default 12: every split"]),
         ("prepare", ["--num-proc N", "(default 1)", "--max-shard-size SIZE", "examples:"]),
         ("validate", ["--sample K", "(default: all)", "(default: a random one", "examples:"]),
         ("publish", ["--max-shard-size SIZE", "--yes", "examples"]),
@@ -94,14 +94,16 @@ def test_missing_source_named_in_the_cli_terms(tmp_path: Path, capsys: pytest.Ca
     err = capsys.readouterr().err
     assert f"No SOUSA dataset at {tmp_path / 'nowhere'} (from the DATA_DIR argument): no such directory" in err
     assert "data_dir=" not in err and "Traceback" not in err
-    assert main(["prepare", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    (tmp_path / "empty").mkdir()
+    assert main(["prepare", str(tmp_path / "empty"), "--out", str(tmp_path / "out")]) == 1
     assert "(from the DATA_DIR argument): expected labels/samples.parquet there" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
 def test_missing_source_named_in_python_terms(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     with pytest.raises(SourceNotFoundError, match=r"from the data_dir argument\): expected labels/samples.parquet"):
-        prepare(tmp_path, tmp_path / "out")
+        prepare(tmp_path / "empty", tmp_path / "out")
 
 
 def test_validate_says_which_kind_of_folder_it_was_given(prepared_dir: Path, sample_dir: Path) -> None:
@@ -145,10 +147,31 @@ def test_help_version_and_usage_errors_import_nothing_heavy(args: list[str]) -> 
     assert imported_by(*args) == []
 
 
-def test_a_typo_shows_the_subcommands_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = exits(capsys, "prepare", str(tmp_path), "--out", str(tmp_path / "out"), "--sorce", "x")
-    assert code == 2
-    assert err.startswith("usage: sousa-builder prepare ") and "unrecognized arguments: --sorce x" in err
+@pytest.mark.parametrize(
+    ("args", "unknown"),
+    [
+        (["prepare", "DATA", "--out", "OUT", "--sorce", "x"], "--sorce x"),
+        (["validate", "--sorce", "x"], "--sorce"),
+        (["validate", "DATA", "--num-pro", "2"], "--num-pro"),  # an abbreviation: never silently --num-proc
+        (["validate", "--prep", "OUT"], "--prep"),
+        (["prepare", "DATA", "--ou", "OUT"], "--ou"),
+        (["sample", "OUT", "--profile", "12"], "--profile"),
+        (["publish", "user/sousa", "--prepared", "OUT", "--dry", "PLAN"], "--dry"),
+    ],
+)
+def test_a_typo_shows_the_subcommands_usage(
+    args: list[str], unknown: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "DATA").mkdir()
+    code, _, err = exits(capsys, *[str(tmp_path / a) if a in ("DATA", "OUT", "PLAN") else a for a in args])
+    assert code == 2 and [p.name for p in tmp_path.iterdir()] == ["DATA"]  # nothing ran
+    assert err.startswith(f"usage: sousa-builder {args[0]} "), err
+    assert err.splitlines()[-1].startswith(f"sousa-builder {args[0]}: error: ") and unknown in err.splitlines()[-1]
+
+
+def test_no_abbreviation_of_a_top_level_option(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = exits(capsys, "--vers")
+    assert code == 2 and not out and err.startswith("usage: sousa-builder ")
 
 
 def test_debug_after_the_subcommand(tmp_path: Path, sample_dir: Path) -> None:
@@ -219,11 +242,14 @@ def test_a_signal_while_datasets_imports_is_one_line(sample_dir: Path, tmp_path:
 
 def test_engines_and_file_names_the_cli_knows_are_the_packages() -> None:
     from sousa_builder.cli.prepare import ENGINES
+    from sousa_builder.cli.sample import DEFAULT_PROFILES
     from sousa_builder.cli.validate import SAMPLES_FILE
     from sousa_builder.prepare import ENGINES as PREPARE_ENGINES
+    from sousa_builder.sample import DEFAULT_PROFILES as SAMPLE_PROFILES
     from sousa_builder.source import LABEL_FILES
 
     assert ENGINES == PREPARE_ENGINES and LABEL_FILES["samples"] == SAMPLES_FILE
+    assert DEFAULT_PROFILES == SAMPLE_PROFILES
 
 
 def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:

@@ -372,3 +372,19 @@ def test_a_media_file_that_is_not_flac_stops_the_run_and_leaves_out_as_it_was(
     with pytest.raises(SourceFormatError, match=not_flac):
         prepare(source_url, out)
     assert {key: s3.fs.cat_file(f"{out}/{key}".removeprefix("s3://")) for key in s3.keys(out)} == before
+
+
+def test_out_that_is_holds_or_lies_inside_a_source_url_is_refused(
+    s3: S3, source_url: str, bucket: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = s3.keys(bucket)
+    for out in (f"{source_url}/sousa", f"{source_url}/", bucket, source_url.replace("s3://", "s3a://")):
+        assert main(["prepare", source_url, "--out", out, "--configs", "labels_only"]) == 1
+        shown = out.rstrip("/")
+        assert capsys.readouterr().err == (
+            f"sousa-builder prepare: error: --out {shown}: is, holds or lies inside the SOUSA directory "
+            f"{source_url}; choose a location outside it\n"
+        )
+    with pytest.raises(OutputExistsError, match="lies inside the SOUSA directory"):
+        prepare(f"{source_url}/", f"{source_url}//nested")
+    assert s3.keys(bucket) == before

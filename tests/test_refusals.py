@@ -242,3 +242,30 @@ def test_refuses_an_out_folder_that_is_not_ours(sample_dir: Path, tmp_path: Path
     assert main(["prepare", str(sample_dir), "--out", str(out), "--configs", "labels_only"]) == 1
     assert "thesis.tex" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["thesis.tex"]
+
+
+def tree_state(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under `root` with its size and mtime: equal before and after means nothing was written."""
+    return {str(p.relative_to(root)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in sorted(root.rglob("*"))}
+
+
+def test_out_that_is_holds_or_lies_inside_the_source_is_refused(
+    source_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Writing OUT inside the source would change it (and a second prepare would read the first one's output)."""
+    (tmp_path / "link").symlink_to(source_copy)  # a symlink does not hide the source
+    cases = [
+        (source_copy / "build" / "sousa", source_copy / "build" / "sousa"),
+        (source_copy, source_copy),
+        (tmp_path, tmp_path),
+        (tmp_path / "link" / "out", source_copy / "out"),
+    ]
+    before = tree_state(tmp_path)
+    for out, shown in cases:
+        assert main(["prepare", str(tmp_path / "link"), "--out", str(out), "--configs", "labels_only"]) == 1
+        err = capsys.readouterr().err
+        assert err == (
+            f"sousa-builder prepare: error: --out {shown}: is, holds or lies inside the SOUSA directory "
+            f"{source_copy}; choose a location outside it\n"
+        )
+        assert tree_state(tmp_path) == before

@@ -13,14 +13,12 @@ import pytest
 import soundfile as sf
 
 from sousa_builder.cli import main
-from sousa_builder.features import RUDIMENT_SLUGS
-from sousa_builder.sample import RUDIMENTS, make_sample
+from sousa_builder.features import RUDIMENT_SLUGS, TIERS
+from sousa_builder.sample import RUDIMENTS, make_sample, split_profiles
 from sousa_builder.source import SousaSource
 
-# Real upstream output, beside the repository (docs/upstream-renders.md: tests may read ../shared/calibration).
-UPSTREAM_SAMPLES = (
-    Path(__file__).resolve().parents[2] / "shared/calibration/upstream-renders/drums/labels/samples.parquet"
-)
+# Real upstream output in the repository (tests/data/upstream-kits/README.md): two SOUSA source directories.
+UPSTREAM_KITS = Path(__file__).resolve().parent / "data" / "upstream-kits"
 
 
 def test_labels_are_consistent(sample_dir: Path) -> None:
@@ -73,6 +71,39 @@ def test_splits_by_profile(sample_dir: Path) -> None:
     assert [len(splits[k]) for k in ("train_profile_ids", "val_profile_ids", "test_profile_ids")] == [2, 1, 1]
 
 
+def test_default_sample_holds_every_tier_in_every_split(tmp_path: Path) -> None:
+    """A tier classifier trained on the default sample is validated and tested on the tiers it saw; no player
+    (profile) is in two splits."""
+    assert main(["sample", str(tmp_path / "d"), "--rudiments", "1", "--augmentations", "1"]) == 0
+    rows = SousaSource.open(tmp_path / "d").rows.select(["split", "profile_id", "skill_tier"]).to_pylist()
+    splits = {split: [r for r in rows if r["split"] == split] for split in ("train", "validation", "test")}
+    for split, members in splits.items():
+        assert {r["skill_tier"] for r in members} == set(TIERS), split
+    profiles = [{r["profile_id"] for r in members} for members in splits.values()]
+    assert sum(map(len, profiles)) == len(set().union(*profiles)) == 12
+
+
+@pytest.mark.parametrize("count", [12, 13, 19, 39, 40, 81, 200])
+def test_from_12_profiles_every_split_holds_every_tier(count: int) -> None:
+    ids = [f"p{p}" for p in range(count)]
+    tier = {f"p{p}": TIERS[p % len(TIERS)] for p in range(count)}  # how make_sample gives the tiers
+    cut = split_profiles(ids)
+    assert [p for part in cut for p in part] == ids  # each profile in one split
+    assert all({tier[p] for p in part} == set(TIERS) for part in cut), cut
+    assert len(cut[1]) == len(cut[2]) <= max(4, count // 10)  # train keeps most
+
+
+def test_fewer_profiles_split_as_before() -> None:
+    ids = [f"p{p}" for p in range(11)]
+    assert [len(part) for part in split_profiles(ids)] == [9, 1, 1]
+    assert [[len(part) for part in split_profiles(ids[:n])] for n in (1, 2, 3, 4)] == [
+        [1, 0, 0],
+        [1, 0, 1],
+        [2, 0, 1],
+        [2, 1, 1],
+    ]
+
+
 def test_cli_flat_layout_and_empty_validation(tmp_path: Path) -> None:
     assert main(["sample", str(tmp_path / "d"), "--profiles", "3", "--rudiments", "1", "--flat"]) == 0
     samples = pq.read_table(tmp_path / "d/labels/samples.parquet").to_pylist()
@@ -112,6 +143,6 @@ def test_rudiment_slugs_are_upstreams() -> None:
     """The rudiment_slug vocabulary is the 40 slugs real upstream output holds; the sample maker uses some of them."""
     assert len(set(RUDIMENT_SLUGS)) == len(RUDIMENT_SLUGS) == 40
     assert {rudiment.slug for rudiment in RUDIMENTS} <= set(RUDIMENT_SLUGS)
-    if not UPSTREAM_SAMPLES.is_file():
-        pytest.skip(f"no upstream render at {UPSTREAM_SAMPLES}")
-    assert set(pq.read_table(UPSTREAM_SAMPLES)["rudiment_slug"].to_pylist()) == set(RUDIMENT_SLUGS)
+    for kit in ("drums", "piano"):
+        upstream = set(pq.read_table(UPSTREAM_KITS / kit / "labels/samples.parquet")["rudiment_slug"].to_pylist())
+        assert upstream and upstream <= set(RUDIMENT_SLUGS), kit

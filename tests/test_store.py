@@ -21,7 +21,7 @@ from s3_server import S3
 from test_prepare import tree_bytes
 
 from sousa_builder.cli import main
-from sousa_builder.storage import filesystem
+from sousa_builder.storage import filesystem, overlapping
 from sousa_builder.store import remove_dead_temporary_folders
 
 
@@ -294,3 +294,31 @@ def test_a_doubled_slash_does_not_make_keys_starting_with_a_slash(s3: S3, sample
     assert main(["prepare", str(sample_dir), "--out", f"s3://{bucket}//out/", "--configs", "labels_only"]) == 0
     assert all(not key.startswith("/") for key in s3.fs.find(bucket) for key in [key[len(bucket) + 1 :]])
     assert "README.md" in s3.keys(f"s3://{bucket}/out")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "expected"),
+    [
+        ("s3://b/data", "s3://b/data/out", True),
+        ("s3://b/data/", "s3://b/data", True),
+        ("s3://b", "s3://b/data", True),
+        ("s3a://b/data", "s3://b/data/x", True),
+        ("s3://b//data", "s3://b/data/x", True),
+        ("s3://b/data", "s3://b/data2", False),  # whole path parts: a shared name prefix is not nesting
+        ("s3://b/data", "s3://c/data", False),
+        ("s3://b/data", "gs://b/data", False),
+        ("s3://b/data", "data", False),
+    ],
+)
+def test_overlapping_urls(a: str, b: str, expected: bool) -> None:
+    assert overlapping(a, b) is overlapping(b, a) is expected
+
+
+def test_overlapping_folders(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    assert overlapping(tmp_path / "link" / "out", tmp_path / "data")
+    assert overlapping(f"file://{tmp_path}/data", tmp_path / "data" / "out")
+    assert overlapping(tmp_path / "data" / ".." / "data", tmp_path / "data")
+    assert not overlapping(tmp_path / "data2", tmp_path / "data")
+    assert not overlapping(tmp_path / "out", tmp_path / "data")

@@ -430,6 +430,22 @@ def test_sample_and_num_proc(source_copy: Path) -> None:
     assert 1 <= sampled["midi_parse"].details["checked"] <= 3
 
 
+def test_the_report_gives_the_seed_of_a_sample(source_copy: Path, tmp_path: Path, capsys) -> None:
+    """A run of --sample without --seed can be repeated: the human report names the seed and the option."""
+    assert main(["validate", str(source_copy), "--sample", "3", "--json", str(tmp_path / "first.json")]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sampled")]
+    assert len(lines) == 1, lines
+    seed = int(re.fullmatch(r"sampled with seed (\d+): --sample 3 --seed \1 checks the same samples", lines[0])[1])
+    first = json.loads((tmp_path / "first.json").read_text())
+    assert {c["details"].get("seed") for c in first["checks"] if c["details"].get("sampled")} == {seed}
+    again = ["validate", str(source_copy), "--sample", "3", "--seed", str(seed), "--json", str(tmp_path / "again.json")]
+    assert main(again) == 0
+    assert f"sampled with seed {seed}: --sample 3 --seed {seed} checks the same samples\n" in capsys.readouterr().out
+    assert json.loads((tmp_path / "again.json").read_text())["checks"] == first["checks"]
+    assert main(["validate", str(source_copy)]) == 0
+    assert "sampled" not in capsys.readouterr().out  # every sample checked: no draw to repeat
+
+
 def test_labels_only_run(source_copy: Path) -> None:
     shutil.rmtree(source_copy / "audio")
     report = validate_source(source_copy, media=False)
@@ -523,7 +539,8 @@ def test_cli_prepared_json(prepared_dir: Path, sample_dir: Path, tmp_path: Path,
     assert (document["kind"], document["ok"]) == ("prepared", True)
     media = next(c for c in document["checks"] if c["name"] == "media_bytes")
     assert media["details"] == {"sampled": True, "sample": 2, "seed": 3, "compared_rows": 4}  # 2 in audio + 2 in midi
-    assert "PASS  media_bytes" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "PASS  media_bytes" in out and "\nsampled with seed 3: --sample 2 --seed 3 checks" in out
 
 
 def readme_drops_a_split(p: Path) -> tuple[str, str, set[str]]:

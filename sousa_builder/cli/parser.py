@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from .. import __version__
 from ..errors import EXIT_FAILED, EXIT_HANGUP, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE
 
 EXAMPLES = """examples, one per command (COMMAND --help: its options and more examples):
-  sousa-builder sample ./demo-data --profiles 4 --seed 1
+  sousa-builder sample ./demo-data --seed 1
   sousa-builder validate ./demo-data
   sousa-builder prepare ./demo-data --out ./build/sousa
   sousa-builder validate --prepared ./build/sousa --source ./demo-data
@@ -71,6 +72,18 @@ def non_negative(text: str) -> float:
     return value
 
 
+class Parser(argparse.ArgumentParser):
+    """An `ArgumentParser` that takes no abbreviation of an option: `--sour` is a typo to show, not `--source`.
+
+    The subcommands' parsers are of this class too (`add_subparsers` makes them of the parser's own class), so an
+    option added later cannot turn a working abbreviation into an ambiguous one.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+
 def common_options() -> argparse.ArgumentParser:
     """The options every subcommand also takes after its name (`sousa-builder validate --debug DIR`)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -90,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     """
     from . import prepare, publish, sample, validate  # the subcommands' modules import nothing heavy either
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="sousa-builder",
         description="Turn a SOUSA output directory into a Hugging Face dataset: prepare it as Parquet shards\n"
         "with a dataset card, check it, publish it.",

@@ -7,9 +7,11 @@ from typing import Any
 
 from .parser import positive
 
+DEFAULT_PROFILES = 12  # `sample.DEFAULT_PROFILES` (a test checks the two agree; that module imports numpy)
+
 EXAMPLES = """examples:
   sousa-builder sample ./demo-data
-  sousa-builder sample ./demo-data --profiles 8 --rudiments 6 --tempos 2 --augmentations 5 --seed 11
+  sousa-builder sample ./demo-data --profiles 24 --rudiments 6 --tempos 2 --augmentations 5 --seed 11
   sousa-builder sample ./broken --pitched            # piano-like renders, for validate --audio
 """
 
@@ -34,7 +36,11 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     sample.add_argument("out", metavar="OUT", help="folder to write (must not exist, or be empty)")
     sample.add_argument(
-        "--profiles", type=positive, default=3, help="player profiles (default 3: no validation split; 4 has one)"
+        "--profiles",
+        type=positive,
+        default=DEFAULT_PROFILES,
+        help=f"player profiles, each of one skill tier and in one split (default {DEFAULT_PROFILES}: every split "
+        f"holds every tier; fewer cannot, and below 4 there is no validation split)",
     )
     sample.add_argument("--rudiments", type=positive, default=3, help="rudiments per profile (1-6, default 3)")
     sample.add_argument(

@@ -66,7 +66,7 @@ def add_parser(commands: Any, common: argparse.ArgumentParser) -> None:
         help="check the media of K random samples and load K rows a split (default: all)",
     )  # fmt: skip
     check.add_argument(
-        "--seed", type=int, default=None, help="seed for --sample (default: a random one, which the JSON report gives)"
+        "--seed", type=int, default=None, help="seed for --sample (default: a random one, which the report gives)"
     )
     sound = check.add_argument_group(
         "audio checks",

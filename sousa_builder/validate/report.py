@@ -119,6 +119,15 @@ class Report:
             summary = f"{self.target} fails validation, so nothing was published ({reasons})"
             raise error(f"{summary}; `{command}` gives the full report")
 
+    def draws(self) -> list[tuple[int, int]]:
+        """The random draws of samples the checks made (`--sample K`): (K, seed) for each distinct one, in order.
+
+        Returns:
+            `list[tuple[int, int]]`: empty when every sample was checked.
+        """
+        found = [(c.details["sample"], c.details["seed"]) for c in self.checks if c.details.get("sampled")]
+        return list(dict.fromkeys(found))
+
     def ok(self, strict: bool = False) -> bool:
         """True when no check failed (and, with `strict`, none warned)."""
         return not self.with_status("fail", *(("warn",) if strict else ()))
@@ -149,6 +158,9 @@ class Report:
             if problems:
                 lines.append(f"{title}:")
                 lines += [f"  {check.name}: {check.text}" for check in problems]
+        lines += [
+            f"sampled with seed {seed}: --sample {k} --seed {seed} checks the same samples" for k, seed in self.draws()
+        ]
         counts = ", ".join(f"{len(self.with_status(s))} {s}" for s in ("fail", "warn", "skip") if self.with_status(s))
         outcome = "OK" if self.ok(strict) else "FAILED"
         lines.append(f"{outcome}{' (strict)' if strict else ''}" + (f": {counts}" if counts else ""))

@@ -8,7 +8,7 @@ the SOUSA directory at the same paths: this machine, or a filesystem shared by t
 in object storage (`storage`) that every node reaches with its own credentials, and the staging folder is a
 prefix of OUT's there.
 
-Ray is an optional extra (`pip install "sousa-builder[ray]"`), imported here only, when a run asks for it.
+Ray is an optional extra (`pip install -e ".[ray]"` in the checkout), imported here only, when a run asks for it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 # Retries of a shard whose worker process (or node) died; the rewrite is identical, so a retry is harmless.
 MAX_RETRIES = 3
-INSTALL_HINT = 'pip install "sousa-builder[ray]"'
+INSTALL_HINT = 'pip install -e ".[ray]" in the sousa-builder checkout (it is not on PyPI)'
 RAY_TIMEOUT_VARIABLE = "SOUSA_RAY_TIMEOUT"
 DEFAULT_RAY_TIMEOUT = 10.0  # seconds to reach the head at --ray-address HOST:PORT, and for it to answer
 # A gRPC server (a Ray head's GCS) answers the HTTP/2 connection preface with a SETTINGS frame (type 4).

@@ -53,7 +53,7 @@ def test_without_ray_engine_ray_says_how_to_install_it(
     err = capsys.readouterr().err
     assert err == (
         "sousa-builder prepare: error: --engine ray needs Ray, which is not installed: "
-        'pip install "sousa-builder[ray]"\n'
+        'pip install -e ".[ray]" in the sousa-builder checkout (it is not on PyPI)\n'
     )
     assert not (tmp_path / "out").exists()
 

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from datasets.utils.tqdm import tqdm
@@ -78,6 +79,8 @@ class RayShardWriters:
         self._pending: dict[str, Any] = {}  # shard path -> its task's ObjectRef
         self._bar: tqdm | None = None
         self._started_ray = False
+        self._own_processes: dict[int, str] = {}  # pid -> start time: what the Ray started here runs
+        self._other_processes: dict[int, str] = {}  # this process's children from before it started Ray
 
     def __enter__(self) -> RayShardWriters:
         ray = self._ray = import_ray()
@@ -89,6 +92,7 @@ class RayShardWriters:
                 options.update(address="local", num_cpus=self.num_cpus, _node_ip_address="127.0.0.1")
                 # Its one message is that the Ray started here requires a token (made for the run): no news.
                 logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+            self._other_processes = _descendants()
             try:
                 with _own_signal_handlers(), _joining(self.address):
                     ray.init(**{"address": self.address, **options})
@@ -99,6 +103,8 @@ class RayShardWriters:
                     raise Terminated(signal.SIGTERM) from None  # ray.init's own SIGTERM handler: sys.exit(15)
                 raise
             self._started_ray = True
+            if self.address is None:
+                self._own_processes = self._ray_processes()
         self._remote = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(write_shard)
         return self
 
@@ -115,8 +121,15 @@ class RayShardWriters:
                 # Left by an error or an interrupt, the tasks still running fail as the driver leaves, and Ray's
                 # C++ core worker logs that at ERROR straight to file descriptor 2 ("Failed to push error to
                 # driver"): noise beside the one line the CLI prints, so it goes to /dev/null instead.
+                if self._own_processes:  # and what it started since (agents, workers)
+                    self._own_processes |= self._ray_processes()
                 with _stderr_to_devnull() if exc_type is not None else contextlib.nullcontext():
                     self._ray.shutdown()
+                _end_survivors(self._own_processes)
+
+    def _ray_processes(self) -> dict[int, str]:
+        """The processes below this one that were not there before it started Ray: pid -> start time."""
+        return {pid: start for pid, start in _descendants().items() if self._other_processes.get(pid) != start}
 
     def submit(self, tasks: Sequence[ShardTask]) -> None:
         """Start writing `tasks` (every shard of the run); `write` collects them."""
@@ -292,6 +305,60 @@ def _stderr_to_devnull() -> Iterator[None]:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def _descendants(pid: int | None = None) -> dict[int, str]:
+    """The processes below `pid` (default: this one), children of children included: pid -> start time.
+
+    Read from /proc (empty where there is none). The start time tells a process from a later one that reuses
+    its pid.
+    """
+    parents: dict[int, list[int]] = {}
+    starts: dict[int, str] = {}
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if entry.name.isdigit():
+            fields = _stat(int(entry.name))
+            if fields:  # else gone meanwhile
+                parents.setdefault(int(fields[1]), []).append(int(entry.name))
+                starts[int(entry.name)] = fields[19].decode()
+    found: dict[int, str] = {}
+    waiting = list(parents.get(os.getpid() if pid is None else pid, ()))
+    while waiting:
+        child = waiting.pop()
+        found[child] = starts[child]
+        waiting += parents.get(child, ())
+    return found
+
+
+def _end_survivors(processes: dict[int, str], grace: float = 2.0) -> None:
+    """SIGKILL those of `processes` (pid -> start time, from `_descendants`) still running after `grace` seconds.
+
+    `ray.shutdown` stops the processes of a Ray started here; when its GCS died first, its agents
+    (DashboardAgent, RuntimeEnvAgent) are left running. A pid whose start time differs is another process now.
+    """
+    deadline = time.monotonic() + grace
+    while (alive := [pid for pid, start in processes.items() if _start_time(pid) == start]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    for pid in alive:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of process `pid` as /proc gives it; None once it is gone."""
+    fields = _stat(pid)
+    return fields[19].decode() if fields else None
+
+
+def _stat(pid: int) -> list[bytes]:
+    """The fields of /proc/PID/stat after the command name (state, parent, ...); empty once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
+    except OSError:
+        return []
+    return fields if len(fields) > 19 else []
 
 
 def _absolute(task: ShardTask) -> ShardTask:

@@ -235,6 +235,21 @@ def test_a_sigterm_while_ray_waits_ends_the_wait_as_terminated(sample_dir: Path,
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_no_process_of_the_runs_own_ray_outlives_it_when_its_gcs_died() -> None:
+    """With the GCS of the Ray started for the run killed, ray.shutdown leaves Ray's DashboardAgent and
+    RuntimeEnvAgent running (seen with Ray 2.60): the run ends them."""
+    pytest.importorskip("ray")
+    from sousa_builder.ray_engine import RayShardWriters
+
+    others = set(ray_children(os.getpid()))  # a test server of an earlier test, say
+    with RayShardWriters(num_cpus=1):
+        ray_processes = [pid for pid in ray_children(os.getpid()) if pid not in others]
+        names = {pid: command_line(pid) for pid in ray_processes}
+        assert any(b"RuntimeEnvAgent" in name for name in names.values()), names
+        os.kill(next(pid for pid, name in names.items() if b"gcs_server" in name), signal.SIGKILL)
+    assert outliving(ray_processes, bound=5) == []
+
+
 def outliving(pids: list[int], bound: float = 15) -> list[int]:
     """Those of `pids` still there after `bound` seconds (a killed process takes a moment to be reaped)."""
     deadline = time.monotonic() + bound

@@ -81,6 +81,7 @@ class RayShardWriters:
         self._started_ray = False
         self._own_processes: dict[int, str] = {}  # pid -> start time: what the Ray started here runs
         self._other_processes: dict[int, str] = {}  # this process's children from before it started Ray
+        self._cluster_setting: bool | None = None  # Ray's own, while the Ray started here runs
 
     def __enter__(self) -> RayShardWriters:
         ray = self._ray = import_ray()
@@ -90,6 +91,10 @@ class RayShardWriters:
             if self.address is None:
                 # "local": a Ray of this run's own, even where $RAY_ADDRESS or an earlier `ray start` names a cluster.
                 options.update(address="local", num_cpus=self.num_cpus, _node_ip_address="127.0.0.1")
+                # Nor is its address asked of the network: where Ray has no node (after an interrupt, say) it
+                # connects to 8.8.8.8:53 to learn this machine's IP, and logs a warning where that fails.
+                self._cluster_setting = ray._private.ray_constants.ENABLE_RAY_CLUSTER
+                ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
                 # Its one message is that the Ray started here requires a token (made for the run): no news.
                 logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
             self._other_processes = _descendants()
@@ -99,6 +104,8 @@ class RayShardWriters:
             except BaseException as stopped:  # Ctrl-C or SIGTERM mid-way included: stop what ray.init started
                 with _stderr_to_devnull():
                     ray.shutdown()
+                if self._cluster_setting is not None:
+                    ray._private.ray_constants.ENABLE_RAY_CLUSTER = self._cluster_setting
                 if isinstance(stopped, SystemExit) and stopped.code == signal.SIGTERM:
                     raise Terminated(signal.SIGTERM) from None  # ray.init's own SIGTERM handler: sys.exit(15)
                 raise
@@ -126,6 +133,8 @@ class RayShardWriters:
                 with _stderr_to_devnull() if exc_type is not None else contextlib.nullcontext():
                     self._ray.shutdown()
                 _end_survivors(self._own_processes)
+            if self._cluster_setting is not None:
+                self._ray._private.ray_constants.ENABLE_RAY_CLUSTER = self._cluster_setting
 
     def _ray_processes(self) -> dict[int, str]:
         """The processes below this one that were not there before it started Ray: pid -> start time."""

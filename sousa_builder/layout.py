@@ -9,7 +9,8 @@ auxiliary/{table}.parquet                   the flat stroke and measure tables
 
 `prepare`, `card`, `publish`, `load` and `validate` take these names from here. Publish deletes on the Hub
 only files that `is_ours` recognises: a shard name of a pushed config, an auxiliary table this tool writes, or
-a file of an older layout (`LEGACY_PATTERNS`); a user's `audio/my_eval_subset.parquet` is none of them.
+a file of an older layout (`LEGACY_PATTERNS`, in a repo that holds its label tables); a user's
+`audio/my_eval_subset.parquet` is none of them.
 
 This module imports nothing heavy: the command line reads it before `datasets` is imported.
 """
@@ -17,6 +18,7 @@ This module imports nothing heavy: the command line reads it before `datasets` i
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
 README = "README.md"
@@ -30,12 +32,14 @@ IGNORED = (".git", ".cache", ".sousa")
 SHARD_DIGITS = 5
 # A split name as datasets accepts it (`\w+(\.\w+)*`), then the index and count of the shard.
 SHARD_NAME = re.compile(r"^(?P<split>\w+(?:\.\w+)*)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
-# What earlier layouts of the dataset wrote: loose media under audio/ and midi/ (flat or by rudiment), one
-# Parquet config under data/ (as shards), label tables under labels/ (by name). Deleted where found.
+# What earlier layouts of the dataset wrote: label tables under labels/ (by name), loose media under audio/ and
+# midi/ (flat or by rudiment), one Parquet config under data/ (as shards). Deleted only from a repo that holds
+# one of those label tables: loose media alone may be anybody's.
+LEGACY_LABELS = tuple(f"labels/{table}.parquet" for table in ("samples", "exercises", "strokes", "measures"))
 LEGACY_PATTERNS = (
     "audio/*.flac", "audio/*/*.flac", "midi/*.mid", "midi/*/*.mid",
     "data/*-[0-9][0-9][0-9][0-9][0-9]-of-[0-9][0-9][0-9][0-9][0-9].parquet",
-    "labels/samples.parquet", "labels/exercises.parquet", "labels/strokes.parquet", "labels/measures.parquet",
+    *LEGACY_LABELS,
 )  # fmt: skip
 
 
@@ -111,7 +115,7 @@ def auxiliary_path(table: str) -> str:
     return f"{AUXILIARY_DIR}/{table}.parquet"
 
 
-def is_ours(path: str, configs: set[str] | frozenset[str]) -> bool:
+def is_ours(path: str, configs: set[str] | frozenset[str], older_layout: bool = False) -> bool:
     """Whether a file in the repo is one that this tool writes and a publish of `configs` may delete.
 
     Args:
@@ -119,15 +123,34 @@ def is_ours(path: str, configs: set[str] | frozenset[str]) -> bool:
             A path in the repo, POSIX, e.g. `"audio/train-00000-of-00002.parquet"`.
         configs (`set[str]`):
             The configs being pushed: only their shards are replaced (another config's stay).
+        older_layout (`bool`, *optional*):
+            Whether the repo holds an older layout of the dataset (`holds_older_layout`): only then are its
+            files (`LEGACY_PATTERNS`) ours.
 
     Returns:
         `bool`: True for a shard of a pushed config (`{config}/{split}-NNNNN-of-NNNNN.parquet`, directly in the
-        config folder), an auxiliary table of `AUXILIARY_TABLES`, or a file of an older layout
-        (`LEGACY_PATTERNS`); False for anything else (`audio/my_eval_subset.parquet`, `data/2023/backup.parquet`).
+        config folder), an auxiliary table of `AUXILIARY_TABLES`, or, with `older_layout`, a file of the older
+        layout; False for anything else (`audio/my_eval_subset.parquet`, `data/2023/backup.parquet`, and
+        `audio/my_demo.flac` in a repo without the older layout's label tables).
     """
     folder, _, name = path.rpartition("/")
     if folder in configs and shard_split(name) is not None:
         return True
     if path in {auxiliary_path(table) for table in AUXILIARY_TABLES}:
         return True
-    return any(fnmatchcase(path, pattern) and path.count("/") == pattern.count("/") for pattern in LEGACY_PATTERNS)
+    return older_layout and any(
+        fnmatchcase(path, pattern) and path.count("/") == pattern.count("/") for pattern in LEGACY_PATTERNS
+    )
+
+
+def holds_older_layout(paths: Iterable[str]) -> bool:
+    """Whether a repo's files include a label table of the older layout (`LEGACY_LABELS`).
+
+    Args:
+        paths (`Iterable[str]`):
+            Every path in the repo, POSIX.
+
+    Returns:
+        `bool`: True when one of them is `labels/{samples,exercises,strokes,measures}.parquet`.
+    """
+    return not set(LEGACY_LABELS).isdisjoint(paths)

@@ -48,7 +48,18 @@ def test_the_layouts_names_are_the_builders_and_the_labels() -> None:
     ],
 )
 def test_publish_may_delete_only_names_this_tool_writes(path: str, ours: bool) -> None:
-    assert layout.is_ours(path, {"audio", "labels_only"}) is ours
+    assert layout.is_ours(path, {"audio", "labels_only"}, older_layout=True) is ours
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["audio/my_demo.flac", "audio/takes/x.flac", "midi/notes.mid", "midi/a/b.mid", "data/train-00000-of-00001.parquet"],
+)
+def test_loose_media_are_ours_only_beside_the_older_layouts_label_tables(path: str) -> None:
+    """Loose FLAC and MIDI under audio/ and midi/, and shards under data/ (push_to_hub's default config), are what
+    the older layout wrote, or a user's own files: deleted only from a repo that holds its label tables."""
+    assert layout.is_ours(path, {"audio"}, layout.holds_older_layout([path, "README.md"])) is False
+    assert layout.is_ours(path, {"audio"}, layout.holds_older_layout([path, "labels/samples.parquet"])) is True
 
 
 def test_shard_names_round_trip() -> None:

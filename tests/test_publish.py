@@ -506,10 +506,11 @@ def test_a_read_only_token_is_refused_up_front_for_a_new_and_an_existing_repo(
 
 def test_yes_prints_the_plan_before_the_upload(hub: FakeHub, prepared_dir: Path, capsys) -> None:
     hub.create_repo(REPO)
-    hub.commit_files(REPO, {"data/train-00000-of-00001.parquet": b"PAR1 old"})
+    hub.commit_files(REPO, {"data/train-00000-of-00001.parquet": b"PAR1 old", "labels/samples.parquet": b"PAR1 old"})
     hub.inject_fault("preupload", status=503)  # the upload fails at once
     assert main(["publish", REPO, "--prepared", str(prepared_dir), "--yes"]) == 1
     out, err = capsys.readouterr()
     assert f"plan for {REPO}@main:" in out and "add: 21 file(s)" in out
-    assert "delete: 1 file(s)\n    data/train-00000-of-00001.parquet" in out  # what it would delete, shown first
+    # What it would delete (an older layout), shown first.
+    assert "delete: 2 file(s)\n    data/train-00000-of-00001.parquet\n    labels/samples.parquet" in out
     assert "the Hub answered 503" in err

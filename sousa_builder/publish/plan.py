@@ -17,7 +17,7 @@ from huggingface_hub.utils.sha import git_hash
 from ..card import card_infos
 from ..errors import HubRevisionError
 from ..hashes import file_sha256s
-from ..layout import AUXILIARY_TABLES, README, auxiliary_path, is_ours, shard_glob
+from ..layout import AUXILIARY_TABLES, README, auxiliary_path, holds_older_layout, is_ours, shard_glob
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +128,10 @@ def make_plan(repo_id: str, remote: RemoteState, local: list[LocalFile], pushed_
             plan.replace.append(f.path)
         plan.bytes_to_send += f.size
     local_paths = {f.path for f in local}
+    older_layout = holds_older_layout(remote.files)
     for path in sorted(remote.files):
         if path in local_paths:
             continue
         # Deleted only if this tool wrote it (`layout.is_ours`): every other file of the repo is kept.
-        (plan.delete if is_ours(path, pushed_configs) else plan.kept).append(path)
+        (plan.delete if is_ours(path, pushed_configs, older_layout) else plan.kept).append(path)
     return plan

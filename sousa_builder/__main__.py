@@ -1,5 +1,9 @@
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:  # Ctrl-C before the command line could handle it: nothing was started
+    sys.stderr.write("sousa-builder: interrupted\n")
+    sys.exit(130)
 
 sys.exit(main())

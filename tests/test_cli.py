@@ -240,6 +240,31 @@ def test_a_signal_while_datasets_imports_is_one_line(sample_dir: Path, tmp_path:
     assert not out.exists()
 
 
+CTRL_C_AT_CLI_IMPORT = """
+import os, runpy, signal, sys
+class SignalOnImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "sousa_builder.cli":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, SignalOnImport())
+sys.argv = ["x", "--help"]
+runpy.run_module({module!r}, run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize(
+    ("module", "line"),
+    [("sousa_builder", "sousa-builder: interrupted"), ("sousa_builder.publish", "sousa-builder publish: interrupted")],
+)
+def test_ctrl_c_while_the_command_line_imports_is_one_line(module: str, line: str) -> None:
+    """`python -m sousa_builder` imports the command line before its handlers are in place: Ctrl-C then is one
+    line and 130 too, not Python's KeyboardInterrupt traceback."""
+    script = CTRL_C_AT_CLI_IMPORT.format(module=module)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (run.returncode, run.stderr, run.stdout) == (130, line + "\n", "")
+
+
 def test_engines_and_file_names_the_cli_knows_are_the_packages() -> None:
     from sousa_builder.cli.prepare import ENGINES
     from sousa_builder.cli.sample import DEFAULT_PROFILES

@@ -74,6 +74,10 @@ class OutputBusyError(SousaError, BlockingIOError):
     """Another sousa-builder run is writing the same output folder."""
 
 
+class ReportPathError(SousaError, FileNotFoundError):
+    """Where a report was asked to be written cannot take it (no such folder, or a folder)."""
+
+
 class PreparedFolderError(SousaError, ValueError):
     """A prepared folder that is incomplete or inconsistent, so it must not be published."""
 

@@ -216,6 +216,24 @@ def test_a_missing_folder_exits_1_in_every_command(tmp_path: Path, capsys: pytes
     assert not (tmp_path / "out").exists() and not (tmp_path / "plan").exists()
 
 
+@pytest.mark.parametrize("where", ["nowhere/report.json", "."])
+def test_a_json_report_that_cannot_be_written_is_refused_before_the_checks(
+    sample_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Found out after every check ran, the report would be lost with the work."""
+    import sousa_builder.validate
+
+    def checks_ran(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the checks ran")
+
+    monkeypatch.setattr(sousa_builder.validate, "validate_source", checks_ran)
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", str(sample_dir), "--json", where]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"sousa-builder validate: error: --json {where}: ") and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 INTERRUPT_AT_IMPORT = """
 import os, signal, sys
 class SignalOnImport:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..errors import PreparedFolderError, SourceNotFoundError
+from ..errors import PreparedFolderError, ReportPathError, SourceNotFoundError
 from ..layout import CONFIGS, README
 from .parser import non_negative, positive, share
 
@@ -120,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and not is_url(value) and not Path(value).is_dir():
             error = PreparedFolderError if option == "--prepared" else SourceNotFoundError
             raise error(f"{option} {value}: no such directory")
+    if args.json and not Path(args.json).absolute().parent.is_dir():  # known now, not after the checks ran
+        raise ReportPathError(f"--json {args.json}: no such directory {Path(args.json).absolute().parent}")
+    if args.json and Path(args.json).is_dir():
+        raise ReportPathError(f"--json {args.json}: is a directory; give a file name")
     if args.data_dir is not None and _looks_prepared(Path(args.data_dir)):
         args.usage_error(
             f"DATA_DIR {args.data_dir} looks like a prepared folder (a README.md and config shards, no "

@@ -7,7 +7,7 @@ for gcsfs). The backend of a protocol (s3fs, gcsfs, ...) is imported only when a
 
 Every wait for an S3 endpoint is bounded: connecting and each read wait at most `SOUSA_STORAGE_TIMEOUT` seconds
 (default `DEFAULT_STORAGE_TIMEOUT`), and a request is tried `AWS_MAX_ATTEMPTS` times (default `STORAGE_ATTEMPTS`),
-so an endpoint that never answers ends the run in about a minute, in one line naming the URL and the endpoint.
+so an endpoint that never answers ends the run once those waits are spent, in one line naming the URL and the endpoint.
 """
 
 from __future__ import annotations

@@ -53,6 +53,7 @@ class LabelBuckets:
 
     @property
     def num_buckets(self) -> int:
+        """The number of buckets (one per first sample id)."""
         return len(self.first_ids)
 
     @classmethod

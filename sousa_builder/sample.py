@@ -143,6 +143,7 @@ class Performance:
 
     @property
     def group_id(self) -> str:
+        """The augmentation group id of every augmentation of the performance: tier, profile, rudiment, tempo."""
         return f"{self.tier[:3]}{self.profile:03d}_{self.rudiment.slug}_{self.tempo}bpm"
 
 

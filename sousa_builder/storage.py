@@ -283,31 +283,47 @@ class HashingWriter:
         self.stream, self.size, self._digest = stream, 0, hashlib.sha256()
 
     def write(self, data: bytes | memoryview) -> int:
+        """Pass `data` to the stream, hashing and counting it.
+
+        Args:
+            data (`bytes` or `memoryview`):
+                The bytes to write.
+
+        Returns:
+            `int`: what the stream's `write` returned.
+        """
         self._digest.update(data)
         self.size += len(data)
         return self.stream.write(data)
 
     def tell(self) -> int:
+        """The bytes written so far (a stream of fsspec may not tell)."""
         return self.size
 
     def flush(self) -> None:
+        """Flush the stream."""
         self.stream.flush()
 
     def close(self) -> None:
+        """Close the stream; `sha256` and `size` stay readable."""
         self.stream.close()
 
     @property
     def closed(self) -> bool:
+        """Whether the stream is closed."""
         return self.stream.closed
 
     def writable(self) -> bool:
+        """True: it is written to."""
         return True
 
     def seekable(self) -> bool:
+        """False: the bytes are hashed in the order written, so it never seeks."""
         return False
 
     @property
     def sha256(self) -> str:
+        """The sha256 (hex) of the bytes written so far."""
         return self._digest.hexdigest()
 
 

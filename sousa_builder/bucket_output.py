@@ -63,11 +63,20 @@ class BucketStore(OutputStore):
 
     @contextlib.contextmanager
     def claimed(self) -> Iterator[None]:
+        """See `OutputStore.claimed`: the lease object `OUT/.sousa/lease.json` (`lease.Lease`).
+
+        Raises:
+            [`~errors.OutputBusyError`]:
+                Another run holds the lease, or took it at the same time.
+        """
         with Lease(self.fs, f"{self.root}/{LEASE}", self.out) as lease:
             self.lease = lease
             yield
 
     def settle(self) -> list[Manifest]:
+        """See `OutputStore.settle`: a journal in phase "placed" is finished; the staging names of one in phase
+        "copying" are kept (`kept`) with their manifests.
+        """
         journal = self._journal()
         if journal is None:
             return []
@@ -81,10 +90,14 @@ class BucketStore(OutputStore):
         return [m for name in names if (m := _read_manifest(self.fs, f"{self.root}/{name}/{MANIFEST}")) is not None]
 
     def remove_leftovers(self) -> None:
+        """See `OutputStore.remove_leftovers`: every marked staging prefix but the kept ones."""
         marked = {name for name, ours in self._staging_names().items() if ours}
         self._remove_staging(sorted(marked - set(self.kept)))
 
     def present(self) -> dict[str, Found] | None:
+        """See `OutputStore.present`: every object under OUT but the manifest, journal, lease and marked staging
+        prefixes, with its size and ETag.
+        """
         objects = _objects(self.fs, self.root)
         marked = {m.group(1) for m in map(_STAGING.match, objects) if m and m.group(2) == ".json"}
         found = {}
@@ -98,6 +111,7 @@ class BucketStore(OutputStore):
         return found
 
     def manifest(self) -> Manifest | None:
+        """See `OutputStore.manifest`: `OUT/.sousa/manifest.json`."""
         return _read_manifest(self.fs, f"{self.root}/{MANIFEST}")
 
     def content_check(self, present: Mapping[str, Found]) -> ContentCheck:
@@ -121,12 +135,14 @@ class BucketStore(OutputStore):
         return check
 
     def new_staging(self, replaces_previous: bool) -> Staging:
+        """See `OutputStore.new_staging`: a `.sousa/staging-ID/` prefix, its marker written before it."""
         name = f"{STAGING_PREFIX}{uuid.uuid4().hex[:12]}"
         marker = {"owner": self.lease.owner if self.lease else None}
         self.fs.pipe_file(f"{self.root}/{name}.json", json.dumps(marker).encode())  # before anything is staged
         return Staging(f"{self.out}/{name}", replaces_previous, self)
 
     def write_staging_manifest(self, staging: Staging, kind: str, known: Mapping[str, str]) -> Manifest:
+        """See `OutputStore.write_staging_manifest`: objects not in `known` are read to hash them."""
         root = self._root_of(staging)
         files = {}
         for relative, info in sorted(_objects(self.fs, root).items()):
@@ -137,9 +153,18 @@ class BucketStore(OutputStore):
         return manifest
 
     def discard(self, staging: Staging) -> None:
+        """See `OutputStore.discard`."""
         self._remove_staging([self._root_of(staging)[len(self.root) + 1 :]])
 
     def put_in_place(self, staging: Staging, pending: list[Manifest]) -> None:
+        """See `OutputStore.put_in_place`, and the steps in the module's docstring.
+
+        Raises:
+            [`~errors.OutputBusyError`]:
+                This run lost its lease (another run holds it now, or it is gone).
+            `RuntimeError`:
+                The staging has no manifest.
+        """
         if self.lease is not None:
             self.lease.confirm()
         name = self._root_of(staging)[len(self.root) + 1 :]
@@ -171,6 +196,7 @@ class BucketStore(OutputStore):
             raise
 
     def in_progress(self) -> str | None:
+        """See `OutputStore.in_progress`: a journal in phase "copying"."""
         journal = self._journal()
         if journal is None or journal[1] == "placed":
             return None

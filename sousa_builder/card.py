@@ -55,7 +55,7 @@ def size_category(num_rows: int) -> str:
 
 def load_yaml(text: str) -> Any:
     """`yaml.safe_load`, with libyaml where PyYAML has it: a card's YAML carries the features of every
-    config, and the pure-Python parser takes about 0.1 s per read of it."""
+    config, which the pure-Python parser is slow to read."""
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 

@@ -36,9 +36,19 @@ AnyDataset = datasets.Dataset | datasets.DatasetDict | datasets.IterableDataset 
 def decode_audio(audio: Mapping[str, Any] | None, dtype: str = "float32") -> dict[str, Any] | None:
     """One stored `audio` value ({"bytes", "path"}) decoded: {"path", "array", "sampling_rate"}.
 
-    `array` is what `soundfile.read` returns for the file: shape (frames,) for mono, (frames, channels)
-    otherwise (SOUSA's FLAC is stereo), of `dtype`. Reads the file at `path` when there are no bytes.
-    None stays None.
+    Args:
+        audio (`Mapping[str, Any]`, *optional*):
+            The value as stored (`Audio(decode=False)`); the file at "path" is read when "bytes" is None.
+        dtype (`str`, *optional*, defaults to `"float32"`):
+            The array's dtype, as `soundfile.read` takes it ("float64", "int16", ...).
+
+    Returns:
+        `dict` or `None`: {"path", "array", "sampling_rate"}, where "array" is what `soundfile.read` returns:
+        shape (frames,) for mono, (frames, channels) otherwise (SOUSA's FLAC is stereo). None for None.
+
+    Raises:
+        `ValueError`:
+            The value has neither bytes nor path, or its bytes do not decode (the message names the path).
     """
     if audio is None:
         return None
@@ -56,7 +66,16 @@ def decode(example: dict[str, Any]) -> dict[str, Any]:
     """`example` with its `audio` decoded by `decode_audio`; a batch (a list of audio values) is decoded
     value by value, so that the same function serves `ds.with_transform`, `ds.map` and single rows.
 
-    The column must be read as stored: `ds.cast_column("audio", Audio(decode=False))`.
+    Args:
+        example (`dict[str, Any]`):
+            A row or a batch whose `audio` is read as stored: `ds.cast_column("audio", Audio(decode=False))`.
+
+    Returns:
+        `dict[str, Any]`: a new dict, `example` with its `audio` decoded.
+
+    Raises:
+        `ValueError`:
+            The audio is decoded already (not read as stored), or a value does not decode (see `decode_audio`).
     """
     audio = example["audio"]
     if isinstance(audio, Mapping) and "array" in audio:
@@ -68,9 +87,17 @@ def decode(example: dict[str, Any]) -> dict[str, Any]:
 
 
 def decoded(ds: AnyDataset) -> AnyDataset:
-    """`ds` (a Dataset, DatasetDict, IterableDataset or IterableDatasetDict of the `audio` config) with its
-    `audio` read as stored and decoded by `decode` as rows are read: `with_transform` for a dataset, `map`
-    for a streaming one."""
+    """`ds` with its `audio` read as stored and decoded by `decode` as rows are read: `with_transform` for a
+    dataset, `map` for a streaming one.
+
+    Args:
+        ds (`Dataset`, `DatasetDict`, `IterableDataset` or `IterableDatasetDict`):
+            A dataset of the `audio` config, its `audio` decoded by datasets or not.
+
+    Returns:
+        The same kind of dataset, whose rows carry the decoded audio. A file that does not decode raises
+        `ValueError` when its row is read, not here.
+    """
     ds = ds.cast_column("audio", datasets.Audio(decode=False))
     if isinstance(ds, (datasets.IterableDataset, datasets.IterableDatasetDict)):
         return ds.map(decode)

@@ -88,6 +88,11 @@ class HashCache:
 
     @classmethod
     def load(cls) -> HashCache:
+        """The cache remembered under the Hub's home folder (`HF_HOME`); empty when it is missing or does not read.
+
+        Returns:
+            [`HashCache`]: the cache, to be saved again if `changed`.
+        """
         path = Path(hf_constants.HF_HOME) / HASH_CACHE
         try:
             entries = json.loads(path.read_text(encoding="utf-8"))

@@ -1,9 +1,9 @@
 """Stroke and measure labels in buckets of samples, so that a split is nested a bucket at a time.
 
 The source label files hold the rows of every sample in no set order: nesting a split straight from
-them holds all of its rows at once (3.5 GiB at 100k samples / 10M strokes). One pass over each file
-instead writes its rows into one Arrow file per bucket (a run of samples chosen by the caller);
-each bucket is then read, sorted and nested on its own, in memory bounded by the bucket size.
+them holds all of its rows at once, in memory that grows with the dataset (gigabytes at SOUSA's full size).
+One pass over each file instead writes its rows into one Arrow file per bucket (a run of samples chosen by
+the caller); each bucket is then read, sorted and nested on its own, in memory bounded by the bucket size.
 
 In a bucket file the sample_id column is dictionary-encoded: its dictionary is the bucket's sample ids
 (sorted), its codes each row's place among them. Rows are then matched, sorted and grouped by those small
@@ -53,6 +53,7 @@ class LabelBuckets:
 
     @property
     def num_buckets(self) -> int:
+        """The number of buckets (one per first sample id)."""
         return len(self.first_ids)
 
     @classmethod

@@ -30,9 +30,31 @@ def load_prepared(
     storage_options: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> datasets.Dataset | datasets.DatasetDict | datasets.IterableDataset | datasets.IterableDatasetDict:
-    """`datasets.load_dataset` of config `name` of the prepared output `out` (a folder, or a URL such as
-    s3://bucket/sousa, read with `storage_options`); `split` and other keyword arguments (streaming=True, ...)
-    go to `load_dataset`."""
+    """`datasets.load_dataset` of config `name` of the prepared output `out`, with the features its README declares.
+
+    Args:
+        out (`str` or `os.PathLike`):
+            The output of `prepare`: a folder, or a URL such as s3://bucket/sousa.
+        name (`str`, *optional*, defaults to `DEFAULT_CONFIG`):
+            The config to load.
+        split (`str`, *optional*):
+            The split to load; None for all of them (a `DatasetDict`).
+        storage_options (`dict`, *optional*):
+            fsspec options for a URL (an S3 endpoint, credentials, ...).
+        **kwargs:
+            Passed to `datasets.load_dataset` (`streaming=True`, `cache_dir`, ...).
+
+    Returns:
+        `Dataset`, `DatasetDict`, `IterableDataset` or `IterableDatasetDict`: what `load_dataset` returns for
+        `split` and `streaming`.
+
+    Raises:
+        [`~errors.PreparedFolderError`]:
+            `out` has no README (it is not the output of `prepare`).
+        `ValueError`:
+            `out` has no config `name` (the message lists the ones it has), or its README's YAML does not
+            parse ([`~card.CardMetadataError`]).
+    """
     base = os.fspath(out).rstrip("/")
     try:
         with fsspec.open(f"{base}/{README}", "r", encoding="utf-8", **(storage_options or {})) as stream:

@@ -233,8 +233,9 @@ class RemoteMedia:
         """Why each of `relatives` is not a usable media file (None where it is), from the listing alone.
 
         The first bytes of each file are checked when the file is read (`read_array`), not here: a request per
-        file (22 s for 4,000 files through moto) would double the requests of a run. A bad header then stops the
-        run while it writes, which leaves OUT as it was (the output is staged)."""
+        file is slow on object storage (benchmarks/RESULTS.md has the cost of one per file) and would double the
+        requests of a run. A bad header then stops the run while it writes, which leaves OUT as it was (the output
+        is staged)."""
         problems: list[str | None] = []
         for relative in relatives:
             key = self._key(relative)

@@ -45,6 +45,14 @@ class FolderStore(OutputStore):
 
     @contextlib.contextmanager
     def claimed(self) -> Iterator[None]:
+        """See `OutputStore.claimed`: a lock file `.OUT.lock` beside OUT (`filelock`), its folder made if missing.
+
+        Raises:
+            [`~errors.OutputExistsError`]:
+                OUT's parent folder cannot be made (under a file, read-only, not ours to write).
+            [`~errors.OutputBusyError`]:
+                Another run holds the lock.
+        """
         try:
             self.out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as err:  # under a file, on a read-only filesystem, in a folder we may not write to
@@ -55,15 +63,27 @@ class FolderStore(OutputStore):
             yield
 
     def settle(self) -> list[Manifest]:
+        """See `OutputStore.settle`: completes the two renames a dead run left half done (its journal).
+
+        Returns:
+            `list[Manifest]`: always empty: a local replacement is never kept midway.
+        """
         _recover(self.out)
         return []
 
     def remove_leftovers(self) -> None:
+        """See `OutputStore.remove_leftovers`: the `.OUT.partial-*` and `.OUT.old-*` folders beside OUT."""
         for pattern in (f".{self.out.name}.partial-*", f".{self.out.name}.old-*"):
             for leftover in self.out.parent.glob(pattern):
                 shutil.rmtree(leftover, ignore_errors=True)
 
     def present(self) -> dict[str, Found] | None:
+        """See `OutputStore.present`.
+
+        Raises:
+            [`~errors.OutputExistsError`]:
+                OUT is a symlink or a file, not a folder.
+        """
         if not self.out.exists() and not self.out.is_symlink():
             return None
         if self.out.is_symlink() or not self.out.is_dir():
@@ -71,12 +91,15 @@ class FolderStore(OutputStore):
         return folder_entries(self.out)
 
     def manifest(self) -> Manifest | None:
+        """See `OutputStore.manifest`: `OUT/.sousa/manifest.json`."""
         return Manifest.read(self.out)
 
     def content_check(self, present: Mapping[str, Found]) -> ContentCheck:
+        """See `OutputStore.content_check`: a file's sha256 (`manifest.folder_content_check`)."""
         return folder_content_check(self.out)
 
     def new_staging(self, replaces_previous: bool) -> Staging:
+        """See `OutputStore.new_staging`: a `.OUT.partial-*` folder beside OUT, with the user's umask."""
         staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
         try:
             os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; an output folder gets the user's umask
@@ -86,15 +109,21 @@ class FolderStore(OutputStore):
         return Staging(staging, replaces_previous, self)
 
     def write_staging_manifest(self, staging: Staging, kind: str, known: Mapping[str, str]) -> Manifest:
+        """See `OutputStore.write_staging_manifest`."""
         return write_manifest(Path(staging.path), kind, known)
 
     def discard(self, staging: Staging) -> None:
+        """See `OutputStore.discard`."""
         shutil.rmtree(staging.path, ignore_errors=True)
 
     def put_in_place(self, staging: Staging, pending: list[Manifest]) -> None:
+        """See `OutputStore.put_in_place`: one `renameat2(RENAME_EXCHANGE)` where Linux can, else two renames and a
+        journal, with signals held in between.
+        """
         _put_in_place(Path(staging.path), self.out, staging.replaces_previous)
 
     def in_progress(self) -> str | None:
+        """See `OutputStore.in_progress`: a journal left between the two renames."""
         if _journal(self.out).exists():
             return (
                 f"{self.out}: a run died between the two renames that put its output in place ({_journal(self.out)}); "

@@ -82,13 +82,52 @@ def prepare(
 ) -> PrepareResult:
     """Build the chosen configs (default: all) of the SOUSA directory `data_dir` into `out`.
 
-    Each split of a config is cut into shards of at most `max_shard_size` (bytes, or "500MB"; the
-    default), or into exactly `num_shards`; they are written in `num_proc` processes. The output is
-    the same byte for byte whatever `num_proc`, and with `engine="ray"`, where the shards are Ray tasks on
-    this machine (Ray started with `num_proc` CPUs, default all) or on the cluster at `ray_address`
-    ("auto": the running one; see `ray_engine`). The source is checked first; nothing is written when
-    it is refused. An existing `out` is replaced only if it is an earlier output of this command (or empty),
-    unchanged since (its manifest). `data_dir` and `out` may be URLs (s3://, gs://, ...; see `storage`).
+    The output is the same byte for byte whatever `num_proc`, and with `engine="ray"`. The source is checked
+    first; nothing is written when it is refused. An existing `out` is replaced only if it is an earlier output
+    of this command (or empty), unchanged since (its manifest); a refused run leaves it as it was, and an
+    interrupted one says what it left (`store.left_as`).
+
+    Args:
+        data_dir (`str`, `os.PathLike` or [`~source.DataDir`]):
+            The SOUSA directory: a folder, or a URL (s3://, gs://, ...; see `storage`).
+        out (`str` or `os.PathLike`):
+            Where the output goes: a folder, or a URL; not inside `data_dir`.
+        configs (`Sequence[str]`, *optional*):
+            The configs to build; all of them by default.
+        num_proc (`int`, *optional*):
+            Processes writing shards; None or 1: this process. With `engine="ray"`, the CPUs of the Ray started
+            for the run (default all).
+        max_shard_size (`int` or `str`, *optional*):
+            The largest shard, in bytes or as "500MB" (the default), as `push_to_hub` counts it.
+        num_shards (`int`, *optional*):
+            Exactly this many shards per split, instead of `max_shard_size`.
+        engine (`str`, *optional*, defaults to `"local"`):
+            "local" (processes on this machine) or "ray" (each shard a Ray task; see `ray_engine`).
+        ray_address (`str`, *optional*):
+            The Ray cluster to join with `engine="ray"` ("auto": the running one); None starts one for the run.
+
+    Returns:
+        [`PrepareResult`]: what was written: each config's splits (rows, sizes, shard files) and the seconds taken.
+
+    Raises:
+        [`~errors.SourceNotFoundError`]:
+            No SOUSA dataset at `data_dir`.
+        [`~errors.SourceFormatError`]:
+            The labels, splits.json or media break a rule; the message names the sample, file and value.
+        [`~errors.OutputExistsError`]:
+            `out` is inside `data_dir`, holds something that is not an earlier output, or cannot be made.
+        [`~errors.OutputBusyError`]:
+            Another run is writing `out`.
+        [`~errors.StorageError`]:
+            A URL whose filesystem cannot be used ([`~errors.StorageConnectionError`]: its endpoint cannot be
+            reached).
+        [`~errors.RayNotInstalledError`]:
+            `engine="ray"` without Ray installed.
+        [`~errors.RayConnectionError`]:
+            No Ray cluster at `ray_address`.
+        `ValueError`:
+            An unknown config or engine, `ray_address` without `engine="ray"`, or a `max_shard_size` that does
+            not parse.
     """
     started = time.perf_counter()
     names = _checked_config_names(configs)

@@ -73,16 +73,39 @@ def make_sample(
     pitched: bool = False,
     shift_ms: float = 0.0,
 ) -> Path:
-    """Write a sample SOUSA dataset to `out` and return its path.
+    """Write a sample SOUSA dataset of `profiles * rudiments * tempos * augmentations` samples to `out`.
 
-    `profiles * rudiments * tempos * augmentations` samples; each profile plays one skill tier, in turn, and
-    belongs to one split (`split_profiles`: from `TIERED_PROFILES` profiles, the default, every split holds
-    every tier). `flat` uses the older media layout
-    (`audio/<id>.flac`) instead of `audio/<slug>/<id>.flac`. An existing non-empty `out` is
-    refused unless `overwrite`, and then replaced only if it is an earlier sample, unchanged.
-    `pitched` renders harmonic tones at the MIDI note's pitch instead
-    of drum hits; `shift_ms` plays the audio that much later than the MIDI (earlier if negative).
-    Labels and MIDI do not depend on either.
+    Args:
+        out (`str` or `Path`):
+            The folder to write: absent or empty, or an earlier sample with `overwrite`.
+        profiles (`int`, *optional*, defaults to `DEFAULT_PROFILES`):
+            Player profiles, at least 1. Each plays one skill tier, in turn, and belongs to one split
+            (`split_profiles`: from `TIERED_PROFILES` profiles, the default, every split holds every tier).
+        rudiments (`int`, *optional*, defaults to 3):
+            Each profile plays the first `rudiments` of the known rudiments (1 to all of them).
+        augmentations (`int`, *optional*, defaults to 2):
+            Renders of each performance (soundfont presets), 1 to the number of presets.
+        tempos (`int`, *optional*, defaults to 1):
+            Distinct tempos each rudiment is played at.
+        seed (`int`, *optional*, defaults to 0):
+            The seed of every random choice.
+        flat (`bool`, *optional*, defaults to `False`):
+            The older media layout (`audio/<id>.flac`) instead of `audio/<slug>/<id>.flac`.
+        overwrite (`bool`, *optional*, defaults to `False`):
+            Replace a non-empty `out`, only if it is an earlier sample, unchanged.
+        pitched (`bool`, *optional*, defaults to `False`):
+            Render harmonic tones at the MIDI note's pitch instead of drum hits (labels and MIDI are the same).
+        shift_ms (`float`, *optional*, defaults to 0.0):
+            Play the audio that much later than the MIDI (earlier if negative); labels and MIDI are the same.
+
+    Returns:
+        `Path`: `out`, made absolute.
+
+    Raises:
+        [`~errors.OutputExistsError`]:
+            `out` is not empty and `overwrite` is not given, or holds something that is not an earlier sample.
+        [`~errors.OutputBusyError`]: another run is writing `out`.
+        `ValueError`: a count out of range; the message gives the range.
     """
     out = Path(out).absolute()
     _check_options(out, overwrite, profiles, rudiments, augmentations, tempos)
@@ -143,6 +166,7 @@ class Performance:
 
     @property
     def group_id(self) -> str:
+        """The augmentation group id of every augmentation of the performance: tier, profile, rudiment, tempo."""
         return f"{self.tier[:3]}{self.profile:03d}_{self.rudiment.slug}_{self.tempo}bpm"
 
 

@@ -22,20 +22,25 @@ class Stroke:
 
 @dataclass(frozen=True)
 class Rudiment:
+    """A rudiment of the sample: its slug, the beats of one cycle, and the strokes of a cycle."""
+
     slug: str
     beats_per_cycle: int
     pattern: tuple[Stroke, ...]
 
     @property
     def has_flams(self) -> bool:
+        """Whether a stroke of the pattern is a flam (a grace note first)."""
         return any(s.flam for s in self.pattern)
 
     @property
     def has_diddles(self) -> bool:
+        """Whether the pattern holds diddles (two strokes by one hand)."""
         return any(s.diddle_position is not None for s in self.pattern)
 
     @property
     def is_roll(self) -> bool:
+        """Whether the rudiment is a roll (by its slug)."""
         return "roll" in self.slug
 
 

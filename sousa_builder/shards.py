@@ -145,7 +145,7 @@ def write_parquet(
 
     Returns (rows, Arrow bytes) written, and the file's (sha256, size) where it was written to a URL (hashed
     as it streams out), else None. A local file goes through a native Arrow file: through a Python file object
-    pyarrow hands every page to Python, which copies it (+0.2 s CPU per 400 MB of FLAC).
+    pyarrow hands every page to Python, which copies it (CPU time that grows with the bytes written).
     """
     if is_url(path):
         with created(os.fspath(path)) as sink:
@@ -188,10 +188,10 @@ class ShardWriters:
     """Writes shards in `num_proc` worker processes (in this one if `num_proc` is None or 1).
 
     One pool serves every config and split of a prepare: workers started with spawn or forkserver
-    import `datasets` first, about a second each. If the block is left by an exception (Ctrl-C
+    import `datasets` first, which takes each of them a while. If the block is left by an exception (Ctrl-C
     included), the workers are killed at once (SIGKILL); they also die with this process (Linux).
     Not `multiprocessing.Pool`: its terminate() could hang on a queue lock held by a worker that a
-    signal to the process group had killed (seen 1 run in 4 with SIGTERM); this executor notices
+    signal to the process group had killed (seen with SIGTERM); this executor notices
     dead workers.
     """
 

@@ -7,7 +7,7 @@ for gcsfs). The backend of a protocol (s3fs, gcsfs, ...) is imported only when a
 
 Every wait for an S3 endpoint is bounded: connecting and each read wait at most `SOUSA_STORAGE_TIMEOUT` seconds
 (default `DEFAULT_STORAGE_TIMEOUT`), and a request is tried `AWS_MAX_ATTEMPTS` times (default `STORAGE_ATTEMPTS`),
-so an endpoint that never answers ends the run in about a minute, in one line naming the URL and the endpoint.
+so an endpoint that never answers ends the run once those waits are spent, in one line naming the URL and the endpoint.
 """
 
 from __future__ import annotations
@@ -283,31 +283,47 @@ class HashingWriter:
         self.stream, self.size, self._digest = stream, 0, hashlib.sha256()
 
     def write(self, data: bytes | memoryview) -> int:
+        """Pass `data` to the stream, hashing and counting it.
+
+        Args:
+            data (`bytes` or `memoryview`):
+                The bytes to write.
+
+        Returns:
+            `int`: what the stream's `write` returned.
+        """
         self._digest.update(data)
         self.size += len(data)
         return self.stream.write(data)
 
     def tell(self) -> int:
+        """The bytes written so far (a stream of fsspec may not tell)."""
         return self.size
 
     def flush(self) -> None:
+        """Flush the stream."""
         self.stream.flush()
 
     def close(self) -> None:
+        """Close the stream; `sha256` and `size` stay readable."""
         self.stream.close()
 
     @property
     def closed(self) -> bool:
+        """Whether the stream is closed."""
         return self.stream.closed
 
     def writable(self) -> bool:
+        """True: it is written to."""
         return True
 
     def seekable(self) -> bool:
+        """False: the bytes are hashed in the order written, so it never seeks."""
         return False
 
     @property
     def sha256(self) -> str:
+        """The sha256 (hex) of the bytes written so far."""
         return self._digest.hexdigest()
 
 

@@ -38,6 +38,7 @@ class PublishPlan:
 
     @property
     def is_empty(self) -> bool:
+        """Whether the publish changes nothing: no file to add, replace or delete."""
         return not (self.add or self.replace or self.delete)
 
     def summary(self) -> str:
@@ -116,6 +117,25 @@ def local_files(prepared: Path, card: bytes, infos: dict[str, DatasetInfo]) -> l
 
 
 def make_plan(repo_id: str, remote: RemoteState, local: list[LocalFile], pushed_configs: set[str]) -> PublishPlan:
+    """What a publish of `local` changes on the branch in `remote`, file by file.
+
+    A file whose hash (sha256 of an LFS file, or git sha1) is the remote one is unchanged. A remote file that
+    `local` lacks is deleted only if this tool writes such a name for a config pushed now (`layout.is_ours`);
+    every other file of the repo is kept.
+
+    Args:
+        repo_id (`str`):
+            The dataset repo, e.g. "user/sousa".
+        remote ([`RemoteState`]):
+            The branch as it is (`remote_state`).
+        local (`list[LocalFile]`):
+            The files to push (`local_files`).
+        pushed_configs (`set[str]`):
+            The configs pushed now: only their shards (and the tool's own files) may be deleted.
+
+    Returns:
+        [`PublishPlan`]: the files to add, replace, delete, keep and leave unchanged, and the bytes to send.
+    """
     plan = PublishPlan(repo_id, remote.revision, remote.sha)
     for f in local:
         remote_file = remote.files.get(f.path)

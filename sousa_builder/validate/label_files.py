@@ -234,10 +234,30 @@ def ints(column: pa.ChunkedArray, fill: int = -1) -> np.ndarray:
 
 
 def nulls(column: pa.ChunkedArray) -> np.ndarray:
+    """Where a column is null.
+
+    Args:
+        column (`pa.ChunkedArray`):
+            Any column.
+
+    Returns:
+        `np.ndarray`: a bool per row, True where null.
+    """
     return column.is_null().to_numpy(zero_copy_only=False)
 
 
 def few(values: np.ndarray, shown: int = 5) -> str:
+    """The first `shown` of `values` for a message, and how many more there are ('1, 2, 3 and 4 more').
+
+    Args:
+        values (`np.ndarray`):
+            The values (indexes, say) to name.
+        shown (`int`, *optional*, defaults to 5):
+            How many are named.
+
+    Returns:
+        `str`: the listing.
+    """
     return listing([str(v) for v in values[:shown]], len(values), shown)
 
 

@@ -181,6 +181,7 @@ class MediaRefs:
         return cls(ids, audio, midi, groups, durations, problems, group_midi)
 
     def usable(self, path: str | None) -> bool:
+        """Whether `path` is a media file without a problem (False for None: no file named)."""
         return path is not None and self.problems[path] is None
 
 

@@ -32,6 +32,7 @@ class Shard:
 
     @property
     def rows(self) -> int:
+        """The shard's rows, from its footer (0 when the footer did not read)."""
         return self.metadata.num_rows if self.metadata is not None else 0
 
 
@@ -46,10 +47,22 @@ class PreparedFolder:
     configs: dict[str, dict[str, list[str]]]  # README: config -> split -> data_files patterns
 
     def shards_of(self, config: str, split: str | None = None) -> list[Shard]:
+        """The shards of one config, of one split or of all.
+
+        Args:
+            config (`str`):
+                The config's name.
+            split (`str`, *optional*):
+                The split's name; None for every split.
+
+        Returns:
+            `list[Shard]`: the shards, in the folder's order.
+        """
         return [s for s in self.shards if s.config == config and (split is None or s.split == split)]
 
     @property
     def readable(self) -> list[Shard]:
+        """The shards whose footer read (no `problem`)."""
         return [s for s in self.shards if s.problem is None]
 
     def split_rows(self) -> dict[str, dict[str, int]]:

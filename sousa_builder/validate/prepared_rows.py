@@ -122,6 +122,7 @@ class PreparedRows:
 
     @property
     def num_rows(self) -> int:
+        """The rows read, across the config's shards."""
         return self.flat.num_rows
 
     def nested(self, name: str, field_name: str, keep: bool = False) -> pa.ChunkedArray | None:

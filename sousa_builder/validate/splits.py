@@ -29,6 +29,16 @@ def _split_of(data: LabelData) -> dict[str, list[str]]:
 
 
 def split_disjoint(data: LabelData) -> CheckResult:
+    """No profile is listed in two splits of splits.json.
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "split_disjoint", failed, with the count and the first few of the
+        profiles (with their splits); else passed.
+    """
     twice = {profile: splits for profile, splits in _split_of(data).items() if len(splits) > 1}
     offenders = [f"{profile} (in {' and '.join(splits)})" for profile, splits in sorted(twice.items())]
     return verdict(
@@ -41,6 +51,16 @@ def split_disjoint(data: LabelData) -> CheckResult:
 
 
 def split_coverage(data: LabelData) -> CheckResult:
+    """Every sample's profile is listed in a split of splits.json.
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "split_coverage", failed, with the count and the first few of the
+        samples (with their profile); else passed.
+    """
     samples = data.tables["samples"]
     listed = pa.array(list(_split_of(data)), pa.string())
     bad = np.flatnonzero(~pc.fill_null(pc.is_in(samples["profile_id"], value_set=listed), False).to_numpy())
@@ -56,7 +76,16 @@ def split_coverage(data: LabelData) -> CheckResult:
 
 
 def split_summary(data: LabelData) -> CheckResult:
-    """Samples, profiles and skill-tier mix per split (a profile listed twice counts in its first split)."""
+    """Samples, profiles and skill-tier mix per split (a profile listed twice counts in its first split).
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "split_summary", always passed (it reports, it does not check), with
+        split -> {"samples", "profiles", "profiles_listed", "skill_tier"} in `details`.
+    """
     samples = data.tables["samples"]
     first_split = {profile: splits[0] for profile, splits in _split_of(data).items()}
     profiles = pc.unique(samples["profile_id"])

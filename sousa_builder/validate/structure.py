@@ -31,6 +31,16 @@ GROUP_COLUMNS = (
 
 
 def unique_sample_ids(data: LabelData) -> CheckResult:
+    """Each sample_id is in the samples table once, and none is null.
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "unique_sample_ids", failed, with the count and the first few of the
+        repeated (or null) ids; else passed.
+    """
     counts = pc.value_counts(data.sample_ids)
     values, repeats = counts.field("values"), counts.field("counts")
     duplicated = pc.greater(repeats, 1)
@@ -51,6 +61,16 @@ def unique_sample_ids(data: LabelData) -> CheckResult:
 
 
 def known_samples(data: LabelData) -> CheckResult:
+    """Every exercise, stroke and measure row has the sample_id of a samples row.
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "known_samples", failed, with the count and the first few of the
+        unknown ids (with their file and rows); else passed.
+    """
     offenders, count = [], 0
     for name in ("exercises", "strokes", "measures"):
         keys = data.keys[name]
@@ -84,6 +104,16 @@ def _is_first(data: LabelData) -> np.ndarray:
 
 
 def one_exercise_row(data: LabelData) -> CheckResult:
+    """Every sample has exactly one exercise row.
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "one_exercise_row", failed, with the count and the first few of the
+        samples with none or several; else passed.
+    """
     rows = _rows_per_sample(data, "exercises")
     bad = np.flatnonzero((rows != 1) & _is_first(data))
     ids = data.ids_at(bad[:KEPT])
@@ -113,10 +143,30 @@ def _count_check(data: LabelData, name: str, column: str, check: str) -> CheckRe
 
 
 def stroke_counts(data: LabelData) -> CheckResult:
+    """Each sample's `num_strokes` equals its rows in the strokes table.
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "stroke_counts", failed, with the count and the first few of the
+        samples (declared and actual count); else passed.
+    """
     return _count_check(data, "strokes", "num_strokes", "stroke_counts")
 
 
 def measure_counts(data: LabelData) -> CheckResult:
+    """Each sample's `num_measures` equals its rows in the measures table.
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "measure_counts", failed, with the count and the first few of the
+        samples (declared and actual count); else passed.
+    """
     return _count_check(data, "measures", "num_measures", "measure_counts")
 
 
@@ -174,15 +224,44 @@ def _index_check(data: LabelData, name: str, check: str) -> CheckResult:
 
 
 def stroke_indexes(data: LabelData) -> CheckResult:
+    """Each sample's stroke `index` values run 0..n-1, each once.
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "stroke_indexes", failed, with the count and the first few of the
+        samples (their repeated, missing or out-of-range indexes); else passed.
+    """
     return _index_check(data, "strokes", "stroke_indexes")
 
 
 def measure_indexes(data: LabelData) -> CheckResult:
+    """Each sample's measure `index` values run 0..n-1, each once.
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "measure_indexes", failed, with the count and the first few of the
+        samples (their repeated, missing or out-of-range indexes); else passed.
+    """
     return _index_check(data, "measures", "measure_indexes")
 
 
 def measure_ranges(data: LabelData) -> CheckResult:
-    """Each measure's [stroke_start, stroke_end) lies inside [0, num_strokes) and overlaps no other measure."""
+    """Each measure's [stroke_start, stroke_end) lies inside [0, num_strokes) and overlaps no other measure.
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "measure_ranges", failed, with the count and the first few of the
+        measures (sample, index, stroke range); else passed.
+    """
     table, keys = data.tables["measures"], data.keys["measures"]
     valid = keys.pos >= 0
     pos = keys.pos[valid].astype(np.int64)  # scaled by the stroke span below
@@ -236,7 +315,17 @@ def _differing_groups(table: pa.Table, columns: Sequence[str]) -> dict[str, list
 
 
 def augmentation_groups(data: LabelData) -> CheckResult:
-    """Samples of one augmentation group share the performance: metadata and exercise scores."""
+    """Samples of one augmentation group share the performance: metadata and exercise scores.
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "augmentation_groups", failed, with the count and the first few of
+        the groups (the columns that differ, and some of their values); else passed. `details["compared"]` names
+        the columns compared.
+    """
     samples = data.tables["samples"]
     meta = [column for column in GROUP_COLUMNS if column in samples.column_names]
     differing = _differing_groups(samples, meta)

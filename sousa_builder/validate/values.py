@@ -27,6 +27,16 @@ VELOCITY_COLUMNS = ("intended_velocity", "actual_velocity")
 
 
 def score_ranges(data: LabelData) -> CheckResult:
+    """Exercise scores are within 0-100 (0-1 for the unit scores), and null only where optional.
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "score_ranges", failed, with the count and the first few of the bad
+        scores (sample, column, value); else passed.
+    """
     exercises = data.tables["exercises"]
     ids = exercises["sample_id"]
     bad_rows: list[tuple[int, str, float]] = []
@@ -55,6 +65,16 @@ def score_ranges(data: LabelData) -> CheckResult:
 
 
 def velocity_ranges(data: LabelData) -> CheckResult:
+    """Stroke velocities (intended and actual) are within 0-127 and not null.
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "velocity_ranges", failed, with the count and the first few of the bad
+        velocities (sample, stroke, column, value); else passed.
+    """
     strokes, keys = data.tables["strokes"], data.keys["strokes"]
     bad_rows: list[tuple[int, str, float]] = []
     count = 0
@@ -81,6 +101,16 @@ def velocity_ranges(data: LabelData) -> CheckResult:
 
 
 def positive_values(data: LabelData) -> CheckResult:
+    """Each sample's `tempo_bpm` and `duration_sec` are positive (not null).
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "positive_values", failed, with the count and the first few of the bad
+        values (sample, column, value); else passed.
+    """
     samples = data.tables["samples"]
     bad_rows: list[tuple[int, str, float]] = []
     count = 0
@@ -102,6 +132,16 @@ def positive_values(data: LabelData) -> CheckResult:
 
 
 def categorical_values(data: LabelData) -> CheckResult:
+    """Categorical columns take only their documented values, and `skill_tier_binary` follows `skill_tier`.
+
+    Args:
+        data ([`~validate.label_files.LabelData`]):
+            The label tables and splits.json as read from the source (or a prepared folder's rows).
+
+    Returns:
+        [`~validate.report.CheckResult`]: "categorical_values", failed, with the count and the first few of the
+        undocumented values (sample or stroke, column, value); else passed.
+    """
     offenders: list[str] = []
     count = 0
     samples = data.tables["samples"]

@@ -173,3 +173,35 @@ def test_source_rows_in_any_order_compare_equal(prepared_dir: Path, source_copy:
     report = validate_prepared(prepared_dir, source=source_copy)
     assert report["source_labels"].status == "pass", report["source_labels"].text
     assert report.ok(), report.summary()
+
+
+@pytest.mark.parametrize("column", ["audio", "midi"])
+def test_embedded_media_that_break_the_media_rules_fail_even_when_the_source_holds_the_same(
+    column: str, prepared_copy: Path, source_copy: Path
+) -> None:
+    """A shard whose embedded file is broken, beside a source file broken the same way: equal bytes, and yet not a
+    usable FLAC or MIDI file, as `validate SOURCE` would say of the source."""
+    broken = {"audio": b"fLaC" + b" not a STREAMINFO block".ljust(60, b"."), "midi": b"MThd" + b"\x00" * 10}[column]
+    path = next((prepared_copy / "audio").glob("train-*.parquet"))
+    table = pq.read_table(path)
+    sample_id = table["sample_id"][0].as_py()
+    values = table[column].combine_chunks()
+    if column == "audio":
+        data = values.field("bytes").to_pylist()
+        data[0] = broken
+        fields = list(values.type)
+        values = pa.StructArray.from_arrays([pa.array(data, pa.binary()), values.field("path")], fields=fields)
+    else:
+        data = values.to_pylist()
+        data[0] = broken
+        values = pa.array(data, values.type)
+    pq.write_table(table.set_column(table.schema.get_field_index(column), column, values), path)
+    write_manifest(prepared_copy, "prepare")  # as if prepare had written it
+    (original,) = source_copy.glob(f"{column}/**/{sample_id}.{'flac' if column == 'audio' else 'mid'}")
+    original.write_bytes(broken)
+    report = validate_prepared(prepared_copy, source=source_copy)
+    assert failing(report) == {"media_bytes"}
+    offenders = next(check for check in report.checks if check.name == "media_bytes").offenders
+    # Other samples (and the midi_only config) that share the source file now differ from it: reported too.
+    mine = [o for o in offenders if o.startswith(f"audio/{path.name}: sample {sample_id} {column} (as {column}/")]
+    assert len(mine) == 1, offenders

@@ -76,7 +76,9 @@ def compare_embedded(
 ) -> list[str]:
     """Worker: the `audio` / `midi` bytes of one row group of a prepared shard against the source files.
 
-    `expected` maps the sample ids to compare to their (audio_path, midi_path) in the source root.
+    `expected` maps the sample ids to compare to their (audio_path, midi_path) in the source root. The
+    embedded bytes must also pass the media rules (`content_problem`) on their own: bytes equal to a source
+    file that is broken too are no better.
     """
     try:
         parquet = pq.ParquetFile(Path(out) / shard)
@@ -107,6 +109,8 @@ def compare_embedded(
                 found.append(
                     f"{shard}: sample {sample_id} {column} ({size}) differs from {relative} ({len(original):,} bytes)"
                 )
+            elif problem := content_problem(relative, embedded[column]):
+                found.append(f"{shard}: sample {sample_id} {column} (as {relative}): {problem}")
     return found
 
 

@@ -6,7 +6,11 @@ either way."""
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -24,6 +28,7 @@ from sousa_builder.validate import validate_prepared
 from sousa_builder.verified_stream import VerifiedReader
 
 SHARD = "labels_only/train-00000-of-00002.parquet"
+HUB_OWN = "fake-hub-"  # the test Hub (in this process) keeps Xet uploads in temporary files of its own
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -38,13 +43,43 @@ def out(request: pytest.FixtureRequest, sample_dir: Path, tmp_path: Path) -> str
 
 
 @pytest.fixture
-def temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty temporary folder (TMPDIR, and `tempfile`'s): what a run writes there is seen."""
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setenv("TMPDIR", str(folder))
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
+def s3_out(s3: S3, sample_dir: Path) -> str:
+    """The sample prepared into a bucket (before the temporary folder is watched: prepare has a scratch folder)."""
+    location = f"s3://{s3.bucket()}/sousa"
+    prepare(sample_dir, location, num_shards=2)
+    return location
+
+
+@dataclass
+class Watched:
+    """A temporary folder, and every path seen in it by a thread that looks every few milliseconds."""
+
+    folder: Path
+    seen: set[str] = field(default_factory=set)
+
+
+@pytest.fixture
+def temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Watched]:
+    """An empty temporary folder (TMPDIR, and `tempfile`'s), watched while the test runs: a file written there and
+    removed before the test ends is seen too."""
+    watched = Watched(tmp_path / "tmp")
+    watched.folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(watched.folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(watched.folder))
+    done = threading.Event()
+
+    def look() -> None:
+        while not done.is_set():
+            for directory, folders, files in os.walk(watched.folder):
+                folders[:] = [name for name in folders if not name.startswith(HUB_OWN)]
+                watched.seen.update(os.path.join(directory, n) for n in folders + files if not n.startswith(HUB_OWN))
+            done.wait(0.005)
+
+    looking = threading.Thread(target=look, daemon=True)
+    looking.start()
+    yield watched
+    done.set()
+    looking.join()
 
 
 def changed(data: bytes) -> bytes:
@@ -56,7 +91,7 @@ def changed(data: bytes) -> bytes:
 
 @pytest.mark.parametrize("hub", ["lfs", "xet"], indirect=True)
 def test_validate_and_publish_read_the_output_where_it_is_and_send_the_same_tree(
-    hub: FakeHub, out: str, prepared_dir: Path, temporary: Path, capsys: pytest.CaptureFixture[str]
+    hub: FakeHub, out: str, prepared_dir: Path, temporary: Watched, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """No temporary copy: the temporary folder stays empty through validate and publish, of a folder or a URL.
     huggingface_hub's own warning that a stream does not go through Xet stays out of stderr."""
@@ -70,19 +105,18 @@ def test_validate_and_publish_read_the_output_where_it_is_and_send_the_same_tree
     assert len(hub.requests_for("commit")) == 1  # one atomic commit
     files = hub.files("alice/sousa")
     assert {path: data for path, data in files.items() if path != ".gitattributes"} == local_tree(prepared_dir)
-    assert list(temporary.iterdir()) == []
+    assert temporary.seen == set()
 
 
 @pytest.mark.parametrize("etag", ["kept", "forgotten"])
 def test_an_object_changed_after_validation_is_refused_before_the_commit(
-    hub: FakeHub, s3: S3, sample_dir: Path, temporary: Path, etag: str
+    hub: FakeHub, s3: S3, s3_out: str, temporary: Watched, etag: str
 ) -> None:
     """The shard changes in the bucket while the user looks at the plan (same size, other bytes): nothing is
     committed, and the one line names the object's URL. s3fs reads with the ETag listed (If-Match), so the first read
     fails; a store that does not (the listing forgotten here) sends the bytes, and the sha256 stops the upload
     before its last bytes."""
-    out = f"s3://{s3.bucket()}/sousa"
-    prepare(sample_dir, out, num_shards=2)
+    out = s3_out
     key = f"{out}/{SHARD}".removeprefix("s3://")
 
     def change_then_confirm(plan: object) -> bool:
@@ -101,7 +135,7 @@ def test_an_object_changed_after_validation_is_refused_before_the_commit(
     if etag == "forgotten":  # the bytes were on their way: the upload began, and did not complete
         assert hub.requests_for("lfs_batch")
     assert not hub.requests_for("commit")
-    assert list(temporary.iterdir()) == []
+    assert temporary.seen == set()
 
 
 def test_a_changed_object_fails_publish_in_one_line_naming_the_url(

@@ -178,3 +178,13 @@ def test_the_stream_checks_every_byte_it_hands_out(s3: S3) -> None:
     longer = FileEntry(len(data) + 1, 0, right.sha256)
     with VerifiedReader(url, "a.bin", longer) as stream, pytest.raises(PreparedFolderError, match="1,024,001 its"):
         stream.read(10)
+
+
+def test_a_dry_run_writes_the_tree_publishing_would_send(
+    hub: FakeHub, out: str, prepared_dir: Path, tmp_path: Path
+) -> None:
+    """`--dry-run DIR` of a URL streams each object into DIR through the same checked stream as an upload."""
+    result = publish("alice/sousa", out, dry_run_dir=tmp_path / "plan")
+    assert result.commit_url is None
+    assert local_tree(tmp_path / "plan") == local_tree(prepared_dir)
+    assert not hub.requests_for("create_repo", "preupload", "commit")

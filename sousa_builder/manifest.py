@@ -15,6 +15,7 @@ import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -142,8 +143,9 @@ def folder_content_check(folder: Path, hashed: bool = True) -> ContentCheck:
             }
         names = sorted(candidates)
         found = file_sha256s([folder / relative for relative in names]) if names else []
+        differs = "its bytes are not the ones written (sha256 differs)"
         return {
-            relative: f"{relative}: its bytes are not the ones written (sha256 differs){_damage(folder / relative)}"
+            relative: f"{relative}: {differs}{parquet_damage(folder / relative)}"
             for relative, (sha256, _) in zip(names, found)
             if sha256 not in {entry.sha256 for entry in candidates[relative]}
         }
@@ -213,12 +215,22 @@ def listing_problems(
     return problems
 
 
-def _damage(path: Path) -> str:
-    """Where a damaged Parquet file fails its page checksums (prepare writes them), as ': row group N, column C'."""
-    if path.suffix != ".parquet":
+def parquet_damage(source: Path | str | Any, name: str | None = None) -> str:
+    """Where a damaged Parquet file fails its page checksums (prepare writes them), as ': row group N, column C'.
+
+    Args:
+        source (`Path`, `str` or a binary file object):
+            The file: a local path, or a file object opened where it is (an object in a bucket).
+        name (`str`, *optional*):
+            Its name, when `source` is a file object (only a `.parquet` file is read).
+
+    Returns:
+        `str`: the place, or "" when it is not a Parquet file or every page reads.
+    """
+    if not str(name if name is not None else source).endswith(".parquet"):
         return ""
     try:
-        parquet = pq.ParquetFile(path, page_checksum_verification=True)
+        parquet = pq.ParquetFile(source, page_checksum_verification=True)
         for group in range(parquet.num_row_groups):
             for column in parquet.schema_arrow.names:
                 try:

@@ -1,7 +1,7 @@
 """Reading an output in object storage (a URL): its objects and its manifest.
 
-Writing one is `bucket_output.BucketStore`'s, through `store.replacing`; checking and copying one to read it is
-`remote_read`'s.
+Writing one is `bucket_output.BucketStore`'s, through `store.replacing`; checking and reading one where it is, as
+`validate` and `publish` do, is `prepared_files`'.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ REPLACED = "replaced"  # the new output is in place; only leftovers remain, for 
 LEFT = "sousa_output_left"
 
 # Temporary folders of a run, named PREFIX + pid + "-" + random: removed by a later run once that pid is gone.
-TEMPORARY_PREFIXES = ("sousa-prepare-", "sousa-prepared-")
+TEMPORARY_PREFIXES = ("sousa-prepare-",)  # prepare's scratch folder: nothing else copies to local disk
 
 
 @dataclass

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -183,34 +181,10 @@ def test_validate_fails_an_output_whose_shard_was_changed_in_the_bucket(s3: S3, 
     assert report["row_counts"].status == "fail"  # the damaged shard is unreadable, not a crash
 
 
-def test_validate_and_publish_of_an_output_larger_than_the_free_disk_are_refused_before_copying(
-    hub: FakeHub,
-    s3: S3,
-    source_url: str,
-    bucket: str,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """They work on a temporary local copy: too little room is one line naming the size and TMPDIR, not a full disk."""
-    import sousa_builder.remote_read as remote_read
-
-    out = f"{bucket}/sousa"
-    prepare(source_url, out, configs=["labels_only"])
-    free = shutil.disk_usage(tempfile.gettempdir())._replace(free=1000)
-    monkeypatch.setattr(remote_read.shutil, "disk_usage", lambda path: free)  # a full disk, without filling one
-    before = set(Path(tempfile.gettempdir()).glob("sousa-prepared-*"))
-    for command in (["validate", "--prepared", out], ["publish", "alice/sousa", "--prepared", out, "--yes"]):
-        assert main(command) == 1
-        line = capsys.readouterr().err.strip()
-        assert line.startswith(f"sousa-builder {command[0]}: error: {out}: its checks and uploads work on a local copy")
-        assert line.endswith(f"{tempfile.gettempdir()} has 0.0 GB free: set TMPDIR to a folder on a disk with room")
-    assert set(Path(tempfile.gettempdir()).glob("sousa-prepared-*")) == before
-
-
 def test_publish_from_the_bucket_checks_the_hub_before_copying_anything(
     hub: FakeHub, s3: S3, source_url: str, bucket: str, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sousa_builder.remote_read as remote_read
+    import sousa_builder.prepared_files as prepared_files
 
     out = f"{bucket}/sousa"
     prepare(source_url, out, configs=["labels_only"])
@@ -218,7 +192,7 @@ def test_publish_from_the_bucket_checks_the_hub_before_copying_anything(
     def listed(*args: object) -> None:
         raise AssertionError("the bucket was listed: the copy started before the Hub was asked")
 
-    monkeypatch.setattr(remote_read, "filesystem", listed)
+    monkeypatch.setattr(prepared_files, "filesystem", listed)
     monkeypatch.delenv("HF_TOKEN")
     assert main(["publish", "alice/sousa", "--prepared", out, "--yes"]) == 1
     assert capsys.readouterr().err.strip() == (

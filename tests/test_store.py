@@ -244,7 +244,7 @@ def test_leftovers_of_killed_runs_are_removed_and_nothing_else(
         )
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "temp"))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    for name in (f"sousa-prepare-{int(dead.stdout)}-ab12", f"sousa-prepared-{int(dead.stdout)}-cd34"):
+    for name in (f"sousa-prepare-{int(dead.stdout)}-ab12", f"sousa-prepare-{int(dead.stdout)}-cd34"):
         (tmp_path / "temp" / name / "labels").mkdir(parents=True)
     alive = tmp_path / "temp" / f"sousa-prepare-{os.getpid()}-ef56"
     alive.mkdir()
@@ -258,9 +258,9 @@ def test_leftovers_of_killed_runs_are_removed_and_nothing_else(
 
 
 def test_dead_temporary_folders_need_a_pid_and_a_dead_one(tmp_path: Path) -> None:
-    for name in ("sousa-prepare-12345678", "sousa-prepared-abc-1", "sousa-prepare-1-x"):
+    for name in ("sousa-prepare-12345678", "sousa-prepare-abc-1", "sousa-prepare-1-x"):
         (tmp_path / name).mkdir()
-    (tmp_path / f"sousa-prepared-{os.getpid()}-x").mkdir()
+    (tmp_path / f"sousa-prepare-{os.getpid()}-x").mkdir()
     removed = remove_dead_temporary_folders(tmp_path)
     # pid 1 lives (init); the others have no pid in their name (an earlier version's, or not ours)
     assert removed == []

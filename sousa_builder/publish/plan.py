@@ -18,6 +18,8 @@ from ..card import card_infos
 from ..errors import HubRevisionError
 from ..hashes import file_sha256s
 from ..layout import AUXILIARY_TABLES, README, auxiliary_path, holds_older_layout, is_ours, shard_glob
+from ..prepared_files import RemoteListing, glob_files
+from ..verified_stream import VerifiedReader
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +56,11 @@ class PublishPlan:
 
 @dataclass
 class LocalFile:
-    """A file to push: its path in the repo, where its bytes are, and its hashes."""
+    """A file to push: its path in the repo, where its bytes are (a local file, bytes, or an object of a prepared
+    output at a URL, streamed and checked against its manifest as it is sent), and its hashes."""
 
     path: str
-    source: Path | bytes
+    source: Path | bytes | VerifiedReader
     size: int
     sha256: str
     git_sha1: str
@@ -105,12 +108,37 @@ def remote_state(
     return RemoteState(revision or "main", info.sha, files, infos)
 
 
-def local_files(prepared: Path, card: bytes, infos: dict[str, DatasetInfo]) -> list[LocalFile]:
-    """The files to push: the shards of the configs in `infos`, the auxiliary tables, and the card."""
+def local_files(
+    prepared: Path | str, card: bytes, infos: dict[str, DatasetInfo], listing: RemoteListing | None = None
+) -> list[LocalFile]:
+    """The files to push: the shards of the configs in `infos`, the auxiliary tables, and the card.
+
+    Args:
+        prepared (`Path` or `str`):
+            The prepared output: a local folder, or a URL (then `listing` lists it).
+        card (`bytes`):
+            The card to push as README.md.
+        infos (`dict[str, DatasetInfo]`):
+            The configs to push.
+        listing ([`~prepared_files.RemoteListing`], *optional*):
+            The objects and manifest of a URL `prepared`: their sizes and sha256 are the manifest's (nothing is read
+            here), and each is streamed from the bucket as it is sent.
+
+    Returns:
+        `list[LocalFile]`: the card first, then the shards and the auxiliary tables present.
+    """
     local = [LocalFile(README, card, len(card), hashlib.sha256(card).hexdigest(), git_hash(card))]
-    shards = [path for config in infos for path in sorted((prepared / config).glob(shard_glob("*")))]
-    auxiliary = [prepared / auxiliary_path(table) for table in AUXILIARY_TABLES]
-    paths = [*shards, *(path for path in auxiliary if path.is_file())]
+    shards = [relative for config in infos for relative in glob_files(prepared, f"{config}/{shard_glob('*')}")]
+    auxiliary = [auxiliary_path(table) for table in AUXILIARY_TABLES]
+    if listing is not None and listing.manifest is not None:
+        manifest = listing.manifest.files
+        for relative in [*shards, *(path for path in auxiliary if path in listing.objects)]:
+            entry = manifest[relative]  # `refuse_foreign`: every object is in the manifest
+            stream = VerifiedReader(listing.url, relative, entry)
+            local.append(LocalFile(relative, stream, entry.size, entry.sha256, ""))
+        return local
+    paths = [prepared / relative for relative in shards]
+    paths += [path for path in (prepared / relative for relative in auxiliary) if path.is_file()]
     for path, (sha256, size) in zip(paths, file_sha256s(paths)):
         local.append(LocalFile(path.relative_to(prepared).as_posix(), path, size, sha256, ""))
     return local

@@ -25,9 +25,9 @@ import mido
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import soundfile as sf
 
+from ..prepared_files import parquet_file
 from .media import MediaRefs, run_chunked, run_tasks
 from .onsets import AnalysisError, alignment
 from .report import CheckResult, first_line, share_verdict, skipped, verdict
@@ -166,7 +166,7 @@ def analyse_embedded(out: str, shard: str, row_group: int, wanted: Sequence[str]
     """Worker: the embedded audio and MIDI bytes of the `wanted` samples in one row group of a prepared shard."""
     found = {}  # sample id -> its result
     try:
-        table = pq.ParquetFile(Path(out) / shard).read_row_group(row_group, columns=["sample_id", "audio", "midi"])
+        table = parquet_file(out, shard).read_row_group(row_group, columns=["sample_id", "audio", "midi"])
     except (OSError, pa.ArrowException) as err:
         unreadable = f"row group {row_group} does not read ({first_line(err)})"
         found = {sample_id: {"undecodable": unreadable} for sample_id in wanted}
@@ -384,7 +384,7 @@ def source_audio_checks(
 
 
 def embedded_audio_checks(
-    out: Path,
+    out: Path | str,
     row_groups: Sequence[tuple[str, int, Sequence[str]]],
     details: dict[str, Any],
     num_proc: int | None,

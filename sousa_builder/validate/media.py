@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from datasets.utils.tqdm import tqdm
 
 from ..media import LocalMedia, RemoteMedia, media_problem
+from ..prepared_files import parquet_file
 from .media_rules import content_problem
 from .report import CheckResult, first_line, verdict
 
@@ -81,7 +81,7 @@ def compare_embedded(
     file that is broken too are no better.
     """
     try:
-        parquet = pq.ParquetFile(Path(out) / shard)
+        parquet = parquet_file(out, shard)
         columns = [name for name in ("sample_id", "audio", "midi") if name in parquet.schema_arrow.names]
         table = parquet.read_row_group(row_group, columns=columns)
     except (pa.ArrowException, OSError) as err:  # a corrupt page: the footer and sample_id may still read

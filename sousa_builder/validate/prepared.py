@@ -11,7 +11,6 @@ and follows its MIDI (`validate.audio`).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
@@ -19,23 +18,21 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..errors import PreparedFolderError, SousaError
-from ..manifest import MANIFEST, Manifest, ownership_problems
-from ..remote_read import list_prepared, local_copy
+from ..prepared_files import list_prepared
 from ..source import SousaSource
 from ..source_files import MEDIA_PATH_COLUMNS
-from ..storage import is_url, location
+from ..storage import is_url, location, reaching
 from ..store import in_progress
 from .audio import AudioSettings, embedded_audio_checks, skipped_audio_checks
 from .hub_limits import HubLimits, hub_limits_checks
 from .media import compare_embedded, run_tasks, sampled_rows
 from .prepared_compare import source_labels
 from .prepared_folder import PreparedFolder, Shard, readme_split_rows, scan
+from .prepared_read import load_check, manifest_check
 from .prepared_rows import label_config, read_rows, row_rule_checks
 from .prepared_schema import features_check, readme_check
 from .report import KEPT, CheckResult, Report, first_line, skipped, verdict
@@ -54,6 +51,7 @@ def validate_prepared(
     seed: int | None = None,
     limits: HubLimits | None = None,
     audio: AudioSettings | None = None,
+    hashed: bool = True,
 ) -> Report:
     """Run every prepared-folder check on `out` and report each one.
 
@@ -63,8 +61,9 @@ def validate_prepared(
 
     Args:
         out: the prepared folder, or a URL (`prepare --out s3://...`): listed first (every path checked to stay
-            inside it, objects its manifest does not list reported by the manifest check), then checked on a
-            temporary local copy of the files its manifest lists.
+            inside it, objects its manifest does not list reported by the manifest check), then read where it is,
+            without a local copy (footers, columns and page indexes fetched as the checks ask for them; every
+            object's sha256 streamed).
         source: the SOUSA directory it was prepared from.
         num_proc: processes for the media comparison and the audio checks.
         sample: compare the media of (and run the audio checks on) only this many random samples, drawn
@@ -73,6 +72,8 @@ def validate_prepared(
         limits: the Hub's limits (its defaults if not given).
         audio: with its thresholds, the audio checks run on the audio and MIDI bytes embedded in the
             `audio` config (what would be published; `source` is not needed).
+        hashed: at a URL, read every object's sha256 (True), or take an object whose ETag is the one its manifest
+            recorded as written (`publish`, whose uploads check the sha256 of what they send).
 
     Returns:
         The `Report`, one `CheckResult` per check.
@@ -86,39 +87,25 @@ def validate_prepared(
     stopped = in_progress(location(out))
     if stopped is not None:  # files of two outputs: no check would say anything true of it
         raise PreparedFolderError(stopped)
-    if is_url(out):  # its checks read every file (the manifest's sha256): through a local copy
-        listing = list_prepared(str(out))
-        with local_copy(listing) as folder:
-            report = _validate_folder(folder, source, num_proc, sample, seed, limits, audio, listing.foreign_problems())
-        report.target = str(out)
-        return report
-    return _validate_folder(out, source, num_proc, sample, seed, limits, audio)
-
-
-def _validate_folder(
-    out: str | os.PathLike,
-    source: str | os.PathLike | None,
-    num_proc: int | None,
-    sample: int | None,
-    seed: int | None,
-    limits: HubLimits | None,
-    audio: AudioSettings | None,
-    foreign: Sequence[str] = (),
-) -> Report:
-    """`validate_prepared` of a local folder; `foreign`: problems of objects not copied (not in the manifest)."""
     started = time.perf_counter()
-    out = Path(out).expanduser().absolute()
-    if not out.is_dir():
-        raise FileNotFoundError(f"{out}: no such directory")
+    if is_url(out):  # every path checked before anything is read
+        listing = list_prepared(str(out))
+        with reaching(out):
+            prepared = scan(listing.url, listing)
+    else:
+        folder = Path(out).expanduser().absolute()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder}: no such directory")
+        prepared = scan(folder)
     limits = limits or HubLimits()
     if sample is not None and seed is None:  # one draw for media_bytes and the audio checks
         seed = random.randrange(2**32)
-    prepared = scan(out)
     opened, source_problem = _open_source(source)
+    unlisted = skipped("load", "the README lists no configs (see readme)")
     checks = [
-        _manifest(out, foreign),
+        manifest_check(prepared, hashed),
         readme_check(prepared),
-        _load(prepared, sample) if prepared.configs else skipped("load", "the README lists no configs (see readme)"),
+        load_check(prepared, sample) if prepared.configs else unlisted,
         features_check(prepared),
         _no_path_columns(prepared),
         _row_counts(prepared, opened, source_problem),
@@ -132,31 +119,10 @@ def _validate_folder(
         checks.append(CheckResult("media_bytes", "fail", f"cannot read the source: {source_problem}", 1))
     else:
         checks.append(_media_bytes(prepared, opened, num_proc, sample, seed))
-    checks += [_split_profiles(prepared), *hub_limits_checks(out, limits)]
+    checks += [_split_profiles(prepared), *hub_limits_checks(prepared.out, limits, prepared.listing)]
     if audio is not None:
         checks += _audio(prepared, num_proc, sample, seed, audio)
-    return Report(str(out), "prepared", checks, time.perf_counter() - started)
-
-
-# --- reading -------------------------------------------------------------------------------------
-
-
-def _gist(error: BaseException, limit: int = 300) -> str:
-    """First and last line of an error (datasets' cast errors put the schemas in between)."""
-    lines = [line for line in str(error).strip().splitlines() if line.strip()] or [type(error).__name__]
-    text = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-@contextlib.contextmanager
-def _quiet_datasets() -> Iterator[None]:
-    """Silence datasets' own error log while loading: the failure is reported by the check instead."""
-    level = datasets.logging.get_verbosity()
-    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
-    try:
-        yield
-    finally:
-        datasets.logging.set_verbosity(level)
+    return Report(str(prepared.out), "prepared", checks, time.perf_counter() - started)
 
 
 def _open_source(source: str | os.PathLike | None) -> tuple[SousaSource | None, str | None]:
@@ -168,69 +134,13 @@ def _open_source(source: str | os.PathLike | None) -> tuple[SousaSource | None, 
         return None, str(err)
 
 
-# --- checks --------------------------------------------------------------------------------------
+# --- checks -------------------------------------------------------------------------------------
 
 
-def _manifest(out: Path, foreign: Sequence[str] = ()) -> CheckResult:
-    """Every file is the one prepare wrote (size and sha256 against .sousa/manifest.json), and nothing else is
-    there: no file the manifest does not list, no link. Hashes are remembered by `stat`, so publish reads no
-    file again; where a shard's bytes differ, its page checksums say where. `foreign`: the objects of a URL that
-    its manifest does not list (not copied), as problems."""
-    manifest = Manifest.read(out)
-    if manifest is None:
-        problem = f"{MANIFEST}: missing or unreadable; only a folder made by `sousa-builder prepare` is checked"
-        return CheckResult("manifest", "fail", "the folder has no manifest of what prepare wrote", 1, [problem])
-    problems = ownership_problems(out, manifest) + list(foreign)
-    return verdict(
-        "manifest",
-        len(problems),
-        problems,
-        "file(s) not as prepare wrote them, or not written by it",
-        f"{len(manifest.files)} file(s) as prepare wrote them (size and sha256), and nothing else",
-    )
-
-
-def _load(prepared: PreparedFolder, sample: int | None) -> CheckResult:
-    """Each README config loads with `datasets.load_dataset(OUT, config)` (streaming: no cache copy)."""
-    offenders, read = [], 0
-    files = prepared.split_rows()
-    for name in prepared.configs:
-        try:
-            with _quiet_datasets():
-                loaded = datasets.load_dataset(str(prepared.out), name, streaming=True)
-                rows = {split: _rows_read(dataset, sample) for split, dataset in loaded.items()}
-        except Exception as err:  # any failure to load is what this check reports
-            offenders.append(f"config {name}: {type(err).__name__}: {_gist(err)}")
-            continue
-        for split, count in rows.items():
-            read += count
-            expected = files.get(name, {}).get(split, 0)
-            if count != (expected if sample is None else min(sample, expected)):
-                offenders.append(f"{name}/{split}: {count} rows load, the files hold {expected}")
-    how = f"the first {sample} rows of each split" if sample is not None else "every row"
-    return verdict(
-        "load",
-        len(offenders),
-        offenders,
-        "config(s) or split(s) that do not load",
-        f"{len(prepared.configs)} config(s) load with datasets {datasets.__version__} ({how} read, {read:,} rows)",
-    )
-
-
-def _rows_read(dataset: datasets.IterableDataset, sample: int | None) -> int:
-    """Read a streamed split as Arrow batches (cast to the features, nothing decoded); count its rows."""
-    rows = 0
-    for batch in dataset.with_format("arrow").iter(batch_size=min(sample or 1000, 1000)):
-        rows += batch.num_rows
-        if sample is not None and rows >= sample:
-            return min(rows, sample)
-    return rows
-
-
-def _audio_paths(path: Path) -> pa.Table:
+def _audio_paths(prepared: PreparedFolder, relative: str) -> pa.Table:
     """sample_id and the `path` field of the audio struct (read alone, without the bytes)."""
     # ParquetFile.read reads the one leaf; pq.read_table would read the whole struct, FLAC bytes included.
-    table = pq.ParquetFile(path).read(columns=["sample_id", "audio.path"])
+    table = prepared.parquet(relative).read(columns=["sample_id", "audio.path"])
     column = table.column(1)
     if pa.types.is_struct(column.type):
         column = pc.struct_field(column, "path")
@@ -247,7 +157,7 @@ def _no_path_columns(prepared: PreparedFolder) -> CheckResult:
         if "audio" not in shard.schema.names or not pa.types.is_struct(shard.schema.field("audio").type):
             continue
         try:
-            table = _audio_paths(prepared.out / shard.path)
+            table = _audio_paths(prepared, shard.path)
         except (OSError, pa.ArrowException, KeyError) as err:
             offenders.append(f"{shard.path}: audio paths unreadable ({first_line(err)})")
             count += 1

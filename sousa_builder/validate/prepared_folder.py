@@ -1,4 +1,5 @@
-"""A prepared folder as found on disk: its shards (footers, ids) and its README YAML, read once."""
+"""A prepared output as found, a local folder or a URL: its shards (footers, ids) and its README YAML, read once
+where they are (`prepared_files`: at a URL, the footers and columns asked for are fetched, not the files)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ import pyarrow.parquet as pq
 from ..card import CardMetadataError, card_metadata
 from ..errors import NotARegularFileError
 from ..layout import AUXILIARY_DIR, IGNORED, README, shard_split
+from ..prepared_files import RemoteListing, glob_files, parquet_file
+from ..storage import reaching
 from .report import first_line
 
 
@@ -38,13 +41,22 @@ class Shard:
 
 @dataclass
 class PreparedFolder:
-    """What was found in the prepared folder."""
+    """What was found in the prepared output (`out` a local folder, or a URL with its `listing`)."""
 
-    out: Path
+    out: Path | str
     shards: list[Shard]
     readme: dict[str, Any] | None  # the README YAML
     readme_problem: str | None
     configs: dict[str, dict[str, list[str]]]  # README: config -> split -> data_files patterns
+    listing: RemoteListing | None = None  # the objects of a URL `out`
+
+    def glob(self, pattern: str) -> list[str]:
+        """The files matching `pattern` (a README data_files pattern), as POSIX paths relative to `out`."""
+        return glob_files(self.out, pattern)
+
+    def parquet(self, relative: str, **options: Any) -> pq.ParquetFile:
+        """The Parquet file `relative`, read where it is (`prepared_files.parquet_file`)."""
+        return parquet_file(self.out, relative, **options)
 
     def shards_of(self, config: str, split: str | None = None) -> list[Shard]:
         """The shards of one config, of one split or of all.
@@ -119,43 +131,70 @@ def file_kind(mode: int) -> str:
     return next((text for test, text in kinds if test(mode)), "not a file")
 
 
-def scan(out: Path) -> PreparedFolder:
+def scan(out: Path | str, listing: RemoteListing | None = None) -> PreparedFolder:
     """Find the config folders and their shards, read their footers, and parse the README YAML.
+
+    Args:
+        out (`Path` or `str`):
+            The prepared output: a local folder, or a URL.
+        listing ([`~prepared_files.RemoteListing`], *optional*):
+            The objects of a URL `out` (`prepared_files.list_prepared`); None for a local folder.
+
+    Returns:
+        [`PreparedFolder`]: what was found.
 
     Raises:
         [`~errors.NotARegularFileError`]:
-            The folder holds a FIFO, socket or device (refused before any file is opened).
+            A local folder holds a FIFO, socket or device (refused before any file is opened).
     """
-    refuse_special_files(out)
+    if listing is None:
+        refuse_special_files(Path(out))
     shards = []
-    for folder in sorted(p for p in out.iterdir() if p.is_dir()):
-        if folder.name in (AUXILIARY_DIR, *IGNORED) or folder.name.startswith("."):
-            continue
-        for path in sorted(folder.rglob("*.parquet")):
-            split = shard_split(path.name) or path.stem.split("-")[0]
-            shard = Shard(path.relative_to(out).as_posix(), folder.name, split)
-            try:
-                # Page checksums (prepare writes them) and a full validation: damaged bytes are a problem of the
-                # shard, not strings that do not decode further on.
-                parquet = pq.ParquetFile(path, page_checksum_verification=True)
-                shard.metadata, shard.schema = parquet.metadata, parquet.schema_arrow
-                columns = [c for c in ("sample_id", "profile_id") if c in shard.schema.names]
-                shard.ids = parquet.read(columns=columns) if columns else None
-                if shard.ids is not None:
-                    shard.ids.validate(full=True)
-            except (OSError, pa.ArrowException) as err:
-                shard.problem = f"does not read as Parquet ({first_line(err)})"
-            shards.append(shard)
-    readme, problem = _read_readme(out / README)
+    for relative in _shard_paths(out, listing):
+        config, name = relative.split("/", 1)[0], relative.rsplit("/", 1)[-1]
+        split = shard_split(name) or name.removesuffix(".parquet").split("-")[0]
+        shard = Shard(relative, config, split)
+        try:
+            # Page checksums (prepare writes them) and a full validation: damaged bytes are a problem of the
+            # shard, not strings that do not decode further on.
+            parquet = parquet_file(out, relative, page_checksum_verification=True)
+            shard.metadata, shard.schema = parquet.metadata, parquet.schema_arrow
+            columns = [c for c in ("sample_id", "profile_id") if c in shard.schema.names]
+            shard.ids = parquet.read(columns=columns) if columns else None
+            if shard.ids is not None:
+                shard.ids.validate(full=True)
+        except (OSError, pa.ArrowException) as err:
+            shard.problem = f"does not read as Parquet ({first_line(err)})"
+        shards.append(shard)
+    readme, problem = _read_readme(out, listing)
     configs = _readme_configs(readme) if readme is not None else {}
-    return PreparedFolder(out, shards, readme, problem, configs)
+    return PreparedFolder(out, shards, readme, problem, configs, listing)
 
 
-def _read_readme(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    if not path.is_file():
+def _config_folder(name: str) -> bool:
+    return name not in (AUXILIARY_DIR, *IGNORED) and not name.startswith(".")
+
+
+def _shard_paths(out: Path | str, listing: RemoteListing | None) -> list[str]:
+    """The Parquet files under the config folders (every top folder but the auxiliary one and hidden ones), in
+    folder order."""
+    if listing is not None:
+        found = [r for r in listing.objects if "/" in r and _config_folder(r.split("/", 1)[0])]
+        return sorted((r for r in found if r.endswith(".parquet")), key=lambda r: (r.split("/", 1)[0], r))
+    out = Path(out)
+    folders = sorted(p for p in out.iterdir() if p.is_dir() and _config_folder(p.name))
+    return [path.relative_to(out).as_posix() for folder in folders for path in sorted(folder.rglob("*.parquet"))]
+
+
+def _read_readme(out: Path | str, listing: RemoteListing | None) -> tuple[dict[str, Any] | None, str | None]:
+    if listing is None and not (Path(out) / README).is_file() or listing is not None and README not in listing.objects:
         return None, f"{README}: missing"
     try:
-        text = path.read_text(encoding="utf-8")
+        if listing is None:
+            text = (Path(out) / README).read_text(encoding="utf-8")
+        else:
+            with reaching(listing.url):
+                text = listing.fs.cat_file(listing.path(README)).decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
         return None, f"{README}: unreadable ({err})"
     try:

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from ..builder import config_names
 from ..features import FLAT_COLUMNS, SAMPLE_COLUMNS, SCORE_COLUMNS, class_label_columns, label_features
+from ..prepared_files import parquet_file
 from .label_files import READ_ONLY, LabelData, key_positions
 from .prepared_folder import PreparedFolder, Shard
 from .report import CheckResult, first_line, skipped
@@ -73,7 +73,7 @@ class PreparedRows:
     declared types, class columns as names. Nested fields are read on demand (`nested`), one at a time.
     """
 
-    out: Path
+    out: Path | str
     config: str
     shards: list[Shard]
     starts: np.ndarray  # the first row of each shard, then the number of rows
@@ -83,11 +83,11 @@ class PreparedRows:
     _kept: dict[tuple[str, str], pa.ChunkedArray | None] = field(default_factory=dict)
 
     @classmethod
-    def read(cls, out: Path, config: str, shards: Sequence[Shard]) -> PreparedRows:
+    def read(cls, out: Path | str, config: str, shards: Sequence[Shard]) -> PreparedRows:
         """Read the flat label columns of `shards` (the readable shards of `config`, in folder order).
 
         Args:
-            out: the prepared folder.
+            out: the prepared output (a local folder, or a URL).
             config: the config the shards belong to.
             shards: its shards, as `prepared_folder.scan` found them.
 
@@ -99,7 +99,7 @@ class PreparedRows:
         for shard in shards:
             names = [column for column in FLAT_COLUMNS if column in shard.schema.names]
             try:
-                table = pq.ParquetFile(out / shard.path).read(columns=names)
+                table = parquet_file(out, shard.path).read(columns=names)
             except (OSError, pa.ArrowException) as err:
                 problems.append(f"{shard.path}: label columns do not read ({first_line(err)})")
                 continue
@@ -136,7 +136,7 @@ class PreparedRows:
             if leaf is None:
                 return None
             try:
-                lists = pq.ParquetFile(self.out / shard.path).read(columns=[leaf])[name]
+                lists = parquet_file(self.out, shard.path).read(columns=[leaf])[name]
                 values = _declared(
                     pc.struct_field(pc.list_flatten(lists), field_name),
                     _DECLARED.field(name).type.value_type.field(field_name).type,

@@ -28,9 +28,7 @@ def readme_check(prepared: PreparedFolder) -> CheckResult:
     listed: dict[str, tuple[str, str]] = {}
     for name, splits in prepared.configs.items():
         for split, patterns in splits.items():
-            matched = {
-                p.relative_to(prepared.out).as_posix() for pattern in patterns for p in prepared.out.glob(pattern)
-            }
+            matched = {relative for pattern in patterns for relative in prepared.glob(pattern)}
             if not matched:
                 offenders.append(f"config {name} split {split}: {', '.join(patterns)} matches no file")
             listed.update(dict.fromkeys(matched, (name, split)))

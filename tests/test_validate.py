@@ -35,7 +35,7 @@ PREPARED_CHECKS = [
     "manifest", "readme", "load", "features", "no_path_columns", "row_counts", "rows_unique_sample_ids",
     "rows_stroke_counts", "rows_measure_counts", "rows_stroke_indexes", "rows_measure_indexes", "rows_measure_ranges",
     "rows_augmentation_groups", "rows_score_ranges", "rows_velocity_ranges", "rows_positive_values",
-    "rows_categorical_values", "source_labels", "media_bytes", "split_profiles",
+    "rows_categorical_values", "source_labels", "configs_agree", "media_bytes", "split_profiles",
     "hub_file_size", "hub_folder_entries", "hub_file_count", "hub_row_groups",
 ]  # fmt: skip
 
@@ -524,12 +524,15 @@ def shard(prepared: Path, config: str, split: str = "train", index: int = 0) -> 
 def test_clean_prepared_passes_every_check(prepared_dir: Path, sample_dir: Path) -> None:
     report = validate_prepared(prepared_dir, source=sample_dir, num_proc=2)
     assert [check.name for check in report.checks] == PREPARED_CHECKS
-    assert {check.name: check.status for check in report.checks} == dict.fromkeys(PREPARED_CHECKS, "pass")
+    # With the source, every config is compared with it (source_labels) instead of with each other.
+    expected = dict.fromkeys(PREPARED_CHECKS, "pass") | {"configs_agree": "skip"}
+    assert {check.name: check.status for check in report.checks} == expected
     # 24 samples in audio and in midi_only; each row's audio and/or MIDI compared
     assert report["media_bytes"].details["compared_rows"] == 48
     assert report["row_counts"].details["rows"]["labels_only"] == {"train": 12, "validation": 6, "test": 6}
     without_source = validate_prepared(prepared_dir)
     assert without_source["media_bytes"].status == "skip" and without_source.ok(strict=True)
+    assert without_source["configs_agree"].status == "pass"
 
 
 def test_cli_prepared_json(prepared_dir: Path, sample_dir: Path, tmp_path: Path, capsys) -> None:

@@ -106,7 +106,33 @@ def test_row_rule_fails_without_source(name: str, prepared_copy: Path) -> None:
     report = validate_prepared(prepared_copy)  # no --source: the rows alone must be refused
     assert report[check].status == "fail", report[check]
     assert f"{SHARD}: {sample_id}{expected}" in report[check].text, report[check].text
-    assert failing(report) == {check, *also}, report.summary()
+    # The other configs now differ from labels_only, whose rows the rules read.
+    assert failing(report) == {check, "configs_agree", *also}, report.summary()
+
+
+def _shift_timing(row: dict) -> object:
+    return row["strokes"][5]["timing_error_ms"] + 1.0
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (setter("tempo_bpm", 61), " tempo_bpm 61, labels_only "),
+        (nested_setter("strokes", 5, "timing_error_ms", _shift_timing), " strokes[5].timing_error_ms "),
+    ],
+)
+def test_without_source_every_config_must_equal_the_one_the_rules_read(
+    prepared_copy: Path, change: Callable[[dict], None], expected: str
+) -> None:
+    """The row rules read one config (labels_only); a value changed in another config's shard, still within the
+    rules, is caught by comparing the configs with it."""
+    shard = next((prepared_copy / "audio").glob("train-*.parquet")).relative_to(prepared_copy).as_posix()
+    sample_id = change_first_row(prepared_copy / shard, change)
+    write_manifest(prepared_copy, "prepare")
+    report = validate_prepared(prepared_copy)
+    assert failing(report) == {"configs_agree"}, report.summary()
+    assert f"{shard}: sample {sample_id}{expected}" in report["configs_agree"].text, report["configs_agree"].text
+    assert report["configs_agree"].count == 1
 
 
 def test_cli_refuses_rows_that_break_a_rule(prepared_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -125,10 +151,6 @@ def test_clean_rows_pass_and_are_compared(prepared_dir: Path, sample_dir: Path) 
     compared = report["source_labels"].details["compared"]
     assert set(compared) == {"labels_only", "audio", "midi_only"}
     assert all(config["rows"] == 24 and config["nested_items"] > 24 for config in compared.values())
-
-
-def _shift_timing(row: dict) -> object:
-    return row["strokes"][5]["timing_error_ms"] + 1.0
 
 
 # Rows whose values differ from the source's while every row rule holds: (shard, change, text after the sample id).
@@ -160,7 +182,8 @@ def test_rows_must_equal_the_source(name: str, prepared_copy: Path, sample_dir: 
     report = validate_prepared(prepared_copy, source=sample_dir)
     assert f"{path}: sample {sample_id}{expected}" in report["source_labels"].text, report["source_labels"].text
     assert failing(report) == {"source_labels"}, report.summary()
-    assert validate_prepared(prepared_copy).ok(), "without --source the rows keep every row rule"
+    # Without --source every row rule holds; the configs, compared with each other, differ.
+    assert failing(validate_prepared(prepared_copy)) == {"configs_agree"}
 
 
 def test_source_rows_in_any_order_compare_equal(prepared_dir: Path, source_copy: Path) -> None:

@@ -30,7 +30,7 @@ from ..store import in_progress
 from .audio import AudioSettings, embedded_audio_checks, skipped_audio_checks
 from .hub_limits import HubLimits, hub_limits_checks
 from .media import compare_embedded, run_tasks, sampled_rows
-from .prepared_compare import source_labels
+from .prepared_compare import configs_agree, source_labels
 from .prepared_folder import PreparedFolder, Shard, readme_split_rows, scan
 from .prepared_read import load_check, manifest_check
 from .prepared_rows import label_config, read_rows, row_rule_checks
@@ -113,6 +113,7 @@ def validate_prepared(
     rows = read_rows(prepared)  # the label columns of each config, without the media
     checks += row_rule_checks(rows.get(label_config(prepared) or ""))
     checks.append(source_labels(rows, opened, source_problem, source is not None))
+    checks.append(configs_agree(rows, label_config(prepared), source is not None))
     if source is None:
         checks.append(skipped("media_bytes", "needs --source, the SOUSA directory the folder was prepared from"))
     elif opened is None:

@@ -37,6 +37,10 @@ class SourceLabels:
         self.ids = source.rows["sample_id"].combine_chunks()
         self._items: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
+    def flat(self, column: str) -> pa.ChunkedArray:
+        """A flat label column of every sample, in `ids` order."""
+        return self.source.rows[column]
+
     def column(self, name: str, field_name: str) -> pa.ChunkedArray:
         """One field of the `name` file (strokes, measures), every row, at its declared type."""
         table = pq.read_table(self.source.root / LABEL_FILES[name], columns=[field_name])
@@ -55,6 +59,31 @@ class SourceLabels:
             count = np.bincount(owner[known], minlength=len(self.ids))
             self._items[name] = (order, np.cumsum(count) - count, count)
         return self._items[name]
+
+
+class ConfigLabels:
+    """The label rows of one prepared config, served as `SourceLabels` serves a source's: the reference that the
+    other configs of the folder are compared with when no source is given."""
+
+    def __init__(self, rows: PreparedRows):
+        self.rows = rows
+        self.ids = rows.flat["sample_id"].combine_chunks()
+
+    def flat(self, column: str) -> pa.ChunkedArray:
+        """A flat label column of every row, in `ids` order."""
+        return self.rows.flat[column]
+
+    def column(self, name: str, field_name: str) -> pa.ChunkedArray:
+        """One field of nested column `name`, every item, in row order (empty where it does not read)."""
+        values = self.rows.nested(name, field_name)
+        return values if values is not None else pa.chunked_array([], pa.null())
+
+    def items(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(order, start, count) of the `name` items, as `SourceLabels.items`: already in row order."""
+        parents = self.rows.parents(name)
+        parents = parents if parents is not None else np.empty(0, np.int64)
+        count = np.bincount(parents, minlength=len(self.ids))
+        return np.arange(len(parents)), np.cumsum(count) - count, count
 
 
 def _sorting(owner: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -100,7 +129,7 @@ def _value(array: pa.ChunkedArray | pa.Array, i: int) -> str:
     return repr(array[i].as_py())
 
 
-def compare_rows(source: SourceLabels, rows: PreparedRows) -> tuple[int, list[str], int]:
+def compare_rows(source: SourceLabels | ConfigLabels, rows: PreparedRows) -> tuple[int, list[str], int]:
     """Compare the label rows of one prepared config with the source's.
 
     Args:
@@ -123,7 +152,7 @@ def compare_rows(source: SourceLabels, rows: PreparedRows) -> tuple[int, list[st
         if column not in rows.flat.column_names:  # the features check reports it
             continue
         mine = rows.flat[column].take(known)
-        theirs = source.source.rows[column].take(at_source[known])
+        theirs = source.flat(column).take(at_source[known])
         differ = np.flatnonzero(_differ(mine, theirs))
         texts = [f"{where(known[i])} {column} {_value(mine, i)}, source {_value(theirs, i)}" for i in differ[:KEPT]]
         found.add(known[differ], texts)
@@ -198,4 +227,50 @@ def source_labels(
         "label value(s) that differ from the source",
         f"every label of every row equals the source's, strokes and measures included ({', '.join(configs)})",
         details={"compared": details},
+    )
+
+
+def configs_agree(configs: Mapping[str, PreparedRows], reference: str | None, given: bool) -> CheckResult:
+    """The `configs_agree` check: without a source, the label rows of every config equal those of `reference`.
+
+    Each config is written from the same rows, so any difference is damage to one of them; the row rules
+    (`rows_*`) run on `reference` only.
+
+    Args:
+        configs (`Mapping[str, PreparedRows]`):
+            The rows of each config with a readable shard (`prepared_rows.read_rows`).
+        reference (`str`, *optional*):
+            The config the row rules checked (`prepared_rows.label_config`); None when there is none.
+        given (`bool`):
+            Whether a source was given: then `source_labels` compares every config with it instead.
+
+    Returns:
+        [`CheckResult`]: skipped with a source or with fewer than two configs, failed when a value differs.
+    """
+    name = "configs_agree"
+    if given:
+        return skipped(name, "every config is compared with the source (source_labels)")
+    others = [config for config in configs if config != reference]
+    if reference not in configs or not others:
+        return skipped(name, "fewer than two configs hold label rows")
+    base = configs[reference]
+    if base.problems or "sample_id" not in base.flat.column_names:
+        return skipped(name, f"the rows of {reference} do not read (see features and load)")
+    labels = ConfigLabels(base)
+    count, offenders = 0, []
+    for config in others:
+        rows = configs[config]
+        if rows.problems or "sample_id" not in rows.flat.column_names:
+            count += 1
+            offenders.append(f"config {config}: label rows do not read ({'; '.join(rows.problems) or 'no sample_id'})")
+            continue
+        differences, first = compare_rows(labels, rows)[:2]
+        count += differences
+        offenders += [text.replace(", source ", f", {reference} ") for text in first]
+    return verdict(
+        name,
+        count,
+        offenders,
+        f"label value(s) that differ from {reference}'s",
+        f"every label of every row of {', '.join(others)} equals {reference}'s, strokes and measures included",
     )

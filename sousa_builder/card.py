@@ -23,6 +23,7 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
 from .builder import Sousa, config_names
+from .errors import CardMetadataError
 from .features import MEASURE_FIELDS, STROKE_FIELDS, column_descriptions
 from .layout import data_files_pattern, shard_glob
 from .storage import is_url, join, parquet_files
@@ -57,10 +58,6 @@ def load_yaml(text: str) -> Any:
     """`yaml.safe_load`, with libyaml where PyYAML has it: a card's YAML carries the features of every
     config, which the pure-Python parser is slow to read."""
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-
-
-class CardMetadataError(ValueError):
-    """A card whose YAML front matter is missing, does not parse, or is not a mapping."""
 
 
 def card_metadata(text: str) -> dict[str, Any]:

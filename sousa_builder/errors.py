@@ -78,6 +78,10 @@ class ReportPathError(SousaError, FileNotFoundError):
     """Where a report was asked to be written cannot take it (no such folder, or a folder)."""
 
 
+class CardMetadataError(SousaError, ValueError):
+    """A card whose YAML front matter is missing, does not parse, or is not a mapping."""
+
+
 class PreparedFolderError(SousaError, ValueError):
     """A prepared folder that is incomplete or inconsistent, so it must not be published."""
 

@@ -53,7 +53,7 @@ def load_prepared(
             `out` has no README (it is not the output of `prepare`).
         `ValueError`:
             `out` has no config `name` (the message lists the ones it has), or its README's YAML does not
-            parse ([`~card.CardMetadataError`]).
+            parse ([`~errors.CardMetadataError`]).
     """
     base = os.fspath(out).rstrip("/")
     try:

@@ -13,8 +13,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..card import CardMetadataError, card_metadata
-from ..errors import NotARegularFileError
+from ..card import card_metadata
+from ..errors import CardMetadataError, NotARegularFileError
 from ..layout import AUXILIARY_DIR, IGNORED, README, shard_split
 from ..prepared_files import RemoteListing, glob_files, parquet_file
 from ..storage import reaching

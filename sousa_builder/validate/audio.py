@@ -1,10 +1,8 @@
 """Audio checks (`validate --audio`): is each FLAC a drum, and does it follow its MIDI?
 
-- **Timbre** (`audio_timbre`): does the file ring at the pitches its MIDI plays? A drum part played by a
-  melodic instrument (upstream's channel bug: note 38 as a ~73 Hz piano) does, all along. Two cues
-  (`validate.timbre`): note salience, the level of those pitches' harmonics, and partial stability,
-  how often they hold as steady sinusoids; they are combined into one pitch evidence, whose weight and
-  threshold are fitted across drum kits (`docs/audio-checks.md`). Without MIDI, harmonic salience.
+- **Timbre** (`audio_timbre`): does the file ring at the pitches its MIDI plays, all along, as a melodic
+  instrument does (upstream's channel bug: note 38 as a ~73 Hz piano)? Note salience and partial stability
+  (`validate.timbre`) make one pitch evidence, fitted across drum kits (`docs/audio-checks.md`).
 - **Alignment** (`audio_alignment`): onset strengths (`validate.onsets`) fitted by the MIDI note-ons
   at every lag; the direct sound's lag and the fit's correlation say whether the audio follows the MIDI.
 

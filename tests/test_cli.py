@@ -177,9 +177,7 @@ def test_no_abbreviation_of_a_top_level_option(capsys: pytest.CaptureFixture[str
 def test_debug_after_the_subcommand(tmp_path: Path, sample_dir: Path) -> None:
     command = [sys.executable, "-m", "sousa_builder", "validate", "--debug", str(sample_dir), "--json", str(tmp_path)]
     run = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert (
-        run.returncode == 1 and "Traceback (most recent call last)" in run.stderr and "IsADirectoryError" in run.stderr
-    )
+    assert run.returncode == 1 and "Traceback (most recent call last)" in run.stderr and "ReportPathError" in run.stderr
 
 
 @pytest.mark.parametrize(

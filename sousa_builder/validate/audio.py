@@ -25,9 +25,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import soundfile as sf
 
+from ..errors import AnalysisError, UndecodableError
 from ..prepared_files import parquet_file
 from .media import MediaRefs, run_chunked, run_tasks
-from .onsets import AnalysisError, alignment
+from .onsets import alignment
 from .report import CheckResult, first_line, share_verdict, skipped, verdict
 from .timbre import TIMBRE_FFT, timbre
 
@@ -80,10 +81,6 @@ class AudioSettings:
 
 
 # --- analysis -----------------------------------------------------------------------------------
-
-
-class UndecodableError(AnalysisError):
-    """A sound file whose frames do not all decode: a broken file, not a sound to judge."""
 
 
 def read_audio(source: str | Path | bytes) -> tuple[np.ndarray, int]:

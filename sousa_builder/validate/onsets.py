@@ -26,10 +26,7 @@ from typing import Any
 
 import numpy as np
 
-
-class AnalysisError(ValueError):
-    """A file cannot be analysed: it does not decode, is silent, or its MIDI holds no notes."""
-
+from ..errors import AnalysisError
 
 # Onset strength: 512-point frames every 128 samples (2.9 ms at 44.1 kHz).
 ONSET_FFT = 512

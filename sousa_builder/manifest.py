@@ -114,13 +114,32 @@ def remember_hashes(folder: Path, manifest: Manifest) -> None:
     hashes.save()
 
 
-def ownership_problems(folder: Path, manifest: Manifest, hashed: bool = True) -> list[str]:
+def ownership_problems(
+    folder: Path, manifest: Manifest, hashed: bool = True, known: Mapping[str, str] | None = None
+) -> list[str]:
     """What in `folder` is not as its manifest says: files missing, changed (size; with `hashed` the sha256,
-    else the modification time), links, and anything not listed. Empty when the folder is what was written."""
-    return listing_problems(folder_entries(folder), [manifest], folder_content_check(folder, hashed))
+    else the modification time), links, and anything not listed.
+
+    Args:
+        folder (`Path`):
+            The output folder.
+        manifest ([`Manifest`]):
+            Its manifest.
+        hashed (`bool`):
+            Compare the sha256 (True) or the modification time.
+        known (`Mapping[str, str]`, *optional*):
+            The sha256 of files already read by the caller (relative path -> sha256): those are not read again.
+
+    Returns:
+        `list[str]`: one line per problem; empty when the folder is what was written.
+
+    Raises:
+        `OSError`: a file cannot be read.
+    """
+    return listing_problems(folder_entries(folder), [manifest], folder_content_check(folder, hashed, known))
 
 
-def folder_content_check(folder: Path, hashed: bool = True) -> ContentCheck:
+def folder_content_check(folder: Path, hashed: bool = True, known: Mapping[str, str] | None = None) -> ContentCheck:
     """How a local file is proven to be a listed one: its sha256 (through the hash cache, which reads only the files
     changed since it last saw them), or without `hashed` its modification time.
 
@@ -129,10 +148,13 @@ def folder_content_check(folder: Path, hashed: bool = True) -> ContentCheck:
             The output folder.
         hashed (`bool`):
             Compare the sha256 (True) or the modification time.
+        known (`Mapping[str, str]`, *optional*):
+            The sha256 of files the caller read already (relative path -> sha256), taken instead of reading them.
 
     Returns:
         `ContentCheck`: the check, for `listing_problems`.
     """
+    known = known or {}
 
     def check(candidates: dict[str, list[FileEntry]]) -> dict[str, str]:
         if not hashed:
@@ -142,7 +164,9 @@ def folder_content_check(folder: Path, hashed: bool = True) -> ContentCheck:
                 if (folder / relative).stat().st_mtime_ns not in {entry.mtime_ns for entry in entries}
             }
         names = sorted(candidates)
-        found = file_sha256s([folder / relative for relative in names]) if names else []
+        unread = [relative for relative in names if relative not in known]
+        hashes = dict(zip(unread, file_sha256s([folder / relative for relative in unread]) if unread else []))
+        found = [(known[relative], 0) if relative in known else hashes[relative] for relative in names]
         differs = "its bytes are not the ones written (sha256 differs)"
         return {
             relative: f"{relative}: {differs}{parquet_damage(folder / relative)}"

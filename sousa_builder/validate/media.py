@@ -76,9 +76,19 @@ def compare_embedded(
 ) -> list[str]:
     """Worker: the `audio` / `midi` bytes of one row group of a prepared shard against the source files.
 
-    `expected` maps the sample ids to compare to their (audio_path, midi_path) in the source root. The
-    embedded bytes must also pass the media rules (`content_problem`) on their own: bytes equal to a source
-    file that is broken too are no better.
+    `expected` maps the sample ids to compare to their (audio_path, midi_path) in the source root. Whether the
+    embedded bytes pass the media rules on their own (bytes equal to a broken source file are no better) is the
+    `embedded_media` check's, which reads every embedded value.
+
+    Args:
+        out: the prepared output, a folder or a URL.
+        shard: the shard's POSIX path in it.
+        row_group: the row group to read.
+        root: the source's root folder.
+        expected: sample id -> (audio_path, midi_path) of the samples to compare.
+
+    Returns:
+        One 'shard: sample ID column ...' line per difference (or a line saying the row group does not read).
     """
     try:
         parquet = parquet_file(out, shard)
@@ -109,8 +119,6 @@ def compare_embedded(
                 found.append(
                     f"{shard}: sample {sample_id} {column} ({size}) differs from {relative} ({len(original):,} bytes)"
                 )
-            elif problem := content_problem(relative, embedded[column]):
-                found.append(f"{shard}: sample {sample_id} {column} (as {relative}): {problem}")
     return found
 
 

@@ -4,7 +4,8 @@ Checks: the README YAML lists what is on disk; every config loads with `datasets
 features are the declared ones; no internal path columns; rows per split agree across configs, with
 the README and (given `source`) with the SOUSA source; the label rows keep the source's row rules
 (`rows_*`, `validate.prepared_rows`) and (given `source`) equal its labels (`source_labels`,
-`validate.prepared_compare`); embedded audio and MIDI equal the source files; splits are disjoint by
+`validate.prepared_compare`); every embedded audio and MIDI value passes the media rules (`embedded_media`, read
+in the pass that hashes the shards) and (given `source`) equals the source file; splits are disjoint by
 profile; the folder stays within the Hub's limits. With `audio`, the embedded audio sounds like a drum
 and follows its MIDI (`validate.audio`).
 """
@@ -28,6 +29,7 @@ from ..source_files import MEDIA_PATH_COLUMNS
 from ..storage import is_url, location, reaching
 from ..store import in_progress
 from .audio import AudioSettings, embedded_audio_checks, skipped_audio_checks
+from .embedded_media import embedded_media
 from .hub_limits import HubLimits, hub_limits_checks
 from .media import compare_embedded, run_tasks, sampled_rows
 from .prepared_compare import configs_agree, source_labels
@@ -102,8 +104,9 @@ def validate_prepared(
         seed = random.randrange(2**32)
     opened, source_problem = _open_source(source)
     unlisted = skipped("load", "the README lists no configs (see readme)")
+    embedded = embedded_media(prepared, num_proc)  # reads the media shards once, and hashes them for the manifest
     checks = [
-        manifest_check(prepared, hashed),
+        manifest_check(prepared, hashed, embedded.sha256),
         readme_check(prepared),
         load_check(prepared, sample) if prepared.configs else unlisted,
         features_check(prepared),
@@ -114,6 +117,7 @@ def validate_prepared(
     checks += row_rule_checks(rows.get(label_config(prepared) or ""))
     checks.append(source_labels(rows, opened, source_problem, source is not None))
     checks.append(configs_agree(rows, label_config(prepared), source is not None))
+    checks.append(embedded.check)
     if source is None:
         checks.append(skipped("media_bytes", "needs --source, the SOUSA directory the folder was prepared from"))
     elif opened is None:

@@ -60,7 +60,15 @@ class Manifest:
 
     @classmethod
     def read(cls, folder: Path) -> Manifest | None:
-        """The folder's manifest; None if it has none or it does not read as one."""
+        """The folder's manifest.
+
+        Args:
+            folder (`Path`):
+                A local output folder.
+
+        Returns:
+            [`Manifest`] or None: None if it has none, or one that cannot be read or does not parse.
+        """
         try:
             return cls.parse((folder / MANIFEST).read_bytes())
         except OSError:
@@ -68,7 +76,15 @@ class Manifest:
 
     @classmethod
     def parse(cls, text: str | bytes) -> Manifest | None:
-        """A manifest from its JSON text; None if it does not read as one."""
+        """A manifest from its JSON text.
+
+        Args:
+            text (`str` or `bytes`):
+                The content of a `.sousa/manifest.json`.
+
+        Returns:
+            [`Manifest`] or None: None if it does not parse as one.
+        """
         try:
             document = json.loads(text)
             files = {path: FileEntry(**entry) for path, entry in document["files"].items()}
@@ -77,15 +93,34 @@ class Manifest:
             return None
 
     def text(self) -> str:
-        """The manifest as the JSON text of `.sousa/manifest.json`."""
+        """The manifest as the JSON text of `.sousa/manifest.json`.
+
+        Returns:
+            `str`: the JSON document, sorted, ending in a newline.
+        """
         files = {path: {k: v for k, v in vars(entry).items() if v is not None} for path, entry in self.files.items()}
         document = {"kind": self.kind, "files": files}
         return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
 
 def write_manifest(folder: Path, kind: str, known: Mapping[str, str] | None = None) -> Manifest:
-    """List every file under `folder` in its manifest, with its sha256 (from `known`, path -> sha256, where the
-    writer hashed it already, else computed and remembered for `publish` and `validate`)."""
+    """List every file under `folder` in its manifest, with its sha256, and write the manifest there.
+
+    Args:
+        folder (`Path`):
+            The output folder.
+        kind (`str`):
+            What wrote it ("prepare", "publish --dry-run", "sample").
+        known (`Mapping[str, str]`, *optional*):
+            path -> sha256 of the files the writer hashed already; the others are hashed here and remembered for
+            `publish` and `validate` (the hash cache).
+
+    Returns:
+        [`Manifest`]: the manifest written.
+
+    Raises:
+        `OSError`: a file cannot be read, or the manifest cannot be written.
+    """
     known = known or {}
     hashes = HashCache.load()
     files = {}
@@ -107,7 +142,17 @@ def write_manifest(folder: Path, kind: str, known: Mapping[str, str] | None = No
 
 
 def remember_hashes(folder: Path, manifest: Manifest) -> None:
-    """Tell the hash cache the sha256 of each listed file where it now is (after the folder was moved)."""
+    """Tell the hash cache the sha256 of each listed file where it now is (after the folder was moved).
+
+    Args:
+        folder (`Path`):
+            Where the folder now is.
+        manifest ([`Manifest`]):
+            Its manifest.
+
+    Raises:
+        `OSError`: a listed file cannot be `stat`ed.
+    """
     hashes = HashCache.load()
     for relative, entry in manifest.files.items():
         hashes.remember(folder / relative, entry.sha256)

@@ -56,12 +56,24 @@ class RemoteListing:
     foreign: list[str]  # objects outside `.sousa/` that the manifest does not list
 
     def path(self, relative: str) -> str:
-        """The filesystem path of `relative` (checked by `checked_relative`) under the root."""
+        """The filesystem path of an object.
+
+        Args:
+            relative (`str`):
+                Its path under the root (checked by `checked_relative`).
+
+        Returns:
+            `str`: its path in `fs`.
+        """
         return f"{self.root}/{relative}"
 
     def present(self) -> dict[str, Found]:
         """The objects to check against the manifest, as the manifest check sees a local folder's files: all but
-        the writer's own under `.sousa/` (its lease, journal and staging), which the manifest does not list."""
+        the writer's own under `.sousa/` (its lease, journal and staging), which the manifest does not list.
+
+        Returns:
+            `dict[str, Found]`: relative path -> the object (its size and ETag).
+        """
         return {
             relative: Found("file", int(info.get("size") or 0), info.get("ETag"))
             for relative, info in self.objects.items()
@@ -245,7 +257,18 @@ def parquet_file(out: str | Path, relative: str, **options: Any) -> pq.ParquetFi
 
 
 def stream_sha256(stream: BinaryIO) -> str:
-    """The sha256 (hex) of what is left to read in `stream`, read `BLOCK_SIZE` at a time (never all at once)."""
+    """The sha256 of what is left to read in `stream`, read `BLOCK_SIZE` at a time (never all at once).
+
+    Args:
+        stream (`BinaryIO`):
+            An open file, local or an object's.
+
+    Returns:
+        `str`: the sha256 (hex).
+
+    Raises:
+        `OSError`: the stream cannot be read.
+    """
     digest = hashlib.sha256()
     while block := stream.read(BLOCK_SIZE):
         digest.update(block)

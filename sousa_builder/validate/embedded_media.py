@@ -16,7 +16,7 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from ..hashes import HashCache, file_stamp, open_regular
 from ..prepared_files import BLOCK_SIZE, open_file
 from ..storage import is_url, reaching
+from ..verified_stream import Positioned
 from .media import run_tasks
 from .media_rules import content_problem
 from .prepared_folder import PreparedFolder
@@ -54,7 +55,7 @@ class ShardPass:
     values: int  # embedded values checked
 
 
-class HashingReader(io.RawIOBase):
+class HashingReader(Positioned, io.RawIOBase):
     """A file handed to a Parquet reader while its sha256 is computed in one sequential pass.
 
     `load(start, end)` reads the file on to `end`, hashing every byte once and in order, and keeps `start`-`end` in
@@ -126,20 +127,6 @@ class HashingReader(io.RawIOBase):
         self.load(self.size, self.size)
         return self._digest.hexdigest() if self._digest is not None else None
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
     def read(self, size: int = -1) -> bytes | memoryview:
         start = self._position
         end = self.size if size is None or size < 0 else min(self.size, start + size)
@@ -153,11 +140,6 @@ class HashingReader(io.RawIOBase):
             data = self._stream.read(end - start)
         self._position += len(data)
         return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
 
 
 def embedded_media(prepared: PreparedFolder, num_proc: int | None = None) -> EmbeddedMedia:

@@ -11,6 +11,7 @@ already holds is read without hashing it again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -218,7 +219,6 @@ def _check_row_groups(reader: HashingReader, relative: str, metadata: pq.FileMet
     names = parquet.schema_arrow.names
     columns = [c for c in ("sample_id", *EMBEDDED_COLUMNS, "duration_sec") if c in names]
     offenders, values = [], 0
-    midi_problems: dict[bytes, str | None] = {}  # a MIDI file is embedded once per sample of its group, and twice
     for group in range(metadata.num_row_groups):
         try:
             reader.load(*_byte_range(metadata.row_group(group)))
@@ -236,14 +236,19 @@ def _check_row_groups(reader: HashingReader, relative: str, metadata: pq.FileMet
                 if value is None:
                     problem = "missing (null)"
                 elif column == "midi":
-                    if value not in midi_problems:
-                        midi_problems[value] = content_problem(_CHECKED_AS[column], value)
-                    problem = midi_problems[value]
+                    problem = _midi_problem(value)
                 else:
                     problem = content_problem(_CHECKED_AS[column], value, duration)
                 if problem:
                     offenders.append(f"{relative} (config {config}): sample {sample_id} {column}: {problem}")
     return offenders, values
+
+
+@functools.lru_cache(maxsize=1024)
+def _midi_problem(data: bytes) -> str | None:
+    """The media rules on a MIDI file, once per content: one file is embedded for each sample of its augmentation
+    group, in `audio` and again in `midi_only`, and its rules do not depend on the row."""
+    return content_problem(_CHECKED_AS["midi"], data)
 
 
 def _byte_range(group: pq.RowGroupMetaData) -> tuple[int, int]:

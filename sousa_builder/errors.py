@@ -2,7 +2,9 @@
 
 Each exception inherits `SousaError` (catch that to catch them all) and the built-in it resembles. The command
 line prints these, and only these, as a one-line error with exit code `EXIT_FAILED`; any other exception is a
-bug in sousa-builder (`EXIT_INTERNAL`). This module imports nothing: the command line reads it first.
+bug in sousa-builder (`EXIT_INTERNAL`). Two are not `SousaError`s: `Terminated` (a signal, like
+KeyboardInterrupt) and `AnalysisError` (internal to the audio checks, see it). This module imports nothing: the
+command line reads it first.
 """
 
 from __future__ import annotations
@@ -144,3 +146,17 @@ class RayConnectionError(SousaError, ConnectionError):
 
 class NotARegularFileError(SousaError, OSError):
     """A path that should be a regular file is something else (a FIFO, a device, a socket, a folder)."""
+
+
+class AnalysisError(ValueError):
+    """A file the audio checks (`validate --audio`) cannot analyse: silent, too short, or a MIDI without notes.
+
+    Internal, and so not a `SousaError`: the checks catch it and report the file as one they could not judge, in
+    the report; none reaches the user as an error. One that escaped would be a bug in sousa-builder, which the
+    command line then reports as an internal error (`EXIT_INTERNAL`) rather than as bad input.
+    """
+
+
+class UndecodableError(AnalysisError):
+    """A sound file whose frames do not all decode: a broken file, not a sound to judge (the audio checks report it
+    as an error, `audio_full_decode`). Internal, like `AnalysisError`."""

@@ -10,6 +10,7 @@ import stat
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 from huggingface_hub import constants as hf_constants
 
@@ -61,12 +62,7 @@ def sha256_file(path: Path) -> tuple[str, int]:
             `path` is a FIFO, socket, device or folder.
         `OSError`: the file cannot be read.
     """
-    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    with open(descriptor, "rb", buffering=0) as stream:
-        mode = os.fstat(descriptor).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
-            raise NotARegularFileError(f"{path}: {kind}; only regular files are hashed and published")
+    with open_regular(path) as stream:
         if hasattr(hashlib, "file_digest"):  # Python 3.11+
             digest = hashlib.file_digest(stream, "sha256")
         else:
@@ -74,6 +70,45 @@ def sha256_file(path: Path) -> tuple[str, int]:
             while count := stream.readinto(buffer):
                 digest.update(buffer[:count])
         return digest.hexdigest(), stream.tell()
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """A regular file opened for reading, unbuffered; opened without blocking and checked before it is read: a FIFO
+    named like a shard would block the read forever.
+
+    Args:
+        path (`Path`):
+            The file.
+
+    Returns:
+        `BinaryIO`: the open file, at its start.
+
+    Raises:
+        [`~errors.NotARegularFileError`]:
+            `path` is a FIFO, socket, device or folder.
+        `OSError`: the file cannot be opened.
+    """
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    stream = open(descriptor, "rb", buffering=0)  # noqa: SIM115 (returned open: the caller closes it)
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        stream.close()
+        kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise NotARegularFileError(f"{path}: {kind}; only regular files are hashed and published")
+    return stream
+
+
+def file_stamp(info: os.stat_result) -> list[int]:
+    """What `stat` says of a file that changes when the file is rewritten (size, times, inode, device).
+
+    Args:
+        info (`os.stat_result`):
+            The file's `stat` (or `fstat` of it open).
+
+    Returns:
+        `list[int]`: the stamp the hash cache keeps with a sha256.
+    """
+    return [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev]
 
 
 class HashCache:
@@ -101,22 +136,66 @@ class HashCache:
         return cls(path, entries if isinstance(entries, dict) else {})
 
     def sha256(self, file: Path) -> tuple[str, int]:
-        """The file's sha256 (hex) and size."""
-        key, info = str(file.absolute()), file.stat()
-        stamp = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev]
-        entry = self.entries.get(key)
-        if isinstance(entry, list) and entry[:1] == [stamp]:
-            return entry[1], info.st_size
+        """The file's sha256 (hex) and size, computed only if the cache has none for the file as it is now.
+
+        Args:
+            file (`Path`):
+                A regular file.
+
+        Returns:
+            `tuple[str, int]`: the sha256 (hex) and the size.
+
+        Raises:
+            [`~errors.NotARegularFileError`]:
+                `file` is a FIFO, socket, device or folder.
+            `OSError`: the file cannot be read.
+        """
+        info = file.stat()
+        known = self.known(file, info)
+        if known is not None:
+            return known, info.st_size
         sha256, _ = sha256_file(file)
-        self.entries[key] = [stamp, sha256]
+        self.entries[str(file.absolute())] = [file_stamp(info), sha256]
         self.changed = True
         return sha256, info.st_size
 
-    def remember(self, file: Path, sha256: str) -> None:
-        """Record a sha256 computed elsewhere (prepare hashes each shard as it writes it) for the file as it is."""
-        info = file.stat()
-        stamp = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev]
-        self.entries[str(file.absolute())] = [stamp, sha256]
+    def known(self, file: Path, info: os.stat_result | None = None) -> str | None:
+        """The sha256 remembered for the file as it is now, without reading it.
+
+        Args:
+            file (`Path`):
+                The file.
+            info (`os.stat_result`, *optional*):
+                Its `stat`, if already taken.
+
+        Returns:
+            `str` or None: the sha256 (hex), or None when the cache has none for the file as `stat` finds it.
+
+        Raises:
+            `OSError`: the file cannot be `stat`ed.
+        """
+        entry = self.entries.get(str(file.absolute()))
+        stamp = file_stamp(info or file.stat())
+        return entry[1] if isinstance(entry, list) and entry[:1] == [stamp] else None
+
+    def remember(self, file: Path, sha256: str, stamp: list[int] | None = None) -> None:
+        """Record a sha256 computed elsewhere (prepare hashes each shard as it writes it) for the file as it is.
+
+        Args:
+            file (`Path`):
+                The file.
+            sha256 (`str`):
+                Its sha256 (hex).
+            stamp (`list[int]`, *optional*):
+                The `file_stamp` of the file when it was hashed: nothing is recorded if the file is no longer so.
+
+        Raises:
+            `OSError`: the file cannot be `stat`ed.
+        """
+        now = file_stamp(file.stat())
+        if stamp is not None and stamp != now:
+            return
+        self.entries[str(file.absolute())] = [now, sha256]
         self.changed = True
 
     def save(self) -> None:

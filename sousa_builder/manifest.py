@@ -60,7 +60,15 @@ class Manifest:
 
     @classmethod
     def read(cls, folder: Path) -> Manifest | None:
-        """The folder's manifest; None if it has none or it does not read as one."""
+        """The folder's manifest.
+
+        Args:
+            folder (`Path`):
+                A local output folder.
+
+        Returns:
+            [`Manifest`] or None: None if it has none, or one that cannot be read or does not parse.
+        """
         try:
             return cls.parse((folder / MANIFEST).read_bytes())
         except OSError:
@@ -68,7 +76,15 @@ class Manifest:
 
     @classmethod
     def parse(cls, text: str | bytes) -> Manifest | None:
-        """A manifest from its JSON text; None if it does not read as one."""
+        """A manifest from its JSON text.
+
+        Args:
+            text (`str` or `bytes`):
+                The content of a `.sousa/manifest.json`.
+
+        Returns:
+            [`Manifest`] or None: None if it does not parse as one.
+        """
         try:
             document = json.loads(text)
             files = {path: FileEntry(**entry) for path, entry in document["files"].items()}
@@ -77,15 +93,34 @@ class Manifest:
             return None
 
     def text(self) -> str:
-        """The manifest as the JSON text of `.sousa/manifest.json`."""
+        """The manifest as the JSON text of `.sousa/manifest.json`.
+
+        Returns:
+            `str`: the JSON document, sorted, ending in a newline.
+        """
         files = {path: {k: v for k, v in vars(entry).items() if v is not None} for path, entry in self.files.items()}
         document = {"kind": self.kind, "files": files}
         return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
 
 def write_manifest(folder: Path, kind: str, known: Mapping[str, str] | None = None) -> Manifest:
-    """List every file under `folder` in its manifest, with its sha256 (from `known`, path -> sha256, where the
-    writer hashed it already, else computed and remembered for `publish` and `validate`)."""
+    """List every file under `folder` in its manifest, with its sha256, and write the manifest there.
+
+    Args:
+        folder (`Path`):
+            The output folder.
+        kind (`str`):
+            What wrote it ("prepare", "publish --dry-run", "sample").
+        known (`Mapping[str, str]`, *optional*):
+            path -> sha256 of the files the writer hashed already; the others are hashed here and remembered for
+            `publish` and `validate` (the hash cache).
+
+    Returns:
+        [`Manifest`]: the manifest written.
+
+    Raises:
+        `OSError`: a file cannot be read, or the manifest cannot be written.
+    """
     known = known or {}
     hashes = HashCache.load()
     files = {}
@@ -107,20 +142,49 @@ def write_manifest(folder: Path, kind: str, known: Mapping[str, str] | None = No
 
 
 def remember_hashes(folder: Path, manifest: Manifest) -> None:
-    """Tell the hash cache the sha256 of each listed file where it now is (after the folder was moved)."""
+    """Tell the hash cache the sha256 of each listed file where it now is (after the folder was moved).
+
+    Args:
+        folder (`Path`):
+            Where the folder now is.
+        manifest ([`Manifest`]):
+            Its manifest.
+
+    Raises:
+        `OSError`: a listed file cannot be `stat`ed.
+    """
     hashes = HashCache.load()
     for relative, entry in manifest.files.items():
         hashes.remember(folder / relative, entry.sha256)
     hashes.save()
 
 
-def ownership_problems(folder: Path, manifest: Manifest, hashed: bool = True) -> list[str]:
+def ownership_problems(
+    folder: Path, manifest: Manifest, hashed: bool = True, known: Mapping[str, str] | None = None
+) -> list[str]:
     """What in `folder` is not as its manifest says: files missing, changed (size; with `hashed` the sha256,
-    else the modification time), links, and anything not listed. Empty when the folder is what was written."""
-    return listing_problems(folder_entries(folder), [manifest], folder_content_check(folder, hashed))
+    else the modification time), links, and anything not listed.
+
+    Args:
+        folder (`Path`):
+            The output folder.
+        manifest ([`Manifest`]):
+            Its manifest.
+        hashed (`bool`):
+            Compare the sha256 (True) or the modification time.
+        known (`Mapping[str, str]`, *optional*):
+            The sha256 of files already read by the caller (relative path -> sha256): those are not read again.
+
+    Returns:
+        `list[str]`: one line per problem; empty when the folder is what was written.
+
+    Raises:
+        `OSError`: a file cannot be read.
+    """
+    return listing_problems(folder_entries(folder), [manifest], folder_content_check(folder, hashed, known))
 
 
-def folder_content_check(folder: Path, hashed: bool = True) -> ContentCheck:
+def folder_content_check(folder: Path, hashed: bool = True, known: Mapping[str, str] | None = None) -> ContentCheck:
     """How a local file is proven to be a listed one: its sha256 (through the hash cache, which reads only the files
     changed since it last saw them), or without `hashed` its modification time.
 
@@ -129,10 +193,13 @@ def folder_content_check(folder: Path, hashed: bool = True) -> ContentCheck:
             The output folder.
         hashed (`bool`):
             Compare the sha256 (True) or the modification time.
+        known (`Mapping[str, str]`, *optional*):
+            The sha256 of files the caller read already (relative path -> sha256), taken instead of reading them.
 
     Returns:
         `ContentCheck`: the check, for `listing_problems`.
     """
+    known = known or {}
 
     def check(candidates: dict[str, list[FileEntry]]) -> dict[str, str]:
         if not hashed:
@@ -142,7 +209,9 @@ def folder_content_check(folder: Path, hashed: bool = True) -> ContentCheck:
                 if (folder / relative).stat().st_mtime_ns not in {entry.mtime_ns for entry in entries}
             }
         names = sorted(candidates)
-        found = file_sha256s([folder / relative for relative in names]) if names else []
+        unread = [relative for relative in names if relative not in known]
+        hashes = dict(zip(unread, file_sha256s([folder / relative for relative in unread]) if unread else []))
+        found = [(known[relative], 0) if relative in known else hashes[relative] for relative in names]
         differs = "its bytes are not the ones written (sha256 differs)"
         return {
             relative: f"{relative}: {differs}{parquet_damage(folder / relative)}"

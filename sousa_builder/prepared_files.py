@@ -56,12 +56,24 @@ class RemoteListing:
     foreign: list[str]  # objects outside `.sousa/` that the manifest does not list
 
     def path(self, relative: str) -> str:
-        """The filesystem path of `relative` (checked by `checked_relative`) under the root."""
+        """The filesystem path of an object.
+
+        Args:
+            relative (`str`):
+                Its path under the root (checked by `checked_relative`).
+
+        Returns:
+            `str`: its path in `fs`.
+        """
         return f"{self.root}/{relative}"
 
     def present(self) -> dict[str, Found]:
         """The objects to check against the manifest, as the manifest check sees a local folder's files: all but
-        the writer's own under `.sousa/` (its lease, journal and staging), which the manifest does not list."""
+        the writer's own under `.sousa/` (its lease, journal and staging), which the manifest does not list.
+
+        Returns:
+            `dict[str, Found]`: relative path -> the object (its size and ETag).
+        """
         return {
             relative: Found("file", int(info.get("size") or 0), info.get("ETag"))
             for relative, info in self.objects.items()
@@ -245,14 +257,25 @@ def parquet_file(out: str | Path, relative: str, **options: Any) -> pq.ParquetFi
 
 
 def stream_sha256(stream: BinaryIO) -> str:
-    """The sha256 (hex) of what is left to read in `stream`, read `BLOCK_SIZE` at a time (never all at once)."""
+    """The sha256 of what is left to read in `stream`, read `BLOCK_SIZE` at a time (never all at once).
+
+    Args:
+        stream (`BinaryIO`):
+            An open file, local or an object's.
+
+    Returns:
+        `str`: the sha256 (hex).
+
+    Raises:
+        `OSError`: the stream cannot be read.
+    """
     digest = hashlib.sha256()
     while block := stream.read(BLOCK_SIZE):
         digest.update(block)
     return digest.hexdigest()
 
 
-def object_problems(listing: RemoteListing, hashed: bool = True) -> list[str]:
+def object_problems(listing: RemoteListing, hashed: bool = True, known: Mapping[str, str] | None = None) -> list[str]:
     """What at a URL is not as its manifest says (`manifest.listing_problems`, the rule of a local folder): objects
     missing, of another size, of other content, and objects it does not list.
 
@@ -262,30 +285,41 @@ def object_problems(listing: RemoteListing, hashed: bool = True) -> list[str]:
         hashed (`bool`):
             Prove each object by its sha256, streamed from the bucket (True); else by the ETag recorded when it was
             put in place, where the manifest has one (the store keeps it), and by its sha256 where it has none.
+        known (`Mapping[str, str]`, *optional*):
+            The sha256 of objects the caller streamed already (relative path -> sha256): those are not read again.
 
     Returns:
         `list[str]`: one line per problem, as for a local folder; empty when the output is what prepare wrote.
 
     Raises:
+        `ValueError`: the listing has no manifest.
         [`~errors.StorageConnectionError`]:
             The storage could not be reached.
     """
     if listing.manifest is None:
         raise ValueError(f"{listing.url}: no manifest to check against")
     present = listing.present()
+    content = _object_content_check(listing, present, hashed, known or {})
     with reaching(listing.url):
-        return listing_problems(present, [listing.manifest], _object_content_check(listing, present, hashed))
+        return listing_problems(present, [listing.manifest], content)
 
 
-def _object_content_check(listing: RemoteListing, present: Mapping[str, Found], hashed: bool) -> ContentCheck:
+def _object_content_check(
+    listing: RemoteListing, present: Mapping[str, Found], hashed: bool, known: Mapping[str, str]
+) -> ContentCheck:
     def check(candidates: dict[str, list[FileEntry]]) -> dict[str, str]:
         problems = {}
         for relative, entries in candidates.items():
-            if not hashed and present[relative].etag in {entry.etag for entry in entries if entry.etag}:
-                continue
-            with open_file(listing.url, relative) as stream:
-                if stream_sha256(stream) in {entry.sha256 for entry in entries}:
+            sha256s = {entry.sha256 for entry in entries}
+            if relative in known:
+                if known[relative] in sha256s:
                     continue
+            elif not hashed and present[relative].etag in {entry.etag for entry in entries if entry.etag}:
+                continue
+            else:
+                with open_file(listing.url, relative) as stream:
+                    if stream_sha256(stream) in sha256s:
+                        continue
             with open_file(listing.url, relative) as stream:
                 damage = parquet_damage(stream, relative)
             problems[relative] = f"{relative}: its bytes are not the ones written (sha256 differs){damage}"

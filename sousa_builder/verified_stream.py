@@ -14,7 +14,37 @@ from .prepared_files import BLOCK_SIZE, open_file
 from .storage import reaching
 
 
-class VerifiedReader(io.BufferedIOBase):
+class Positioned:
+    """What a stream of known `size` read at its `_position` has in common (a mixin before an `io` base class):
+    readable, seekable anywhere, and `readinto` served by the class's `read`."""
+
+    size: int
+    _position: int
+
+    def read(self, size: int = -1) -> bytes | memoryview:
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        memoryview(buffer).cast("B")[: len(data)] = data
+        return len(data)
+
+
+class VerifiedReader(Positioned, io.BufferedIOBase):
     """An object of a prepared output at a URL, read as a seekable stream (for an upload) that hashes the bytes as
     they pass and raises before handing out the last of them if they are not the ones its manifest lists: a changed
     object never reaches its end, so an upload of it never completes.
@@ -37,6 +67,11 @@ class VerifiedReader(io.BufferedIOBase):
         self._stream: BinaryIO | None = None
         self._position = self._hashed = 0
         self._digest = hashlib.sha256()
+
+    @property
+    def size(self) -> int:
+        """The object's size, as its manifest lists it."""
+        return self.entry.size
 
     @property
     def shown(self) -> str:
@@ -81,20 +116,6 @@ class VerifiedReader(io.BufferedIOBase):
                 raise
             raise self._changed("its ETag is not the one listed and checked: changed") from None
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self.entry.size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
     def read(self, size: int | None = -1) -> bytes:
         left = self.entry.size - self._position
         if left <= 0:
@@ -110,11 +131,6 @@ class VerifiedReader(io.BufferedIOBase):
         return data
 
     read1 = read
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        memoryview(buffer).cast("B")[: len(data)] = data
-        return len(data)
 
     def _read_at(self, position: int, count: int) -> bytes:
         stream = self._file()

@@ -35,7 +35,7 @@ PREPARED_CHECKS = [
     "manifest", "readme", "load", "features", "no_path_columns", "row_counts", "rows_unique_sample_ids",
     "rows_stroke_counts", "rows_measure_counts", "rows_stroke_indexes", "rows_measure_indexes", "rows_measure_ranges",
     "rows_augmentation_groups", "rows_score_ranges", "rows_velocity_ranges", "rows_positive_values",
-    "rows_categorical_values", "source_labels", "configs_agree", "media_bytes", "split_profiles",
+    "rows_categorical_values", "source_labels", "configs_agree", "embedded_media", "media_bytes", "split_profiles",
     "hub_file_size", "hub_folder_entries", "hub_file_count", "hub_row_groups",
 ]  # fmt: skip
 
@@ -532,6 +532,8 @@ def test_clean_prepared_passes_every_check(prepared_dir: Path, sample_dir: Path)
     assert report["row_counts"].details["rows"]["labels_only"] == {"train": 12, "validation": 6, "test": 6}
     without_source = validate_prepared(prepared_dir)
     assert without_source["media_bytes"].status == "skip" and without_source.ok(strict=True)
+    # Without the source too, every embedded value passes the media rules: audio and MIDI in audio, MIDI in midi_only.
+    assert without_source["embedded_media"].details["checked"] == 3 * 24
     assert without_source["configs_agree"].status == "pass"
 
 
@@ -627,7 +629,8 @@ def audio_bytes_changed(p: Path) -> tuple[str, str, set[str]]:
 
     sample_id = pq.read_table(shard(p, "audio", "test", 1))["sample_id"][-1].as_py()
     rewrite(shard(p, "audio", "test", 1), change)
-    return "media_bytes", f"audio/test-00001-of-00002.parquet: sample {sample_id} audio", set()
+    # The flipped bit breaks the last FLAC frame, which the media rules decode.
+    return "media_bytes", f"audio/test-00001-of-00002.parquet: sample {sample_id} audio", {"embedded_media"}
 
 
 def audio_pages_corrupt(p: Path) -> tuple[str, str, set[str]]:
@@ -640,7 +643,7 @@ def audio_pages_corrupt(p: Path) -> tuple[str, str, set[str]]:
     data[offset : offset + 16] = b"\xff" * 16
     path.write_bytes(bytes(data))
     # no_path_columns reads only the audio.path leaf, which is intact.
-    return "media_bytes", "audio/train-00000-of-00002.parquet: row group 0 does not read", {"load"}
+    return "media_bytes", "audio/train-00000-of-00002.parquet: row group 0 does not read", {"load", "embedded_media"}
 
 
 def profile_in_two_prepared_splits(p: Path) -> tuple[str, str, set[str]]:

@@ -286,8 +286,11 @@ def test_embedded_bytes_that_do_not_decode_fail(prepared_dir: Path, tmp_path: Pa
     assert main(["validate", "--prepared", str(out), "--audio", "--json", str(tmp_path / "r.json")]) == 1
     report = json.loads((tmp_path / "r.json").read_text())
     failed = {check["name"]: check for check in report["checks"] if check["status"] == "fail"}
-    assert list(failed) == ["audio_full_decode"], capsys.readouterr().out
+    # The media rules (every embedded value, without --audio too) and the full decode both refuse it.
+    assert list(failed) == ["embedded_media", "audio_full_decode"], capsys.readouterr().out
     sample_id = table["sample_id"][0].as_py()
+    (line,) = failed["embedded_media"]["offenders"]
+    assert line.startswith(f"audio/{path.name} (config audio): sample {sample_id} audio: not a FLAC file")
     (offender,) = failed["audio_full_decode"]["offenders"]
     assert offender.startswith(f"audio/{path.name}: sample {sample_id}: does not decode in full")
 

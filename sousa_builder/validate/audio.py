@@ -6,30 +6,24 @@
 - **Alignment** (`audio_alignment`): onset strengths (`validate.onsets`) fitted by the MIDI note-ons
   at every lag; the direct sound's lag and the fit's correlation say whether the audio follows the MIDI.
 
-Workers take plain data and return one plain dict per file, so they run in processes through
-`validate.media.run_tasks`. Thresholds are applied afterwards, in `audio_checks`.
+The measurements (`validate.audio_analysis`) run in worker processes, one plain dict per file; the thresholds here
+are applied afterwards, in `audio_checks`.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mido
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import soundfile as sf
 
-from ..prepared_files import parquet_file
+# analyse, read_audio and read_note_ons: benchmarks/audio_calibration.py imports them from here.
+from .audio_analysis import analyse, analyse_embedded, analyse_source_files, read_audio, read_note_ons  # noqa: F401
 from .media import MediaRefs, run_chunked, run_tasks
-from .onsets import AnalysisError, alignment
-from .report import CheckResult, first_line, share_verdict, skipped, verdict
-from .timbre import TIMBRE_FFT, timbre
+from .report import CheckResult, share_verdict, skipped, verdict
 
 AUDIO_CHECKS = ("audio_full_decode", "audio_timbre", "audio_alignment")
 
@@ -58,8 +52,6 @@ MIN_CORRELATION = 0.53
 # A dataset fails when more than this share of the checked files is flagged (--strict: any).
 MAX_FLAGGED_SHARE = 0.02
 
-_SILENCE = 1e-6  # peak level below which a file counts as silent
-
 
 @dataclass(frozen=True)
 class AudioSettings:
@@ -79,109 +71,22 @@ class AudioSettings:
             raise ValueError(f"max_lag_ms must not be negative, got {self.max_lag_ms}")
 
 
-# --- analysis -----------------------------------------------------------------------------------
-
-
-class UndecodableError(AnalysisError):
-    """A sound file whose frames do not all decode: a broken file, not a sound to judge."""
-
-
-def read_audio(source: str | Path | bytes) -> tuple[np.ndarray, int]:
-    """Mono float32 samples and the sample rate of a sound file (a path or its bytes)."""
-    try:
-        file = io.BytesIO(source) if isinstance(source, bytes) else str(source)
-        data, rate = sf.read(file, dtype="float32", always_2d=True)
-    except (sf.SoundFileError, RuntimeError, OSError) as err:
-        raise UndecodableError(f"does not decode in full ({type(err).__name__}: {err})".replace(": )", ")")) from err
-    mono = data.mean(axis=1)
-    if mono.size < TIMBRE_FFT:
-        raise AnalysisError(f"too short to analyse ({mono.size} frames)")
-    if not np.abs(mono).max() > _SILENCE:
-        raise AnalysisError("silent")
-    return mono, rate
-
-
-def read_note_ons(source: str | Path | bytes) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Note-on times (s), their weights (velocity/127)^2 and the distinct note numbers of a MIDI file."""
-    try:
-        midi = mido.MidiFile(file=io.BytesIO(source)) if isinstance(source, bytes) else mido.MidiFile(str(source))
-        times, weights, notes, now = [], [], set(), 0.0
-        for message in midi:  # merged tracks, times in seconds through the tempo map
-            now += message.time
-            if message.type == "note_on" and message.velocity > 0:
-                times.append(now)
-                weights.append((message.velocity / 127.0) ** 2)
-                notes.add(message.note)
-    except Exception as err:  # mido raises OSError, EOFError, ValueError, KeyError... on malformed files
-        raise AnalysisError(f"MIDI does not parse ({type(err).__name__}: {err})") from err
-    if not times:
-        raise AnalysisError("MIDI holds no note events")
-    return np.array(times), np.array(weights), sorted(notes)
+# --- analysis (`validate.audio_analysis`) and verdicts ---------------------------------------
 
 
 def pitch_evidence(partial_stability: float, note_salience_db: float, note_weight: float = NOTE_WEIGHT) -> float:
-    """Partial stability credited with the note salience above `NOTE_REFERENCE_DB` at `note_weight` a dB."""
+    """Partial stability credited with the note salience above `NOTE_REFERENCE_DB` at `note_weight` a dB.
+
+    Args:
+        partial_stability (`float`): at the pitches of the file's MIDI notes (`validate.timbre`).
+        note_salience_db (`float`): there, in dB.
+        note_weight (`float`): the credit per dB.
+
+    Returns:
+        `float`: the pitch evidence (a file above `PARTIAL_STABILITY_THRESHOLD` is pitched).
+    """
     return partial_stability + note_weight * (note_salience_db - NOTE_REFERENCE_DB)
 
-
-def analyse(audio: str | Path | bytes, midi: str | Path | bytes | None) -> dict[str, Any]:
-    """Both measurements of one file (timbre only without `midi`); a `problem` for what cannot be measured."""
-    try:
-        signal, rate = read_audio(audio)
-    except UndecodableError as err:
-        return {"undecodable": str(err)}
-    except AnalysisError as err:
-        return {"problem": str(err)}
-    if midi is None:
-        return timbre(signal, rate)  # the caller says why there is no MIDI
-    try:
-        times, weights, notes = read_note_ons(midi)
-    except AnalysisError as err:
-        return {**timbre(signal, rate), "alignment_problem": str(err)}
-    result: dict[str, Any] = {**timbre(signal, rate, notes), "midi_notes": notes}
-    try:
-        return {**result, **alignment(signal, rate, times, weights)}
-    except AnalysisError as err:
-        return {**result, "alignment_problem": str(err)}
-
-
-# --- workers (plain data in, one plain dict per file out) ---------------------------------------
-
-
-def analyse_source_files(root: str, items: Sequence[tuple[str, str, str | None]]) -> list[dict[str, Any]]:
-    """Worker: `(sample_id, audio path, MIDI path or None)` relative to `root` -> one result per file."""
-    results = []
-    for sample_id, audio, midi in items:
-        found = analyse(Path(root) / audio, Path(root) / midi if midi else None)
-        if midi is None:
-            found["alignment_problem"] = "no readable MIDI file in its augmentation group (see media_files)"
-        where = f"{audio} (sample {sample_id})"
-        results.append({"sample_id": sample_id, "file": audio, "midi": midi, "where": where, **found})
-    return results
-
-
-def analyse_embedded(out: str, shard: str, row_group: int, wanted: Sequence[str]) -> list[dict[str, Any]]:
-    """Worker: the embedded audio and MIDI bytes of the `wanted` samples in one row group of a prepared shard."""
-    found = {}  # sample id -> its result
-    try:
-        table = parquet_file(out, shard).read_row_group(row_group, columns=["sample_id", "audio", "midi"])
-    except (OSError, pa.ArrowException) as err:
-        unreadable = f"row group {row_group} does not read ({first_line(err)})"
-        found = {sample_id: {"undecodable": unreadable} for sample_id in wanted}
-    else:
-        table = table.filter(pc.is_in(table["sample_id"], value_set=pa.array(wanted, pa.string())))
-        for sample_id, audio, midi in zip(*(table[column].to_pylist() for column in ("sample_id", "audio", "midi"))):
-            flac = (audio or {}).get("bytes")
-            found[sample_id] = analyse(flac, midi) if flac is not None else {"undecodable": "no audio bytes"}
-            if flac is not None and midi is None:
-                found[sample_id]["alignment_problem"] = "no MIDI bytes"
-    return [
-        {"sample_id": sample_id, "file": shard, "midi": None, "where": f"{shard}: sample {sample_id}", **result}
-        for sample_id, result in found.items()
-    ]
-
-
-# --- verdicts -----------------------------------------------------------------------------------
 
 _ALIGNMENT_KEYS = ("lag_ms", "correlation", "event_precision", "event_recall")
 _NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -207,7 +112,16 @@ def _median(values: Sequence[float], digits: int) -> float | None:
 
 def timbre_check(results: Sequence[Mapping[str, Any]], settings: AudioSettings, details: dict[str, Any]) -> CheckResult:
     """audio_timbre: files whose pitch evidence at their MIDI's pitches (without MIDI: harmonic salience) is above
-    its threshold, or that do not analyse, are flagged."""
+    its threshold, or that do not analyse, are flagged.
+
+    Args:
+        results (`Sequence[Mapping[str, Any]]`): one per file, from the analysis workers.
+        settings ([`AudioSettings`]): the thresholds.
+        details (`dict[str, Any]`): what was sampled, reported with the measurements.
+
+    Returns:
+        [`~validate.report.CheckResult`]: the check; it fails when the share flagged is above the allowed one.
+    """
     flagged: list[tuple[float, str]] = []  # (badness, offender)
     files = []
     results = _decoded(results)
@@ -272,7 +186,15 @@ def timbre_check(results: Sequence[Mapping[str, Any]], settings: AudioSettings, 
 
 
 def alignment_verdict(result: Mapping[str, Any], settings: AudioSettings) -> tuple[bool, float, str]:
-    """(flagged, badness, why) of one file's measured alignment (or of why it could not be measured)."""
+    """One file's alignment judged against the thresholds.
+
+    Args:
+        result (`Mapping[str, Any]`): its measurements, or why they could not be made.
+        settings ([`AudioSettings`]): the thresholds.
+
+    Returns:
+        `tuple[bool, float, str]`: whether it is flagged, how badly (to rank offenders), and why in words.
+    """
     if result.get("alignment_problem") or result.get("problem"):
         return True, math.inf, result.get("problem") or result["alignment_problem"]
     lag, correlation = float(result["lag_ms"]), float(result["correlation"])
@@ -286,7 +208,16 @@ def alignment_verdict(result: Mapping[str, Any], settings: AudioSettings) -> tup
 def alignment_check(
     results: Sequence[Mapping[str, Any]], settings: AudioSettings, details: dict[str, Any]
 ) -> CheckResult:
-    """audio_alignment: files whose best lag is beyond the limit, or whose correlation is below it, are flagged."""
+    """audio_alignment: files whose best lag is beyond the limit, or whose correlation is below it, are flagged.
+
+    Args:
+        results (`Sequence[Mapping[str, Any]]`): one per file, from the analysis workers.
+        settings ([`AudioSettings`]): the thresholds.
+        details (`dict[str, Any]`): what was sampled, reported with the measurements.
+
+    Returns:
+        [`~validate.report.CheckResult`]: the check; it fails when the share flagged is above the allowed one.
+    """
     flagged: list[tuple[float, str]] = []
     files = []
     results = _decoded(results)
@@ -333,7 +264,15 @@ def _decoded(results: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 def full_decode_check(results: Sequence[Mapping[str, Any]], details: dict[str, Any]) -> CheckResult:
     """audio_full_decode: every file listened to decodes in full. A file that does not is broken, so this check
-    fails on any one (the media rules decode only a file's last frames; listening decodes all of them)."""
+    fails on any one (the media rules decode only a file's last frames; listening decodes all of them).
+
+    Args:
+        results (`Sequence[Mapping[str, Any]]`): one per file, from the analysis workers.
+        details (`dict[str, Any]`): what was sampled.
+
+    Returns:
+        [`~validate.report.CheckResult`]: the check.
+    """
     offenders = [f"{result['where']}: {result['undecodable']}" for result in results if "undecodable" in result]
     return verdict(
         "audio_full_decode",
@@ -348,7 +287,16 @@ def full_decode_check(results: Sequence[Mapping[str, Any]], details: dict[str, A
 def audio_checks(
     results: Sequence[Mapping[str, Any]], settings: AudioSettings, details: dict[str, Any]
 ) -> list[CheckResult]:
-    """The audio checks from the per-file results; `details` (what was sampled) goes into each."""
+    """The audio checks from the per-file results.
+
+    Args:
+        results (`Sequence[Mapping[str, Any]]`): one per file, from the analysis workers.
+        settings ([`AudioSettings`]): the thresholds.
+        details (`dict[str, Any]`): what was sampled; it goes into each check.
+
+    Returns:
+        `list[CheckResult]`: audio_full_decode, audio_timbre, audio_alignment.
+    """
     return [
         full_decode_check(results, details),
         timbre_check(results, settings, details),
@@ -370,7 +318,19 @@ def source_audio_checks(
     num_proc: int | None,
     settings: AudioSettings,
 ) -> list[CheckResult]:
-    """The audio checks on the readable FLAC files of samples `rows`, each against its group's MIDI file."""
+    """The audio checks on the readable FLAC files of samples `rows`, each against its group's MIDI file.
+
+    Args:
+        root (`Path`): the source's root folder.
+        refs ([`~validate.media.MediaRefs`]): the samples' media references.
+        rows (`Sequence[int]`): the samples to listen to.
+        details (`dict[str, Any]`): what was sampled.
+        num_proc (`int`, *optional*): worker processes.
+        settings ([`AudioSettings`]): the thresholds.
+
+    Returns:
+        `list[CheckResult]`: as `audio_checks`.
+    """
     items = []
     for row in rows:
         if not refs.usable(refs.audio[row]):
@@ -388,7 +348,18 @@ def embedded_audio_checks(
     num_proc: int | None,
     settings: AudioSettings,
 ) -> list[CheckResult]:
-    """The audio checks on the bytes embedded in prepared shards: `(shard, row group, sample ids)` to read."""
+    """The audio checks on the bytes embedded in prepared shards.
+
+    Args:
+        out (`Path` or `str`): the prepared output, a folder or a URL.
+        row_groups (`Sequence[tuple[str, int, Sequence[str]]]`): (shard, row group, sample ids) to read.
+        details (`dict[str, Any]`): what was sampled.
+        num_proc (`int`, *optional*): worker processes.
+        settings ([`AudioSettings`]): the thresholds.
+
+    Returns:
+        `list[CheckResult]`: as `audio_checks`.
+    """
     tasks = [(str(out), shard, group, list(ids)) for shard, group, ids in row_groups]
     weights = [len(ids) for _, _, ids in row_groups]
     results = run_tasks(analyse_embedded, tasks, weights, num_proc, "Listening to audio")
@@ -396,5 +367,12 @@ def embedded_audio_checks(
 
 
 def skipped_audio_checks(reason: str) -> list[CheckResult]:
-    """Both audio checks, not run for `reason`."""
+    """The audio checks, each skipped.
+
+    Args:
+        reason (`str`): why they did not run.
+
+    Returns:
+        `list[CheckResult]`: one skipped check per name of `AUDIO_CHECKS`.
+    """
     return [skipped(name, reason) for name in AUDIO_CHECKS]

@@ -1,4 +1,4 @@
-"""Media checks: the source's files are there and pass the media rules (`media_rules`); embedded bytes compared.
+"""Media checks: the source's files are there and pass the media rules (`media_rules`); the worker pool.
 
 The expensive ones run in chunks, in worker processes with `num_proc` > 1, under one progress bar
 shown on a terminal only (datasets' tqdm: `datasets.disable_progress_bars()` or
@@ -22,9 +22,8 @@ import pyarrow as pa
 from datasets.utils.tqdm import tqdm
 
 from ..media import LocalMedia, RemoteMedia, media_problem
-from ..prepared_files import parquet_file
 from .media_rules import content_problem
-from .report import CheckResult, first_line, verdict
+from .report import CheckResult, verdict
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +37,15 @@ T = TypeVar("T")
 
 
 def path_problems(root: str, paths: Sequence[str]) -> list[tuple[str, str | None]]:
-    """Worker: (path, why it is not a readable file inside `root`, or None) for each relative path."""
+    """Worker: whether each media path names a readable file inside `root` (`media.media_problem`).
+
+    Args:
+        root: the source's root folder.
+        paths: media paths relative to it.
+
+    Returns:
+        (path, why it is not a readable file inside `root`, or None) for each path, in order.
+    """
     return [(path, media_problem(Path(root), path)) for path in paths]
 
 
@@ -52,7 +59,15 @@ def _file_problem(path: Path, duration_sec: float | None = None) -> str | None:
 
 
 def check_audio_files(root: str, items: Sequence[tuple[str, str, float | None]]) -> list[str]:
-    """Worker: `(sample_id, relative path, duration_sec)` items -> 'path (sample id): problem' offenders."""
+    """Worker: the media rules on source FLAC files, each read whole.
+
+    Args:
+        root: the source's root folder.
+        items: `(sample_id, path relative to root, duration_sec)` of each file.
+
+    Returns:
+        One 'path (sample id): problem' line per file that breaks a rule.
+    """
     found = []
     for sample_id, relative, duration in items:
         problem = _file_problem(Path(root) / relative, duration)
@@ -62,55 +77,20 @@ def check_audio_files(root: str, items: Sequence[tuple[str, str, float | None]])
 
 
 def check_midi_files(root: str, items: Sequence[tuple[str, str]]) -> list[str]:
-    """Worker: `(sample_id, relative path)` items -> 'path (sample id): problem' offenders."""
+    """Worker: the media rules on source MIDI files, each read whole.
+
+    Args:
+        root: the source's root folder.
+        items: `(sample_id, path relative to root)` of each file.
+
+    Returns:
+        One 'path (sample id): problem' line per file that breaks a rule.
+    """
     found = []
     for sample_id, relative in items:
         problem = _file_problem(Path(root) / relative)
         if problem:
             found.append(f"{relative} (sample {sample_id}): {problem}")
-    return found
-
-
-def compare_embedded(
-    out: str, shard: str, row_group: int, root: str, expected: dict[str, tuple[str | None, str | None]]
-) -> list[str]:
-    """Worker: the `audio` / `midi` bytes of one row group of a prepared shard against the source files.
-
-    `expected` maps the sample ids to compare to their (audio_path, midi_path) in the source root. The
-    embedded bytes must also pass the media rules (`content_problem`) on their own: bytes equal to a source
-    file that is broken too are no better.
-    """
-    try:
-        parquet = parquet_file(out, shard)
-        columns = [name for name in ("sample_id", "audio", "midi") if name in parquet.schema_arrow.names]
-        table = parquet.read_row_group(row_group, columns=columns)
-    except (pa.ArrowException, OSError) as err:  # a corrupt page: the footer and sample_id may still read
-        return [f"{shard}: row group {row_group} does not read ({first_line(err)})"]
-    found = []
-    for row in table.to_pylist():
-        sample_id = row["sample_id"]
-        if sample_id not in expected:
-            continue
-        audio_path, midi_path = expected[sample_id]
-        embedded = {"audio": (row.get("audio") or {}).get("bytes"), "midi": row.get("midi")}
-        for column, relative in (("audio", audio_path), ("midi", midi_path)):
-            if column not in columns:
-                continue
-            if relative is None:
-                found.append(f"{shard}: sample {sample_id} has {column} bytes but the source has no {column} file")
-                continue
-            try:
-                original = (Path(root) / relative).read_bytes()
-            except OSError as err:
-                found.append(f"{shard}: sample {sample_id}: cannot read source {relative} ({err.strerror})")
-                continue
-            if embedded[column] != original:
-                size = "missing" if embedded[column] is None else f"{len(embedded[column]):,} bytes"
-                found.append(
-                    f"{shard}: sample {sample_id} {column} ({size}) differs from {relative} ({len(original):,} bytes)"
-                )
-            elif problem := content_problem(relative, embedded[column]):
-                found.append(f"{shard}: sample {sample_id} {column} (as {relative}): {problem}")
     return found
 
 
@@ -127,6 +107,20 @@ def run_tasks(
     The progress bar advances by each task's weight (`unit`s: files or rows) as it completes. Not
     `tqdm.contrib.concurrent.process_map`: its bar counts tasks, and a task here is a chunk of files or a
     row group of a shard, of unequal weights; nor does it run in this process when `num_proc` is 1.
+
+    Args:
+        worker: a top-level function (picklable) returning a list.
+        tasks: the arguments of each call.
+        weights: how far each task moves the progress bar.
+        num_proc: processes; None or 1 runs every task in this process.
+        desc: the progress bar's label.
+        unit: what `weights` count.
+
+    Returns:
+        The lists the tasks returned, concatenated in task order.
+
+    Raises:
+        Whatever a task raised (the first one to finish with an exception).
     """
     if not tasks:
         return []
@@ -147,7 +141,15 @@ def run_tasks(
 
 
 def chunks(items: Sequence[T], size: int = TASK_SIZE) -> list[Sequence[T]]:
-    """`items` cut into consecutive pieces of at most `size`."""
+    """`items` cut into consecutive pieces.
+
+    Args:
+        items: what to cut.
+        size: the most items in a piece.
+
+    Returns:
+        The pieces, in order.
+    """
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
@@ -170,8 +172,18 @@ class MediaRefs:
     def read(
         cls, root: Path | str, samples: pa.Table, num_proc: int | None, media: LocalMedia | RemoteMedia | None = None
     ) -> MediaRefs:
-        """The media references of `samples` (its `MEDIA_COLUMNS`), each file checked by `media.problems`, or by
-        `media_problem` in `num_proc` processes when `media` is not given (`root` is then a local folder)."""
+        """The media references of `samples` and what is wrong with each file they name.
+
+        Args:
+            root: the source's root (a local folder unless `media` is given).
+            samples: the samples table (its `MEDIA_COLUMNS`).
+            num_proc: processes checking local files.
+            media: the source's media, which checks its files itself (a URL root); without it each file is
+                checked by `media_problem`.
+
+        Returns:
+            The references, with each file's problem (None when it is fine).
+        """
         ids, audio, midi, groups, durations = (samples[column].to_pylist() for column in MEDIA_COLUMNS)
         paths = [path for path in dict.fromkeys([*audio, *midi]) if path is not None]
         if media is not None:
@@ -185,12 +197,28 @@ class MediaRefs:
         return cls(ids, audio, midi, groups, durations, problems, group_midi)
 
     def usable(self, path: str | None) -> bool:
-        """Whether `path` is a media file without a problem (False for None: no file named)."""
+        """Whether `path` is a media file without a problem.
+
+        Args:
+            path: a media path of the references, or None.
+
+        Returns:
+            False for None (no file named) and for a file with a problem.
+        """
         return path is not None and self.problems[path] is None
 
 
 def sampled_rows(count: int, sample: int | None, seed: int | None) -> tuple[Sequence[int], dict[str, Any]]:
-    """All `count` rows, or `sample` random ones drawn with `seed`; and the details saying which."""
+    """The rows a check reads: all of them, or a random draw.
+
+    Args:
+        count: the number of rows.
+        sample: draw this many (all rows if None).
+        seed: the seed of the draw (random if None).
+
+    Returns:
+        The row numbers, sorted; and the details a check reports of the draw (`sampled`, `sample`, `seed`).
+    """
     rows: Sequence[int] = range(count)
     details: dict[str, Any] = {"sampled": sample is not None}
     if sample is not None:
@@ -203,7 +231,19 @@ def sampled_rows(count: int, sample: int | None, seed: int | None) -> tuple[Sequ
 def source_media_checks(
     root: Path, refs: MediaRefs, rows: Sequence[int], details: dict[str, Any], num_proc: int | None
 ) -> list[CheckResult]:
-    """media_files and unreferenced_media on every sample; audio_decode, midi_parse on `rows` (`sampled_rows`)."""
+    """The source's media checks: media_files and unreferenced_media on every sample, audio_decode and midi_parse
+    on `rows`.
+
+    Args:
+        root: the source's root folder.
+        refs: the samples' media references.
+        rows: the samples whose files are decoded (`sampled_rows`).
+        details: the details of that draw, reported by the decoding checks.
+        num_proc: processes decoding files.
+
+    Returns:
+        The four checks, in that order.
+    """
     audio = [(refs.ids[r], refs.audio[r], refs.durations[r]) for r in rows if refs.usable(refs.audio[r])]
     owner = {path: sid for sid, path in zip(refs.ids, refs.midi) if path is not None}
     chosen_midi = dict.fromkeys(path for r in rows for path in refs.group_midi.get(refs.groups[r], ()))
@@ -235,14 +275,35 @@ def source_media_checks(
 def run_chunked(
     worker: Callable[..., list], root: Path, items: Sequence, num_proc: int | None, desc: str, size: int = TASK_SIZE
 ) -> list:
-    """`worker(root, piece)` over `items` in pieces of `size`, in `num_proc` processes; their results, in order."""
+    """`worker(root, piece)` over `items` cut in pieces (`run_tasks`, one piece a task).
+
+    Args:
+        worker: a top-level function of (root, piece) returning a list.
+        root: its first argument.
+        items: cut into pieces of `size`.
+        num_proc: processes.
+        desc: the progress bar's label.
+        size: items in a piece.
+
+    Returns:
+        The lists the pieces gave, concatenated in order.
+    """
     pieces = chunks(items, size)
     return run_tasks(worker, [(str(root), piece) for piece in pieces], [len(p) for p in pieces], num_proc, desc)
 
 
 def media_files(refs: MediaRefs, audio: bool = True, midi: bool = True) -> CheckResult:
     """The media_files rule: every audio (with `audio`) and MIDI (with `midi`) path resolves to a readable file
-    inside the root whose header is sound, and every augmentation group has a MIDI file."""
+    inside the root whose header is sound, and every augmentation group has a MIDI file.
+
+    Args:
+        refs: the samples' media references, with each file's problem.
+        audio: check the audio references.
+        midi: check the MIDI references and groups.
+
+    Returns:
+        The media_files check.
+    """
     offenders = []
     for sid, audio_path, midi_path, group in zip(refs.ids, refs.audio, refs.midi, refs.groups):
         if audio and audio_path is None:
@@ -264,7 +325,15 @@ def media_files(refs: MediaRefs, audio: bool = True, midi: bool = True) -> Check
 
 
 def unreferenced_media(root: Path, referenced: Sequence[str | None]) -> CheckResult:
-    """Files under audio/ and midi/ that no sample refers to (a warning: they are left out of the dataset)."""
+    """Files under audio/ and midi/ that no sample refers to (a warning: they are left out of the dataset).
+
+    Args:
+        root: the source's root folder.
+        referenced: every media path the samples name (None where a sample names none).
+
+    Returns:
+        The unreferenced_media check.
+    """
     known = {posixpath.normpath(path) for path in referenced if path}
     stray = []
     for folder in ("audio", "midi"):

@@ -26,10 +26,7 @@ from typing import Any
 
 import numpy as np
 
-
-class AnalysisError(ValueError):
-    """A file cannot be analysed: it does not decode, is silent, or its MIDI holds no notes."""
-
+from ..errors import AnalysisError
 
 # Onset strength: 512-point frames every 128 samples (2.9 ms at 44.1 kHz).
 ONSET_FFT = 512
@@ -80,6 +77,14 @@ def magnitudes(signal: np.ndarray, size: int, hop: int) -> Iterator[np.ndarray]:
     """|FFT| of Hann-windowed frames of `size` every `hop` samples (frame i centred on sample i * hop).
 
     In blocks of `_FRAMES_PER_BLOCK` frames, so that memory does not grow with the file's length.
+
+    Args:
+        signal (`np.ndarray`): mono samples.
+        size (`int`): the frame (and FFT) length.
+        hop (`int`): samples between frames.
+
+    Yields:
+        `np.ndarray`: (frames x `size` // 2 + 1) magnitudes, block after block.
     """
     import scipy.fft  # here and below: scipy.signal takes ~0.5 s to import, only --audio needs scipy
 
@@ -126,7 +131,15 @@ def _rise(power: np.ndarray, rate: int) -> np.ndarray:
 
 
 def onset_strengths(signal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarray]:
-    """The onset strength over all bands, and over the bands above `HIGH_BANDS_HZ`, every `ONSET_HOP` samples."""
+    """The onset strengths of a signal, every `ONSET_HOP` samples.
+
+    Args:
+        signal (`np.ndarray`): mono samples.
+        rate (`int`): their sample rate.
+
+    Returns:
+        `tuple[np.ndarray, np.ndarray]`: the strength over all bands, and over the bands in `HIGH_BANDS_HZ`.
+    """
     bands = _bands(rate)
     # Floored so that squares of near-silent bins are not float32 subnormals, which slow arithmetic ~15x.
     floored = (np.maximum(block, _TINY) for block in magnitudes(signal, ONSET_FFT, ONSET_HOP))
@@ -135,7 +148,17 @@ def onset_strengths(signal: np.ndarray, rate: int) -> tuple[np.ndarray, np.ndarr
 
 
 def note_train(times: np.ndarray, weights: np.ndarray, frames: int, frame_sec: float) -> np.ndarray:
-    """The note-ons as weighted impulses on the onset-strength frame grid (split between two frames)."""
+    """The note-ons as weighted impulses on the onset-strength frame grid (each split between two frames).
+
+    Args:
+        times (`np.ndarray`): the note-on times, in seconds.
+        weights (`np.ndarray`): their weights.
+        frames (`int`): the length of the grid.
+        frame_sec (`float`): seconds between two frames.
+
+    Returns:
+        `np.ndarray`: the train, `frames` long (note-ons outside the grid left out).
+    """
     train = np.zeros(frames)
     position = times / frame_sec
     below = np.floor(position).astype(int)
@@ -195,6 +218,18 @@ def alignment(signal: np.ndarray, rate: int, times: np.ndarray, weights: np.ndar
 
     A positive lag means the audio comes later than the MIDI. The correlation is that of the onset
     strengths with the note-ons at the lag and the room's copies of them up to `ROOM_MS` later.
+
+    Args:
+        signal (`np.ndarray`): mono samples of the audio.
+        rate (`int`): their sample rate.
+        times (`np.ndarray`): the MIDI's note-on times, in seconds.
+        weights (`np.ndarray`): their weights ((velocity/127)^2).
+
+    Returns:
+        `dict[str, float]`: the four measurements.
+
+    Raises:
+        [`~errors.AnalysisError`]: the audio has no onsets, or does not follow the note-ons at any lag.
     """
     from scipy.signal import correlate, find_peaks
 

@@ -4,7 +4,8 @@ Checks: the README YAML lists what is on disk; every config loads with `datasets
 features are the declared ones; no internal path columns; rows per split agree across configs, with
 the README and (given `source`) with the SOUSA source; the label rows keep the source's row rules
 (`rows_*`, `validate.prepared_rows`) and (given `source`) equal its labels (`source_labels`,
-`validate.prepared_compare`); embedded audio and MIDI equal the source files; splits are disjoint by
+`validate.prepared_compare`); every embedded audio and MIDI value passes the media rules (`embedded_media`, read
+in the pass that hashes the shards) and (given `source`) equals the source file; splits are disjoint by
 profile; the folder stays within the Hub's limits. With `audio`, the embedded audio sounds like a drum
 and follows its MIDI (`validate.audio`).
 """
@@ -22,14 +23,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..errors import PreparedFolderError, SousaError
-from ..prepared_files import list_prepared
+from ..prepared_files import list_prepared, parquet_file
 from ..source import SousaSource
 from ..source_files import MEDIA_PATH_COLUMNS
 from ..storage import is_url, location, reaching
 from ..store import in_progress
 from .audio import AudioSettings, embedded_audio_checks, skipped_audio_checks
+from .embedded_media import embedded_media
 from .hub_limits import HubLimits, hub_limits_checks
-from .media import compare_embedded, run_tasks, sampled_rows
+from .media import run_tasks, sampled_rows
 from .prepared_compare import configs_agree, source_labels
 from .prepared_folder import PreparedFolder, Shard, readme_split_rows, scan
 from .prepared_read import load_check, manifest_check
@@ -102,8 +104,9 @@ def validate_prepared(
         seed = random.randrange(2**32)
     opened, source_problem = _open_source(source)
     unlisted = skipped("load", "the README lists no configs (see readme)")
+    embedded = embedded_media(prepared, num_proc)  # reads the media shards once, and hashes them for the manifest
     checks = [
-        manifest_check(prepared, hashed),
+        manifest_check(prepared, hashed, embedded.sha256),
         readme_check(prepared),
         load_check(prepared, sample) if prepared.configs else unlisted,
         features_check(prepared),
@@ -114,6 +117,7 @@ def validate_prepared(
     checks += row_rule_checks(rows.get(label_config(prepared) or ""))
     checks.append(source_labels(rows, opened, source_problem, source is not None))
     checks.append(configs_agree(rows, label_config(prepared), source is not None))
+    checks.append(embedded.check)
     if source is None:
         checks.append(skipped("media_bytes", "needs --source, the SOUSA directory the folder was prepared from"))
     elif opened is None:
@@ -263,6 +267,57 @@ def _media_bytes(
         f"{sum(weights):,} embedded row(s) hold the source's audio / MIDI bytes exactly",
         details={**details, "compared_rows": sum(weights)},
     )
+
+
+def compare_embedded(
+    out: str, shard: str, row_group: int, root: str, expected: dict[str, tuple[str | None, str | None]]
+) -> list[str]:
+    """Worker: the `audio` / `midi` bytes of one row group of a prepared shard against the source files.
+
+    `expected` maps the sample ids to compare to their (audio_path, midi_path) in the source root. Whether the
+    embedded bytes pass the media rules on their own (bytes equal to a broken source file are no better) is the
+    `embedded_media` check's, which reads every embedded value.
+
+    Args:
+        out: the prepared output, a folder or a URL.
+        shard: the shard's POSIX path in it.
+        row_group: the row group to read.
+        root: the source's root folder.
+        expected: sample id -> (audio_path, midi_path) of the samples to compare.
+
+    Returns:
+        One 'shard: sample ID column ...' line per difference (or a line saying the row group does not read).
+    """
+    try:
+        parquet = parquet_file(out, shard)
+        columns = [name for name in ("sample_id", "audio", "midi") if name in parquet.schema_arrow.names]
+        table = parquet.read_row_group(row_group, columns=columns)
+    except (pa.ArrowException, OSError) as err:  # a corrupt page: the footer and sample_id may still read
+        return [f"{shard}: row group {row_group} does not read ({first_line(err)})"]
+    found = []
+    for row in table.to_pylist():
+        sample_id = row["sample_id"]
+        if sample_id not in expected:
+            continue
+        audio_path, midi_path = expected[sample_id]
+        embedded = {"audio": (row.get("audio") or {}).get("bytes"), "midi": row.get("midi")}
+        for column, relative in (("audio", audio_path), ("midi", midi_path)):
+            if column not in columns:
+                continue
+            if relative is None:
+                found.append(f"{shard}: sample {sample_id} has {column} bytes but the source has no {column} file")
+                continue
+            try:
+                original = (Path(root) / relative).read_bytes()
+            except OSError as err:
+                found.append(f"{shard}: sample {sample_id}: cannot read source {relative} ({err.strerror})")
+                continue
+            if embedded[column] != original:
+                size = "missing" if embedded[column] is None else f"{len(embedded[column]):,} bytes"
+                found.append(
+                    f"{shard}: sample {sample_id} {column} ({size}) differs from {relative} ({len(original):,} bytes)"
+                )
+    return found
 
 
 def _audio(

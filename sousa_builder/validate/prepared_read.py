@@ -5,7 +5,7 @@ are: at a URL each object's sha256 is streamed from the bucket, and the configs 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import datasets
@@ -17,7 +17,9 @@ from .prepared_folder import PreparedFolder
 from .report import CheckResult, verdict
 
 
-def manifest_check(prepared: PreparedFolder, hashed: bool = True) -> CheckResult:
+def manifest_check(
+    prepared: PreparedFolder, hashed: bool = True, known: Mapping[str, str] | None = None
+) -> CheckResult:
     """Every file is the one prepare wrote (size and sha256 against .sousa/manifest.json), and nothing else is
     there: no file the manifest does not list, no link.
 
@@ -31,6 +33,9 @@ def manifest_check(prepared: PreparedFolder, hashed: bool = True) -> CheckResult
             At a URL, whether each object's sha256 is read (True), or an object whose ETag is the one the manifest
             recorded when it was put in place is taken as written (for `publish`, whose uploads check the sha256
             of every byte they send).
+        known (`Mapping[str, str]`, *optional*):
+            The sha256 of the files already read whole (relative path -> sha256, from `embedded_media`): taken
+            instead of reading them again.
 
     Returns:
         [`~validate.report.CheckResult`]: the `manifest` check.
@@ -41,7 +46,10 @@ def manifest_check(prepared: PreparedFolder, hashed: bool = True) -> CheckResult
         problem = f"{MANIFEST}: missing or unreadable; only a folder made by `sousa-builder prepare` is checked"
         return CheckResult("manifest", "fail", "the folder has no manifest of what prepare wrote", 1, [problem])
     local = listing is None
-    problems = ownership_problems(Path(prepared.out), manifest) if local else object_problems(listing, hashed)
+    if local:
+        problems = ownership_problems(Path(prepared.out), manifest, known=known)
+    else:
+        problems = object_problems(listing, hashed, known)
     proof = "size and sha256" if hashed or listing is None else "size, and ETag or sha256"
     return verdict(
         "manifest",

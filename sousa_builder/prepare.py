@@ -141,7 +141,8 @@ def prepare(
         result = PrepareResult(out=out, replaced_previous=staging.replaces_previous)
         hashes: dict[str, str] = {}
         # The stroke and measure rows, split once into buckets of samples for every config and the auxiliary tables.
-        labels = LabelBuckets.write(source.root, source.rows["sample_id"].combine_chunks(), cache / "labels")
+        ids, counts = source.rows["sample_id"].combine_chunks(), source.label_row_counts()
+        labels = LabelBuckets.write(source.root, ids, cache / "labels", row_counts=counts)
         splits = _write_split_rows(source, cache)
         if isinstance(staging.path, str) and engine == "ray":  # Ray nodes read them from the staging prefix
             labels, splits = _shared(cache, join(staging.path, ".cache"), labels, splits)

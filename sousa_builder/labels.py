@@ -3,7 +3,8 @@
 The source label files hold the rows of every sample in no set order: nesting a split straight from
 them holds all of its rows at once, in memory that grows with the dataset (gigabytes at SOUSA's full size).
 One pass over each file instead writes its rows into one Arrow file per bucket (a run of samples chosen by
-the caller); each bucket is then read, sorted and nested on its own, in memory bounded by the bucket size.
+the caller), sorted by (sample, index) once there; each bucket is then read and nested on its own, in memory
+bounded by the bucket size.
 
 In a bucket file the sample_id column is dictionary-encoded: its dictionary is the bucket's sample ids
 (sorted), its codes each row's place among them. Rows are then matched, sorted and grouped by those small

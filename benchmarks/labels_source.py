@@ -1,4 +1,4 @@
-"""Time `validate`'s label checks on a full-size synthetic SOUSA source (labels only, no media).
+"""Time `validate`'s label checks and `prepare --configs labels_only` on a full-size synthetic SOUSA source.
 
     python benchmarks/labels_source.py                          # 100k samples, ~10M strokes, temp dir
     python benchmarks/labels_source.py --out /tmp/sousa-big --keep --repeat 3
@@ -6,15 +6,20 @@
 The source has the real layout and types (large_string, NaN-coded nullables, all-null aug_* columns,
 several row groups per file, MIDI only for the first augmentation) and is consistent, so every label
 check passes. Media checks are not run (`validate_source(..., media=False)`): there are no files.
-Prints the median wall time of `--repeat` runs.
+Each measurement is a fresh process, the two alternating, `--repeat` times: the label checks (the work's
+seconds, imports excluded, as benchmarks/run.py counts them) and `sousa-builder prepare --configs labels_only`
+(the whole process). Prints the medians of wall time, CPU time (user + sys) and peak RSS of each.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -157,32 +162,79 @@ def make_source(out: Path, profiles: int = 100, rudiments: int = 40, tempos: int
     return total
 
 
+def _measured(command: list[str]) -> dict:
+    """Run `command` as a child process: its wall seconds, CPU seconds (user + sys), peak RSS (MiB) and the JSON
+    object it printed last, if any."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if child.returncode:
+        raise SystemExit(f"{' '.join(command)} failed ({child.returncode}):\n{output}")
+    lines = [line for line in output.splitlines() if line.startswith("{")]
+    return {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss_mib": usage.ru_maxrss / 1024,
+        **(json.loads(lines[-1]) if lines else {}),
+    }
+
+
+def _validate_child(data: Path) -> None:
+    """In the child process: the label checks, timed without the imports."""
+    started, cpu = time.perf_counter(), time.process_time()
+    report = validate_source(data, media=False)
+    if not report.ok():
+        raise SystemExit(report.summary())
+    work = {"work_wall": time.perf_counter() - started, "work_cpu": time.process_time() - cpu}
+    print(json.dumps({**work, "checks": len(report.checks)}))
+
+
+def _median(runs: list[dict], key: str) -> str:
+    values = [run[key] for run in runs]
+    return f"{statistics.median(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, help="where to write the source (default: a temporary folder)")
     parser.add_argument("--profiles", type=int, default=100, help="x 40 rudiments x 5 tempos x 5 augmentations")
     parser.add_argument("--repeat", type=int, default=3, help="runs to take the median of")
     parser.add_argument("--keep", action="store_true", help="keep the generated source")
+    parser.add_argument("--reuse", action="store_true", help="measure the source already at --out (kept)")
+    parser.add_argument("--validate-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    work = None if args.out else Path(tempfile.mkdtemp(prefix="sousa-bench-"))
+    if args.validate_child:
+        _validate_child(args.validate_child)
+        return
+    work = Path(tempfile.mkdtemp(prefix="sousa-bench-"))
     out = args.out or work / "data"
-    if out.exists():
-        shutil.rmtree(out)
-    started = time.perf_counter()
-    strokes = make_source(out, profiles=args.profiles)
-    written = time.perf_counter() - started
-    print(f"wrote {out}: {args.profiles * 1000:,} samples, {strokes:,} stroke rows ({written:.1f} s)")
-    seconds = []
-    for _ in range(args.repeat):
+    if not (args.reuse and out.exists()):
+        shutil.rmtree(out, ignore_errors=True)
         started = time.perf_counter()
-        report = validate_source(out, media=False)
-        seconds.append(time.perf_counter() - started)
-        if not report.ok():
-            raise SystemExit(report.summary())
-    runs = ", ".join(f"{s:.2f}" for s in seconds)
-    print(f"label checks ({len(report.checks)} checks): median {statistics.median(seconds):.2f} s ({runs})")
-    if not args.keep:
-        shutil.rmtree(work or out)
+        strokes = make_source(out, profiles=args.profiles)
+        written = time.perf_counter() - started
+        print(f"wrote {out}: {args.profiles * 1000:,} samples, {strokes:,} stroke rows ({written:.1f} s)")
+    validate, prepare = [], []
+    for _ in range(args.repeat):
+        validate.append(_measured([sys.executable, __file__, "--validate-child", str(out)]))
+        prepared = work / "prepared"
+        shutil.rmtree(prepared, ignore_errors=True)
+        command = [sys.executable, "-m", "sousa_builder", "prepare", str(out), "--out", str(prepared)]
+        prepare.append(_measured([*command, "--configs", "labels_only"]))
+    print(f"label checks ({validate[0]['checks']} checks), medians of {args.repeat}:")
+    print(f"  work (imports excluded): wall {_median(validate, 'work_wall')} s, CPU {_median(validate, 'work_cpu')} s")
+    print(f"  whole process: wall {_median(validate, 'wall')} s, CPU {_median(validate, 'cpu')} s, "
+          f"peak RSS {_median(validate, 'rss_mib')} MiB")  # fmt: skip
+    print(f"prepare --configs labels_only (whole process), medians of {args.repeat}:")
+    print(f"  wall {_median(prepare, 'wall')} s, CPU {_median(prepare, 'cpu')} s, "
+          f"peak RSS {_median(prepare, 'rss_mib')} MiB")  # fmt: skip
+    shutil.rmtree(work / "prepared", ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    if args.out and not (args.keep or args.reuse):
+        shutil.rmtree(out)
 
 
 if __name__ == "__main__":

@@ -293,7 +293,8 @@ def step_driver(data: str, out: str) -> dict:
     facts["split_rows_nbytes"] = sum(rows.nbytes for _, rows in splits.values())
     facts["rows_files_bytes"] = sum(Path(path).stat().st_size for path, _ in splits.values())
     started = time.perf_counter()
-    labels = LabelBuckets.write(source.root, source.rows["sample_id"].combine_chunks(), folder / "cache" / "labels")
+    ids, counts = source.rows["sample_id"].combine_chunks(), source.label_row_counts()
+    labels = LabelBuckets.write(source.root, ids, folder / "cache" / "labels", row_counts=counts)
     facts["bucketing_s"] = time.perf_counter() - started
     files = sorted(Path(labels.folder).iterdir())
     sizes: dict[str, int] = {}

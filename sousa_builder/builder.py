@@ -93,7 +93,10 @@ class Sousa(datasets.ArrowBasedBuilder):
         source = SousaSource.open(self._data_dir)
         source.check_media(with_midi=self.config.with_midi, with_audio=self.config.with_audio)
         labels = self._label_buckets or LabelBuckets.write(
-            source.root, source.rows["sample_id"].combine_chunks(), self._label_folder()
+            source.root,
+            source.rows["sample_id"].combine_chunks(),
+            self._label_folder(),
+            row_counts=source.label_row_counts(),
         )
         size = self.config.samples_per_shard
         generators = []

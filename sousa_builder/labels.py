@@ -3,7 +3,8 @@
 The source label files hold the rows of every sample in no set order: nesting a split straight from
 them holds all of its rows at once, in memory that grows with the dataset (gigabytes at SOUSA's full size).
 One pass over each file instead writes its rows into one Arrow file per bucket (a run of samples chosen by
-the caller); each bucket is then read, sorted and nested on its own, in memory bounded by the bucket size.
+the caller), sorted by (sample, index) once there; each bucket is then read and nested on its own, in memory
+bounded by the bucket size.
 
 In a bucket file the sample_id column is dictionary-encoded: its dictionary is the bucket's sample ids
 (sorted), its codes each row's place among them. Rows are then matched, sorted and grouped by those small
@@ -12,7 +13,7 @@ integers, never by hashing or comparing the strings of millions of rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,8 @@ BUCKET_IDS = pa.dictionary(pa.int32(), pa.string())
 SAMPLES_PER_BUCKET = 1000
 # Label rows read from a source file at a time while bucketing (~7 MB of strokes).
 ROWS_PER_READ = 1 << 16
+# Label rows held while their buckets fill (~130 MB of strokes); past it they are written as they come.
+HELD_ROWS = 1 << 20
 # LZ4 frames: a bucket is written once and read whole, and for a URL OUT copied to the store for the Ray nodes.
 BUCKET_IPC = pa.ipc.IpcWriteOptions(compression="lz4")
 
@@ -58,15 +61,26 @@ class LabelBuckets:
 
     @classmethod
     def write(
-        cls, root: Path, sample_ids: pa.Array, folder: Path, samples_per_bucket: int = SAMPLES_PER_BUCKET
+        cls,
+        root: Path,
+        sample_ids: pa.Array,
+        folder: Path,
+        samples_per_bucket: int = SAMPLES_PER_BUCKET,
+        row_counts: Mapping[str, pa.Array | pa.ChunkedArray] | None = None,
     ) -> LabelBuckets:
         """Split the label rows of `sample_ids` (sorted) into buckets; rows of other samples are left out.
+
+        Each bucket file is written once, its rows sorted by (sample_id, index), as soon as the bucket has all of
+        its rows (`row_counts`), else at the end; rows waiting for their bucket are bounded (`HELD_ROWS`), past
+        which they go to their bucket's file as they are, to be sorted at the end.
 
         Args:
             root: the SOUSA directory whose strokes and measures files are read.
             sample_ids: the sample ids to keep, sorted, each once.
             folder: where the bucket files are written (made if missing).
             samples_per_bucket: samples of a bucket.
+            row_counts: per table (strokes, measures), the rows of each of `sample_ids` (the samples' num_strokes
+                and num_measures); only when a bucket is complete, not what is written, depends on them.
 
         Returns:
             The buckets.
@@ -81,29 +95,23 @@ class LabelBuckets:
         ]
         positions, row_bytes = _Positions(sample_ids), {}
         for name, schema in LABEL_TABLES.items():
-            bucket_schema = _bucket_schema(name)
-            writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+            expected = None
+            if row_counts is not None and name in row_counts and len(sample_ids):
+                counts = pc.fill_null(row_counts[name], 0).to_numpy().astype(np.int64)
+                expected = np.add.reduceat(counts, np.arange(0, len(counts), samples_per_bucket))
+            pending = _Pending(folder, name, expected, bucket_ids, samples_per_bucket)
             rows = num_bytes = 0
             try:
                 for table in read_label_batches(root / LABEL_FILES[name], schema, ROWS_PER_READ):
                     position = positions.of(table["sample_id"])
-                    known = pc.is_valid(position)
-                    table, position = table.filter(known), position.filter(known)
-                    buckets = position.to_numpy() // samples_per_bucket
-                    order = np.argsort(buckets, kind="stable")
-                    table, codes = table.take(order), position.to_numpy()[order]
+                    if position.null_count:  # rows of other samples (or of none): left out
+                        known = pc.is_valid(position)
+                        table, position = table.filter(known), position.filter(known)
                     rows, num_bytes = rows + table.num_rows, num_bytes + table.nbytes
-                    for bucket, start, end in runs(buckets[order]):
-                        local = pa.array(codes[start:end] - bucket * samples_per_bucket, pa.int32())
-                        ids = pa.DictionaryArray.from_arrays(local, bucket_ids[bucket])
-                        piece = table.slice(start, end - start).set_column(0, "sample_id", ids)
-                        if bucket not in writers:
-                            path = folder / _name(name, bucket)
-                            writers[bucket] = pa.ipc.new_file(path, bucket_schema, options=BUCKET_IPC)
-                        writers[bucket].write_table(piece)
+                    pending.add(table.remove_column(0), position.to_numpy())
+                pending.finish()
             finally:
-                for writer in writers.values():
-                    writer.close()
+                pending.close()
             row_bytes[name] = num_bytes / max(rows, 1)
         first_ids = tuple(sample_ids[::samples_per_bucket].to_pylist())
         return cls(str(folder), samples_per_bucket, first_ids, row_bytes)
@@ -228,6 +236,122 @@ class _Positions:
             place = self.sorter[found]
             places = np.where(self.ids[place] == values, place, -1)
         return pa.array(places, pa.int32(), mask=places < 0).take(encoded.indices)
+
+
+class _Pending:
+    """The rows of one table's buckets while the source is read.
+
+    A batch read from the source is held as it is, with each bucket's rows in it; when a bucket has all of its
+    rows (`expected`), they are taken from the batches in (sample, index) order and written: the one copy of
+    them. Past `HELD_ROWS` rows held, the buckets' rows go to their files as they come, to be sorted at the end.
+    A source in sample order fills its buckets one after the other.
+    """
+
+    def __init__(self, folder: Path, name: str, expected: np.ndarray | None, bucket_ids: list[pa.Array], size: int):
+        self.folder, self.name, self.expected, self.bucket_ids, self.size = folder, name, expected, bucket_ids, size
+        self.schema = _bucket_schema(name)
+        self.batches: dict[int, pa.Table] = {}  # batch number -> its rows, without sample_id
+        self.users: dict[int, int] = {}  # batch number -> the held buckets with rows in it
+        self.held: dict[int, list[tuple[int, np.ndarray, np.ndarray]]] = {}  # bucket -> (batch, rows, codes)
+        self.counts: dict[int, int] = {}  # bucket -> its rows held
+        self.held_rows = 0  # rows of the batches held
+        self.spilled: dict[int, pa.ipc.RecordBatchFileWriter] = {}
+        self.written: set[int] = set()
+
+    def add(self, table: pa.Table, positions: np.ndarray) -> None:
+        """Take a batch of rows (without sample_id) and each row's place among the sample ids."""
+        number, size = len(self.users), self.size
+        buckets = positions // size
+        order = np.argsort(buckets, kind="stable")
+        self.batches[number], self.users[number] = table, 0
+        self.held_rows += table.num_rows
+        complete = []
+        for bucket, start, end in runs(buckets[order]):
+            rows = order[start:end]
+            codes = (positions[rows] - bucket * size).astype(np.int32)
+            if bucket in self.written:  # more rows than expected: written again, sorted, at the end
+                self._spill(bucket, [_read_bucket(self.folder / _name(self.name, bucket))])
+                self.written.discard(bucket)
+            if bucket in self.spilled:
+                self.spilled[bucket].write_table(self._with_ids(bucket, table.take(rows), codes))
+                continue
+            self.held.setdefault(bucket, []).append((number, rows, codes))
+            self.users[number] += 1
+            self.counts[bucket] = self.counts.get(bucket, 0) + len(rows)
+            if self.expected is not None and self.counts[bucket] == self.expected[bucket]:
+                complete.append(bucket)
+        for bucket in complete:
+            _write_bucket(self.folder / _name(self.name, bucket), self.schema, self._take(bucket))
+            self.written.add(bucket)
+        self._drop_unused()
+        if self.held_rows > HELD_ROWS:
+            for bucket in list(self.held):
+                self._spill(bucket, [self._take(bucket)])
+            self._drop_unused()
+
+    def finish(self) -> None:
+        """Write the buckets still held, and sort those written as their rows came."""
+        for bucket in list(self.held):
+            _write_bucket(self.folder / _name(self.name, bucket), self.schema, self._take(bucket))
+        for bucket in list(self.spilled):
+            self.spilled.pop(bucket).close()
+            path = self.folder / _name(self.name, bucket)
+            _write_bucket(path, self.schema, SortedRows.of(_read_bucket(path)).table)
+
+    def close(self) -> None:
+        """Close the files still open (after an error)."""
+        for writer in self.spilled.values():
+            writer.close()
+
+    def _take(self, bucket: int) -> pa.Table:
+        """The held rows of `bucket` (released from held), sorted by (sample, index), sample_id as codes."""
+        parts = self.held.pop(bucket)
+        del self.counts[bucket]
+        numbers = list(dict.fromkeys(number for number, _, _ in parts))
+        starts = dict(zip(numbers, np.cumsum([0] + [self.batches[n].num_rows for n in numbers[:-1]])))
+        rows = np.concatenate([starts[number] + taken for number, taken, _ in parts])
+        codes = np.concatenate([codes for _, _, codes in parts])
+        index = pa.chunked_array(
+            [chunk for number, taken, _ in parts for chunk in self.batches[number]["index"].take(taken).chunks],
+            self.schema.field("index").type,
+        )
+        order = _sorting(codes.astype(np.int64), index)
+        if order is not None:
+            rows, codes = rows[order], codes[order]
+        tables = [self.batches[number] for number in numbers]
+        for number in numbers:  # a bucket has one part per batch
+            self.users[number] -= 1
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        # Column by column: Table.take over several chunks is many times slower than the columns' takes.
+        columns = [column.take(rows).combine_chunks() for column in table.columns]
+        return self._with_ids(bucket, pa.Table.from_arrays(columns, schema=table.schema), codes)
+
+    def _with_ids(self, bucket: int, table: pa.Table, codes: np.ndarray) -> pa.Table:
+        ids = pa.DictionaryArray.from_arrays(pa.array(codes, pa.int32()), self.bucket_ids[bucket])
+        return table.add_column(0, "sample_id", ids)
+
+    def _spill(self, bucket: int, tables: list[pa.Table]) -> None:
+        """From now on write the rows of `bucket` to its file as they come, starting with `tables`."""
+        writer = pa.ipc.new_file(self.folder / _name(self.name, bucket), self.schema, options=BUCKET_IPC)
+        self.spilled[bucket] = writer
+        for table in tables:
+            writer.write_table(table)
+
+    def _drop_unused(self) -> None:
+        for number in [number for number, users in self.users.items() if users == 0 and number in self.batches]:
+            self.held_rows -= self.batches.pop(number).num_rows
+
+
+def _read_bucket(path: Path) -> pa.Table:
+    """A bucket file's rows, in memory (not mapped: the file may be rewritten while they are held)."""
+    with pa.OSFile(str(path)) as source:
+        return pa.ipc.open_file(source).read_all().combine_chunks()
+
+
+def _write_bucket(path: Path, schema: pa.Schema, table: pa.Table) -> None:
+    """Write a bucket's rows (sorted by (sample, index)) in one record batch."""
+    with pa.ipc.new_file(path, schema, options=BUCKET_IPC) as writer:
+        writer.write_table(table, max_chunksize=max(table.num_rows, 1))
 
 
 def _sorting(codes: np.ndarray, index: pa.ChunkedArray) -> np.ndarray | None:

@@ -20,8 +20,10 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -141,19 +143,29 @@ def prepare(
         result = PrepareResult(out=out, replaced_previous=staging.replaces_previous)
         hashes: dict[str, str] = {}
         # The stroke and measure rows, split once into buckets of samples for every config and the auxiliary tables.
-        labels = LabelBuckets.write(source.root, source.rows["sample_id"].combine_chunks(), cache / "labels")
+        ids, counts = source.rows["sample_id"].combine_chunks(), source.label_row_counts()
+        labels = LabelBuckets.write(source.root, ids, cache / "labels", row_counts=counts)
         splits = _write_split_rows(source, cache)
         if isinstance(staging.path, str) and engine == "ray":  # Ray nodes read them from the staging prefix
             labels, splits = _shared(cache, join(staging.path, ".cache"), labels, splits)
         infos = {}
         plans = {spec.name: _shard_plan(spec, splits, source, labels, staging.path, max_shard_size, num_shards)
                  for spec in specs}  # fmt: skip
-        with writers:
-            writers.submit([task for plan in plans.values() for tasks in plan.values() for task in tasks])
-            for spec in specs:
-                plan = plans[spec.name]
-                infos[spec.name], result.configs[spec.name] = _prepare_config(spec, plan, staging.path, writers, hashes)
-        _write_auxiliary(labels, staging.path, hashes)
+        # The auxiliary tables are written in a thread while the shards are (pyarrow encodes without the GIL).
+        stop = threading.Event()
+        with ThreadPoolExecutor(1, thread_name_prefix="sousa-auxiliary") as background:
+            auxiliary = background.submit(_write_auxiliary, labels, staging.path, stop)
+            try:
+                with writers:
+                    writers.submit([task for plan in plans.values() for tasks in plan.values() for task in tasks])
+                    for spec in specs:
+                        plan = plans[spec.name]
+                        info, result.configs[spec.name] = _prepare_config(spec, plan, staging.path, writers, hashes)
+                        infos[spec.name] = info
+            except BaseException:
+                stop.set()  # the thread stops at its next bucket; the staging folder is discarded
+                raise
+            hashes.update(auxiliary.result())
         card = dataset_card_text(infos, counts=label_counts(staging.path, infos))
         _write_bytes(join(staging.path, README), card.encode("utf-8"), hashes, README)
         _remove_scratch(staging, cache)
@@ -323,12 +335,13 @@ def _prepare_config(
     return info, splits
 
 
-def _write_auxiliary(labels: LabelBuckets, root: Path | str, hashes: dict[str, str]) -> None:
-    """The flat stroke and measure tables of the prepared samples in `root` (`layout.auxiliary_path`), sorted by
-    (sample_id, index); the sha256 of those written to a URL into `hashes`.
+def _write_auxiliary(labels: LabelBuckets, root: Path | str, stop: threading.Event) -> dict[str, str]:
+    """Write the flat stroke and measure tables of the prepared samples in `root` (`layout.auxiliary_path`),
+    sorted by (sample_id, index); the sha256 of those written to a URL. Stops early once `stop` is set.
 
     Written a bucket of samples at a time, so that memory does not grow with the dataset.
     """
+    hashes = {}
     if isinstance(root, Path):
         (root / AUXILIARY_DIR).mkdir()
     for name, schema in LABEL_TABLES.items():
@@ -337,6 +350,9 @@ def _write_auxiliary(labels: LabelBuckets, root: Path | str, hashes: dict[str, s
             sink = str(where) if isinstance(where, Path) else stack.enter_context(created(where))
             with pq.ParquetWriter(sink, schema) as writer:
                 for bucket in range(labels.num_buckets):
+                    if stop.is_set():
+                        return hashes
                     writer.write_table(labels.rows(name, bucket))
         if not isinstance(where, Path):
             hashes[auxiliary_path(name)] = sink.sha256
+    return hashes

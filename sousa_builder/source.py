@@ -184,6 +184,11 @@ class SousaSource:
         """The rows of one split, sorted by sample_id."""
         return self.rows.filter(pc.equal(self.rows["split"], split))
 
+    def label_row_counts(self) -> dict[str, pa.ChunkedArray]:
+        """The stroke and measure rows each sample has (num_strokes, num_measures), aligned with `rows`: what
+        `LabelBuckets.write` waits for before it sorts a bucket."""
+        return {"strokes": self.rows["num_strokes"], "measures": self.rows["num_measures"]}
+
     def check_media(self, with_midi: bool, with_audio: bool) -> None:
         """Refuse the source if a media file the rows need fails the media_files rule (`validate.media`): absent,
         unreadable, outside the root, not a regular file, or with a header that is not its kind's.

@@ -37,6 +37,8 @@ READ_ONLY = {
 }
 # String columns of the big tables read dictionary-encoded: few distinct values, millions of rows.
 DICTIONARY_COLUMNS = ("sample_id", "hand")
+# Rows of the big tables read and converted at a time.
+BATCH_ROWS = 1 << 20
 
 
 @dataclass
@@ -109,55 +111,121 @@ def _read_label_file(root: Path, name: str) -> tuple[pa.Table | None, str | None
             fails.append(f"{relative}: column {field_.name} missing")
         elif field_.name in keep or _needs_converting(present.field(field_.name).type, field_):
             wanted.append(field_.name)
-    dictionary = [
-        column
-        for column in DICTIONARY_COLUMNS
-        if name in READ_ONLY and column in wanted and present.field(column).type in (pa.string(), pa.large_string())
-    ]
-    # Columns read only to know that they convert are read one at a time and dropped: read with the kept ones,
-    # strokes' three whole-number doubles doubled the peak memory of a 10M-row file.
+    if name in READ_ONLY:
+        return _read_in_batches(path, relative, present, schema, wanted, keep, fails, warns)
+    # Columns read only to know that they convert are read one at a time and dropped.
     try:
-        table = pq.read_table(path, columns=[c for c in wanted if c in keep], read_dictionary=dictionary or None)
+        table = pq.read_table(path, columns=[c for c in wanted if c in keep])
     except (OSError, pa.ArrowException) as err:
         return None, f"{relative}: does not read ({first_line(err)})", fails, warns
     columns = {}
     for column_name in wanted:
-        found, declared = present.field(column_name).type, schema.field(column_name)
-        if column_name in dictionary:
-            columns[column_name] = table[column_name]
-            continue
+        declared = schema.field(column_name)
         try:
             read = table if column_name in keep else pq.read_table(path, columns=[column_name])
             converted = convert_column(read[column_name], declared.type)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-            with_ids = pq.read_table(path, columns=["sample_id", column_name]) if "sample_id" in present.names else None
-            values = unconvertible_values(with_ids, declared) if with_ids is not None else ""
-            fails.append(
-                f"{relative}: column {column_name} has type {found}, which does not convert to {declared.type}"
-                f"{values} ({first_line(err)})"
-            )
+            fails.append(_conversion_failure(path, relative, present, column_name, declared, err))
             continue
         except (OSError, pa.ArrowException) as err:
             return None, f"{relative}: does not read ({first_line(err)})", fails, warns
-        if found not in upstream_types(declared):
-            documented = " or ".join(str(t) for t in upstream_types(declared))
-            warns.append(f"{relative}: column {column_name} has type {found}, documented {documented}; it converts")
+        warns += _undocumented(relative, present, declared)
         if column_name in keep:
             del read
-            table = table.drop_columns([column_name])  # its memory goes once converted (and narrowed), not at the end
-            columns[column_name] = _narrowed(converted) if name in READ_ONLY else converted
+            table = table.drop_columns([column_name])  # its memory goes once converted, not at the end
+            columns[column_name] = converted
             del converted
     return pa.table(columns), None, fails, warns
+
+
+def _read_in_batches(
+    path: Path,
+    relative: str,
+    present: pa.Schema,
+    schema: pa.Schema,
+    wanted: list[str],
+    keep: Sequence[str],
+    fails: list[str],
+    warns: list[str],
+) -> tuple[pa.Table | None, str | None, list[str], list[str]]:
+    """`_read_label_file` of a big table (strokes, measures): read and converted `BATCH_ROWS` at a time, the kept
+    integer columns narrowed as they come, so that memory holds the kept columns and one batch, not every column
+    read at its declared width."""
+    strings = (pa.string(), pa.large_string())
+    dictionary = [c for c in DICTIONARY_COLUMNS if c in wanted and present.field(c).type in strings]
+    chunks: dict[str, list[pa.Array]] = {column: [] for column in wanted if column in keep}
+    failed: dict[str, str] = {}  # column -> its failure
+    try:
+        batches = pq.ParquetFile(path, read_dictionary=dictionary or None).iter_batches(BATCH_ROWS, columns=wanted)
+        for batch in batches:
+            for column_name in wanted:
+                if column_name in failed:
+                    continue
+                if column_name in dictionary:
+                    chunks[column_name].append(batch.column(column_name))
+                    continue
+                declared = schema.field(column_name)
+                try:
+                    converted = convert_column(pa.chunked_array([batch.column(column_name)]), declared.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                    failed[column_name] = _conversion_failure(path, relative, present, column_name, declared, err)
+                    continue
+                if column_name in keep:
+                    chunks[column_name] += _narrowed(converted).chunks
+            del batch
+    except (OSError, pa.ArrowException) as err:
+        return None, f"{relative}: does not read ({first_line(err)})", fails, warns
+    for column_name in wanted:  # in column order, as when read whole
+        if column_name in failed:
+            fails.append(failed[column_name])
+        elif column_name not in dictionary:
+            warns += _undocumented(relative, present, schema.field(column_name))
+    columns = {}
+    for column_name, parts in chunks.items():
+        if column_name in failed:
+            continue
+        if column_name in dictionary:
+            empty = pa.dictionary(pa.int32(), present.field(column_name).type)
+            columns[column_name] = pa.chunked_array(parts, parts[0].type if parts else empty)
+            continue
+        declared = schema.field(column_name).type
+        if any(part.type != pa.int32() for part in parts):  # a batch that did not fit: the declared type for all
+            parts = [part.cast(declared) for part in parts]
+        columns[column_name] = pa.chunked_array(parts, parts[0].type if parts else declared)
+    return pa.table(columns), None, fails, warns
+
+
+def _conversion_failure(
+    path: Path, relative: str, present: pa.Schema, column_name: str, declared: pa.Field, err: Exception
+) -> str:
+    """The columns check's line for a column that does not convert, naming the first values that do not."""
+    found = present.field(column_name).type
+    with_ids = pq.read_table(path, columns=["sample_id", column_name]) if "sample_id" in present.names else None
+    values = unconvertible_values(with_ids, declared) if with_ids is not None else ""
+    return (
+        f"{relative}: column {column_name} has type {found}, which does not convert to {declared.type}"
+        f"{values} ({first_line(err)})"
+    )
+
+
+def _undocumented(relative: str, present: pa.Schema, declared: pa.Field) -> list[str]:
+    """The columns check's warning for a column that converts but is not of a type upstream writes, if it is not."""
+    found = present.field(declared.name).type
+    if found in upstream_types(declared):
+        return []
+    documented = " or ".join(str(t) for t in upstream_types(declared))
+    return [f"{relative}: column {declared.name} has type {found}, documented {documented}; it converts"]
 
 
 def _narrowed(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """An int64 column as int32 when every value fits: half the memory for millions of rows, and the checks read
     integers through `ints` (int64) and `floats` all the same."""
-    if column.type != pa.int64() or len(column) == column.null_count:
+    if column.type != pa.int64():
         return column
     bounds = pc.min_max(column)
     low, high = bounds["min"].as_py(), bounds["max"].as_py()
-    return column.cast(pa.int32()) if low >= -(2**31) and high < 2**31 else column
+    fits = low is None or (low >= -(2**31) and high < 2**31)  # all null fits
+    return column.cast(pa.int32()) if fits else column
 
 
 def key_positions(column: pa.ChunkedArray, sample_ids: pa.Array) -> _Keys:

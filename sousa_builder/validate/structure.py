@@ -199,7 +199,8 @@ def _index_story(indexes: np.ndarray) -> str:
 def _index_check(data: LabelData, name: str, check: str) -> CheckResult:
     """Each sample's rows of `name` carry the indexes 0..n-1, each once."""
     keys = data.keys[name]
-    pos, index = keys.pos, ints(data.tables[name]["index"])
+    # At the column's width (int32 once narrowed), as are the ranks: millions of rows, several arrays of them at once.
+    pos, index = keys.pos, pc.fill_null(data.tables[name]["index"], -1).to_numpy()
     valid = pos >= 0
     if not valid.all():  # rows of unknown samples (known_samples reports them)
         pos, index = pos[valid], index[valid]
@@ -207,8 +208,9 @@ def _index_check(data: LabelData, name: str, check: str) -> CheckResult:
     if order is not None:
         pos, index = pos[order], index[order]
     counts = np.bincount(pos, minlength=len(data.sample_ids))
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    rank = np.arange(len(pos), dtype=np.int64)
+    width = np.int32 if len(pos) < 2**31 else np.int64
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(width)
+    rank = np.arange(len(pos), dtype=width)
     rank -= starts[pos]
     bad = np.unique(pos[index != rank])
     ids = data.ids_at(bad[:KEPT])
